@@ -1,0 +1,108 @@
+"""Plain, frozen data shared by the core, the mail layer and the adapters.
+
+Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `AckContext`.
+Nothing here does I/O or reads a clock; every datetime is timezone-aware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Address:
+    """One mailbox from a header: the decoded display name and the addr-spec."""
+
+    name: str
+    addr: str
+
+    @property
+    def domain(self) -> str:
+        return self.addr.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """What the core needs to know about one received message.
+
+    Built by `mailbridge.mail.parse` from headers and the first text part only;
+    attachments are never part of it. Parsing never fails: problems found on the
+    way are listed in `defects` as sentences, and missing fields are empty.
+    """
+
+    message_id: str | None
+    """The Message-ID with angle brackets, e.g. "<abc@example.com>"; None when absent."""
+    from_: tuple[Address, ...]
+    sender: Address | None
+    reply_to: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    return_path: str | None
+    """The Return-Path addr-spec; "" for the null path <>; None when the header is absent."""
+    subject: str
+    date: datetime | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    """Every header as (lower-case name, decoded value), in order."""
+    content_type: str = "text/plain"
+    text: str = ""
+    """The first text part, decoded to str and cut to a bounded length."""
+    defects: tuple[str, ...] = ()
+    size: int = 0
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None
+
+    def header_all(self, name: str) -> tuple[str, ...]:
+        wanted = name.lower()
+        return tuple(value for key, value in self.headers if key == wanted)
+
+    @property
+    def author(self) -> Address | None:
+        """The first From address, or None when there is none."""
+        return self.from_[0] if self.from_ else None
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A named person who answers customers."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a message gets an acknowledgement, which rule decided, and why."""
+
+    reply: bool
+    rule: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class AckContext:
+    """Everything the acknowledgement templates may show, as plain data.
+
+    Text that came from the customer's message (`customer_name`, `subject`) is
+    data: templates print it, never evaluate it.
+    """
+
+    support_name: str
+    support_address: str
+    customer_name: str
+    customer_address: str
+    subject: str
+    thread_ref: str
+    agent: Agent
+    due: datetime
+    timezone: str
+    received: datetime
+    extra: dict[str, str] = field(default_factory=dict)

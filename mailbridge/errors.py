@@ -1,0 +1,48 @@
+"""The one exception tree of mailbridge.
+
+    MailbridgeError
+    ├── ConfigError      file and problems; printed without a traceback, exit 78
+    ├── TemplateError    template name and line
+    ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
+    └── PermanentError   recorded, never retried: SMTP 5xx, unparseable mail
+
+Adapters in `mailbridge.io` translate library errors into these with
+`raise ... from exc`; nothing above `io/` catches library exceptions.
+"""
+
+from __future__ import annotations
+
+EX_CONFIG = 78
+"""sysexits.h EX_CONFIG: the configuration is wrong; systemd must not restart."""
+
+
+class MailbridgeError(Exception):
+    """Base of every error mailbridge raises on purpose."""
+
+
+class ConfigError(MailbridgeError):
+    """A configuration file cannot be used; `problems` lists every reason at once."""
+
+    def __init__(self, file: str, problems: list[str]) -> None:
+        self.file = file
+        self.problems = list(problems)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"{self.file}: {count} {noun}"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        return "\n".join(lines)
+
+
+class TemplateError(MailbridgeError):
+    """A template cannot be loaded or rendered."""
+
+
+class TransientError(MailbridgeError):
+    """A failure that is expected to pass: retry with backoff."""
+
+
+class PermanentError(MailbridgeError):
+    """A failure that will not pass by retrying: record it and move on."""

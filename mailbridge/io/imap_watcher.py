@@ -1,0 +1,279 @@
+"""Watch one IMAP mailbox with IDLE and hand every new message over, in UID order.
+
+Public API: `Fetched`, `ImapWatcher` (start, stop, connected, heartbeat).
+
+imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread`:
+a cancelled task cannot stop a thread). It fetches headers, the structure and the
+first text part only, never attachments. A durable cursor (UIDVALIDITY, last UID)
+lives in the store and advances in the same transaction as each message, so a
+restart neither misses nor repeats mail. Any connection trouble ends the session;
+the watcher reconnects with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientError
+
+from mailbridge.clock import Clock
+from mailbridge.config import ImapSettings
+from mailbridge.core.model import InboundMessage
+from mailbridge.io.backoff import Backoff
+from mailbridge.io.tls import client_context
+from mailbridge.logs import fields
+from mailbridge.mail.parse import first_text_section, parse_parts
+from mailbridge.metrics import Metrics
+from mailbridge.store.db import Store
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_BYTES = 65536
+IDLE_CHECK_SECONDS = 30.0
+"""Wake at least this often while idling, to refresh the heartbeat and see a stop."""
+
+
+class ConnectionDropped(Exception):
+    """The server closed the connection while we were idling."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One message as fetched: parsed headers and first text part, and its arrival."""
+
+    uid: int
+    uidvalidity: int
+    message: InboundMessage
+    internaldate: datetime | None
+    size: int
+
+
+Deliver = Callable[[Sequence[Fetched]], None]
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _body_bytes(data: dict[bytes, Any]) -> bytes | None:
+    for key, value in data.items():
+        if key.startswith(b"BODY[") and not key.startswith(b"BODY[HEADER"):
+            return value if isinstance(value, bytes) else None
+    return None
+
+
+class ImapWatcher:
+    """One mailbox, one thread, one IMAP connection."""
+
+    def __init__(self, settings: ImapSettings, *, mailbox: str, store: Store, deliver: Deliver,
+                 clock: Clock, metrics: Metrics) -> None:
+        self.settings = settings
+        self.mailbox = mailbox
+        self.store = store
+        self.deliver = deliver
+        self.clock = clock
+        self.metrics = metrics
+        self.heartbeat = time.monotonic()
+        self.connected = False
+        self._stop = threading.Event()
+        self._client: IMAPClient | None = None
+        self._thread: threading.Thread | None = None
+        self._backoff = Backoff(initial=1.0, cap=120.0)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"imap:{self.mailbox}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to finish and wait for it; wakes it from IDLE at once."""
+        self._stop.set()
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.socket().shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._session()
+            except Exception as exc:  # the thread's top level: log once, back off, retry
+                if self._stop.is_set():
+                    break
+                self._lost(exc)
+            finally:
+                self._set_connected(False)
+                self._close()
+
+    def _lost(self, exc: BaseException) -> None:
+        self.metrics.imap_reconnects.labels(self.mailbox).inc()
+        delay = self._backoff.next_delay()
+        expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped)
+        log.log(logging.WARNING if expected else logging.ERROR, "imap %s",
+                fields(event="disconnected", mailbox=self.mailbox, error=type(exc).__name__,
+                       detail=str(exc)[:200], retry_in_s=round(delay, 1)),
+                exc_info=None if expected else exc)
+        self._stop.wait(delay)
+
+    def _set_connected(self, up: bool) -> None:
+        self.connected = up
+        self.metrics.imap_connected.labels(self.mailbox).set(1 if up else 0)
+
+    def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(IMAPClientError, OSError):
+            client.shutdown()
+
+    # -- one session ------------------------------------------------------------
+
+    def _connect(self) -> IMAPClient:
+        s = self.settings
+        context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
+        client = IMAPClient(s.host, port=s.port, ssl=s.tls == "implicit", ssl_context=context,
+                            timeout=SocketTimeout(connect=s.connect_timeout,
+                                                  read=s.read_timeout))
+        self._client = client
+        if s.tls == "starttls":
+            client.starttls(context)
+        client.login(s.username, s.password.reveal())
+        client.normalise_times = False
+        return client
+
+    def _session(self) -> None:
+        client = self._connect()
+        info = client.select_folder(self.mailbox, readonly=True)
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        last_uid = self._start_point(client, uidvalidity)
+        self._set_connected(True)
+        self._backoff.reset()
+        log.info("imap %s", fields(event="connected", mailbox=self.mailbox,
+                                   uidvalidity=uidvalidity, last_uid=last_uid,
+                                   idle=client.has_capability("IDLE")))
+        while not self._stop.is_set():
+            last_uid = self._catch_up(client, uidvalidity, last_uid)
+            self._synced()
+            if client.has_capability("IDLE"):
+                self._idle(client)
+            else:
+                self._poll(client)
+
+    def _synced(self) -> None:
+        self.heartbeat = time.monotonic()
+        self.metrics.imap_last_sync.labels(self.mailbox).set(self.clock.now().timestamp())
+
+    def _start_point(self, client: IMAPClient, uidvalidity: int) -> int:
+        """The last UID already handled; on a first sync or a new UIDVALIDITY, the
+        messages older than the backfill window are left alone."""
+        cursor = self.store.cursor(self.mailbox)
+        if cursor is not None and cursor[0] == uidvalidity:
+            return cursor[1]
+        if cursor is not None:
+            log.warning("imap %s", fields(event="uidvalidity_changed", mailbox=self.mailbox,
+                                          old=cursor[0], new=uidvalidity))
+        since = self.clock.now() - self.settings.backfill
+        uids = sorted(client.search(["ALL"]))
+        dates = client.fetch(uids, ["INTERNALDATE"]) if uids else {}
+        start = 0
+        for uid in uids:  # skip the leading run of old mail, nothing after a recent one
+            arrived = _aware(dates.get(uid, {}).get(b"INTERNALDATE"))
+            if arrived is None or arrived >= since:
+                break
+            start = uid
+        older = sum(1 for uid in uids if uid <= start)
+        self.store.reset_cursor(self.mailbox, uidvalidity, start, self.clock.now())
+        log.info("imap %s", fields(event="first_sync", mailbox=self.mailbox, messages=len(uids),
+                                   left_alone=older, backfill=str(self.settings.backfill)))
+        return start
+
+    def _catch_up(self, client: IMAPClient, uidvalidity: int, last_uid: int) -> int:
+        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
+        batch = self.settings.fetch_batch
+        for start in range(0, len(uids), batch):
+            if self._stop.is_set():
+                break
+            chunk = uids[start:start + batch]
+            self.deliver(self._fetch(client, chunk, uidvalidity))
+            last_uid = chunk[-1]
+            self.heartbeat = time.monotonic()
+        return last_uid
+
+    def _fetch(self, client: IMAPClient, uids: list[int], uidvalidity: int) -> list[Fetched]:
+        meta = client.fetch(uids, ["BODY.PEEK[HEADER]", "BODYSTRUCTURE", "INTERNALDATE",
+                                   "RFC822.SIZE"])
+        sections = {uid: first_text_section(meta.get(uid, {}).get(b"BODYSTRUCTURE"))
+                    for uid in uids}
+        texts: dict[int, bytes | None] = {}
+        by_section: dict[str, list[int]] = {}
+        for uid, section in sections.items():
+            if section is not None:
+                by_section.setdefault(section.section, []).append(uid)
+        for section_name, members in by_section.items():
+            parts = client.fetch(members, [f"BODY.PEEK[{section_name}]<0.{MAX_TEXT_BYTES}>"])
+            for uid in members:
+                texts[uid] = _body_bytes(parts.get(uid, {}))
+        fetched = []
+        for uid in uids:
+            data = meta.get(uid)
+            if data is None:  # expunged between SEARCH and FETCH
+                continue
+            section = sections[uid]
+            size = int(data.get(b"RFC822.SIZE", 0))
+            message = parse_parts(
+                data.get(b"BODY[HEADER]", b""), texts.get(uid),
+                transfer_encoding=section.encoding if section else None,
+                charset=section.charset if section else None, size=size)
+            fetched.append(Fetched(uid, uidvalidity, message,
+                                   _aware(data.get(b"INTERNALDATE")), size))
+        return fetched
+
+    def _idle(self, client: IMAPClient) -> None:
+        """IDLE until the mailbox grows, the refresh interval ends, or we are stopped."""
+        client.idle()
+        deadline = time.monotonic() + self.settings.idle_refresh.total_seconds()
+        try:
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                timeout = min(IDLE_CHECK_SECONDS, remaining)
+                started = time.monotonic()
+                responses = client.idle_check(timeout=timeout)
+                self.heartbeat = time.monotonic()
+                if self._stop.is_set():
+                    return
+                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                    break
+                if not responses and time.monotonic() - started < timeout / 2:
+                    # imapclient returns [] on EOF as on timeout (imapclient #565).
+                    raise ConnectionDropped("connection closed during IDLE")
+        finally:
+            if not self._stop.is_set():
+                client.idle_done()
+
+    def _poll(self, client: IMAPClient) -> None:
+        self._stop.wait(self.settings.poll_interval.total_seconds())
+        if not self._stop.is_set():
+            client.noop()
+

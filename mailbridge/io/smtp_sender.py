@@ -1,0 +1,205 @@
+"""Deliver the outbox over SMTP, once, with retries for temporary failures.
+
+Public API: `Transport` (protocol), `SmtpTransport`, `OutboxSender`, `RetryPolicy`.
+
+smtplib blocks, so each send runs in a worker thread; one SMTP connection is kept
+open across sends and rebuilt after any failure. SMTP errors become
+`TransientError` (4xx, connection trouble: retried with backoff) or
+`PermanentError` (5xx: recorded on the item, never retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from mailbridge.clock import Clock
+from mailbridge.config import SmtpSettings
+from mailbridge.errors import PermanentError, TransientError
+from mailbridge.io.backoff import retry_delay
+from mailbridge.io.tls import client_context
+from mailbridge.logs import fields, redact
+from mailbridge.metrics import Metrics
+from mailbridge.store.db import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        """Hand one message to the next hop; raise TransientError or PermanentError."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _classify(code: int, text: str) -> TransientError | PermanentError:
+    message = f"SMTP {code} {text}".strip()
+    return PermanentError(message) if 500 <= code < 600 else TransientError(message)
+
+
+def _reply_text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+class SmtpTransport:
+    """Sends over one kept-open SMTP connection, as configured in `[smtp]`."""
+
+    def __init__(self, settings: SmtpSettings, *, local_hostname: str) -> None:
+        self.settings = settings
+        self.local_hostname = settings.helo or local_hostname
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        timeout = s.timeout
+        context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
+        conn: smtplib.SMTP
+        if s.tls == "implicit":
+            conn = smtplib.SMTP_SSL(s.host, s.port, local_hostname=self.local_hostname,
+                                    timeout=timeout, context=context)
+        else:
+            conn = smtplib.SMTP(s.host, s.port, local_hostname=self.local_hostname,
+                                timeout=timeout)
+            if s.tls == "starttls":
+                conn.starttls(context=context)
+        if s.username and s.password is not None:
+            conn.login(s.username, s.password.reveal())
+        return conn
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            refused = self._conn.sendmail(envelope_from, [recipient], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self.close()
+            code, text = next(iter(exc.recipients.values()))
+            raise _classify(code, _reply_text(text)) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            # A wrong password is the operator's to fix; keep the ack and retry.
+            raise TransientError(f"SMTP login refused: {exc.smtp_code}") from exc
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            raise _classify(exc.smtp_code, _reply_text(exc.smtp_error)) from exc
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+            self.close()
+            raise TransientError(f"SMTP connection failed: {exc}") from exc
+        if refused:
+            code, text = next(iter(refused.values()))
+            raise _classify(code, _reply_text(text))
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial: timedelta = timedelta(seconds=30)
+    cap: timedelta = timedelta(minutes=15)
+    give_up_after: timedelta = timedelta(days=2)
+
+
+class OutboxSender:
+    """Delivers due outbox items; sleeps until the next one is due or it is woken."""
+
+    def __init__(self, store: Store, transport: Transport, clock: Clock, metrics: Metrics,
+                 retry: RetryPolicy, *, on_sent: Callable[[OutboxRow], None] | None = None,
+                 ) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.metrics = metrics
+        self.retry = retry
+        self.on_sent = on_sent
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something was queued; call on the event loop's thread."""
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Deliver until `stopping` is set and nothing more is due now (a drain)."""
+        lost = await asyncio.to_thread(self.store.recover_interrupted, self.clock.now())
+        if lost:
+            log.warning("outbox %s", fields(event="recovered", interrupted=lost))
+        try:
+            while True:
+                self._wake.clear()
+                item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now())
+                if item is not None:
+                    await self._deliver(item)
+                    continue
+                if stopping.is_set():
+                    return
+                await self._sleep(stopping)
+        finally:
+            await asyncio.to_thread(self.transport.close)
+
+    async def _sleep(self, stopping: asyncio.Event) -> None:
+        next_at = await asyncio.to_thread(self.store.next_outbox_time)
+        timeout = None
+        if next_at is not None:
+            timeout = max(0.0, (next_at - self.clock.now()).total_seconds())
+        waits = [asyncio.ensure_future(self._wake.wait()),
+                 asyncio.ensure_future(stopping.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    async def _deliver(self, item: OutboxRow) -> None:
+        started = self.clock.monotonic()
+        try:
+            await asyncio.to_thread(self.transport.send, item.envelope_from, item.recipient,
+                                    item.body)
+        except TransientError as exc:
+            await asyncio.to_thread(self._retry_later, item, str(exc))
+            return
+        except PermanentError as exc:
+            await asyncio.to_thread(self._fail, item, str(exc), "smtp_permanent")
+            return
+        now = self.clock.now()
+        await asyncio.to_thread(self.store.finish_outbox, item.id, state="sent", at=now)
+        self.metrics.acks_sent.labels(item.mailbox).inc()
+        latency = max(0.0, (now - item.arrived_at).total_seconds())
+        self.metrics.ack_latency.labels(item.mailbox).observe(latency)
+        log.info("ack %s", fields(event="sent", thread=item.thread_id, kind=item.kind,
+                                  attempt=item.attempts,
+                                  send_ms=round((self.clock.monotonic() - started) * 1000)))
+        if self.on_sent is not None:
+            self.on_sent(item)
+
+    def _retry_later(self, item: OutboxRow, error: str) -> None:
+        now = self.clock.now()
+        self.metrics.ack_failures.labels(item.mailbox, "smtp_temporary").inc()
+        if now - item.arrived_at > self.retry.give_up_after:
+            self._fail(item, f"gave up after {item.attempts} attempts: {error}", None)
+            return
+        delay = retry_delay(item.attempts, initial=self.retry.initial.total_seconds(),
+                            cap=self.retry.cap.total_seconds())
+        retry_at = now + timedelta(seconds=delay)
+        self.store.finish_outbox(item.id, state="pending", at=now, error=error,
+                                 retry_at=retry_at)
+        log.warning("ack %s", fields(event="retry", thread=item.thread_id, attempt=item.attempts,
+                                     retry_in_s=round(delay, 1), error=redact(error)))
+
+    def _fail(self, item: OutboxRow, error: str, reason: str | None) -> None:
+        if reason is not None:
+            self.metrics.ack_failures.labels(item.mailbox, reason).inc()
+        self.store.finish_outbox(item.id, state="failed", at=self.clock.now(), error=error)
+        log.error("ack %s", fields(event="failed", thread=item.thread_id, attempt=item.attempts,
+                                   error=redact(error)))

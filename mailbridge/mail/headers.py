@@ -1,0 +1,187 @@
+"""Safe values for the headers of the mail we send.
+
+Everything that came from a received message is hostile: a display name or a
+subject may hold CR, LF, NUL, bidi overrides or lone surrogates meant to inject a
+header or break the encoder. This module owns turning such text into header
+values that cannot do either.
+
+Public API:
+
+- `clean(value, *, max_len=200)`: one line of printable text, shortened with "…".
+- `format_address(name, addr)`: a quoted/encoded address header value; ASCII
+  whenever the addr-spec allows it, so a non-ASCII result means SMTPUTF8 is needed.
+- `reply_subject(subject, thread_ref)`: "Re: <subject> [#REF]".
+- `references_for(original)`: the References of a reply (RFC 5322 3.6.4).
+- `make_message_id(domain)`: a fresh "<...@domain>".
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from email.errors import HeaderParseError
+from email.headerregistry import Address as HeaderAddress
+from email.utils import formataddr, make_msgid
+
+from mailbridge.core.model import InboundMessage
+
+MAX_SUBJECT = 200
+MAX_REFERENCES = 20
+MAX_ADDR_SPEC = 320
+"""RFC 5321 4.5.3.1: 64 octets of local part, 255 of domain, and the "@"."""
+
+_ID_RE = re.compile(r"<(?![^>]*=\?)[!-;=?-~]+>")
+"""One msg-id token: printable ASCII without spaces, angle brackets or "=?" inside.
+
+"=?" is refused because the email package decodes encoded words in an
+unstructured header such as References, which would let an id smuggle CR LF.
+"""
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+"""Direction overrides used to make a subject or name read differently than it is."""
+
+_REPLY_PREFIX = re.compile(
+    r"^(?:(?:re|aw|sv|antw|fwd?|wg|tr)(?:\s*\[\d+\]|\s*\(\d+\))?\s*[:：]\s*)+",
+    re.IGNORECASE,
+)
+"""Reply and forward prefixes of common clients: English, German, Nordic, Dutch, French."""
+
+_DOMAIN_RE = re.compile(r"[^\s<>()\[\],;:\\\"@]+")
+
+
+def clean(value: str, *, max_len: int = 200) -> str:
+    """One line of printable text from any string, at most `max_len` characters.
+
+    CR, LF, NUL and every other control character become spaces, lone
+    surrogates and bidi overrides are dropped, runs of whitespace become one
+    space, and text longer than `max_len` is cut at a word boundary with "…".
+    "=?" becomes "= ?": the email package (3.11) decodes RFC 2047 encoded
+    words when a header is set, so "=?utf-8?q?=0D=0ABcc:...?=" would turn into
+    a real CR LF on output, and mail clients decode them for display.
+    """
+    if max_len <= 0:
+        return ""
+    kept: list[str] = []
+    for char in str(value):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif category not in ("Cs", "Co", "Cn") and char not in _BIDI_CONTROLS:
+            kept.append(char)
+    text = " ".join("".join(kept).split()).replace("=?", "= ?")
+    return shorten(text, max_len)
+
+
+def shorten(text: str, max_len: int) -> str:
+    """Cut `text` to at most `max_len` characters at a word boundary, ending in "…"."""
+    if len(text) <= max_len:
+        return text
+    if max_len <= 1:
+        return "…"[:max_len]
+    head = text[: max_len - 1]
+    space = head.rfind(" ")
+    if space >= max_len // 2:
+        head = head[:space]
+    return head.rstrip() + "…"
+
+
+def format_address(name: str, addr: str) -> str:
+    """An address header value such as `"Whitfield, Dana" <dana@example.com>`.
+
+    The display name is cleaned, then quoted or RFC 2047 encoded as needed. An
+    IDN domain becomes punycode when the local part is ASCII, so the result is
+    plain ASCII; only a non-ASCII local part gives a UTF-8 value, which needs
+    an SMTPUTF8 message (RFC 6532). Raises ValueError for an addr-spec that is
+    not a usable mailbox (no "@", empty parts, or syntax that could smuggle
+    another address).
+    """
+    display = clean(name)
+    spec = "".join(clean(addr, max_len=MAX_ADDR_SPEC * 2).split())
+    local, at, domain = spec.rpartition("@")
+    if not at or not local or not domain or len(spec) > MAX_ADDR_SPEC:
+        raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
+    if not _DOMAIN_RE.fullmatch(domain):
+        raise ValueError(f"not a usable mail domain: {clean(domain, max_len=60)!r}")
+    if local.isascii():
+        ascii_spec = _ascii_addr_spec(local, _ascii_domain(domain))
+        if ascii_spec is not None:
+            return formataddr((display, ascii_spec), charset="utf-8")
+        raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
+    # headerregistry quotes a local part that is not a dot-atom; the domain
+    # was checked above, so nothing in it can end the address early.
+    return str(HeaderAddress(display_name=display, username=local, domain=domain))
+
+
+def _ascii_domain(domain: str) -> str:
+    """The domain with IDN labels as punycode; unchanged when that fails."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
+
+
+def _ascii_addr_spec(local: str, domain: str) -> str | None:
+    """The parsed, re-serialised addr-spec, or None when it does not parse cleanly."""
+    try:
+        parsed = HeaderAddress(addr_spec=f"{local}@{domain}")
+    except (ValueError, IndexError, HeaderParseError):
+        return None
+    spec = parsed.addr_spec
+    return spec if spec.isascii() else None
+
+
+def reply_subject(subject: str, thread_ref: str) -> str:
+    """The subject of our reply: "Re: <subject> [#REF]", at most 200 characters.
+
+    Repeated Re:/AW:/Fwd: prefixes are dropped, the ref appears exactly once
+    and always survives shortening, and an empty subject reads
+    "Re: your message [#REF]".
+    """
+    ref = clean(thread_ref, max_len=40).strip("[]# ")
+    tag = f"[#{ref}]" if ref else ""
+    text = clean(subject, max_len=10 * MAX_SUBJECT)
+    if tag:
+        text = re.sub(re.escape(tag), " ", text, flags=re.IGNORECASE)
+    text = " ".join(text.split())
+    text = _REPLY_PREFIX.sub("", text).strip() or "your message"
+    room = MAX_SUBJECT - len("Re: ") - (len(tag) + 1 if tag else 0)
+    text = shorten(text, max(room, 1))
+    return f"Re: {text} {tag}".rstrip()
+
+
+def references_for(original: InboundMessage) -> tuple[str, ...]:
+    """The References header ids of a reply to `original` (RFC 5322 3.6.4).
+
+    The parent's References (or, without them, its single In-Reply-To id)
+    followed by the parent's Message-ID; duplicates dropped, the last 20 kept,
+    and only well-formed ASCII ids, since anything else cannot go in a header.
+    """
+    chain: list[str] = list(original.references)
+    if not chain and len(original.in_reply_to) == 1:
+        chain = list(original.in_reply_to)
+    if original.message_id:
+        chain.append(original.message_id)
+    seen: set[str] = set()
+    ids: list[str] = []
+    for token in reversed(chain):
+        if _ID_RE.fullmatch(token) and token not in seen:
+            seen.add(token)
+            ids.append(token)
+        if len(ids) == MAX_REFERENCES:
+            break
+    return tuple(reversed(ids))
+
+
+def is_message_id(value: str) -> bool:
+    """True when `value` is one well-formed ASCII "<id>" token."""
+    return bool(_ID_RE.fullmatch(value))
+
+
+def make_message_id(domain: str) -> str:
+    """A new unique Message-ID on `domain` (our support domain, never the host name)."""
+    name = _ascii_domain("".join(clean(domain, max_len=255).split())).strip(".")
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", name):
+        raise ValueError(f"not a usable Message-ID domain: {clean(domain, max_len=60)!r}")
+    return make_msgid(domain=name)

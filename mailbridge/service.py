@@ -1,0 +1,207 @@
+"""The daemon: builds every part from the Config and runs them under one asyncio loop.
+
+Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`).
+
+Lifecycle, as in uvicorn's server: `startup()` opens the store, the HTTP
+endpoint, the outbox sender and one watcher thread per mailbox, then tells
+systemd READY=1 (before IMAP login, so a mail-server outage is not a start
+failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog;
+`shutdown()` stops the watchers, lets the sender drain what is due, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry
+
+from mailbridge.clock import Clock, SystemClock
+from mailbridge.config import Config
+from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.io.http import HttpServer
+from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport, Transport
+from mailbridge.logs import fields
+from mailbridge.mail.parse import parse_message
+from mailbridge.mail.render import Renderer
+from mailbridge.metrics import Metrics
+from mailbridge.notify import sd_notify, watchdog_interval
+from mailbridge.store.db import OutboxRow, Store
+
+log = logging.getLogger(__name__)
+
+
+def message_hash(message_id: str | None) -> str | None:
+    """A short, stable id for logs: Message-IDs can carry addresses."""
+    if not message_id:
+        return None
+    return hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+class Service:
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 registry: CollectorRegistry | None = None, transport: Transport | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 on_sent: Callable[[OutboxRow], None] | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.registry = registry or CollectorRegistry()
+        mailboxes = [config.imap.mailbox] if config.imap else []
+        self.metrics = Metrics(self.registry, mailboxes)
+        self.transport = transport
+        self.on_outcome = on_outcome
+        self.on_sent = on_sent
+        self.ready = False
+        self.store: Store | None = None
+        self.ingestor: Ingestor | None = None
+        self.sender: OutboxSender | None = None
+        self.http: HttpServer | None = None
+        self.watchers: list[ImapWatcher] = []
+        self._stop = asyncio.Event()
+        self._stopping_sender = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def serve(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self.request_stop)
+        try:
+            await self.startup()
+            await self.main_loop()
+        finally:
+            await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.remove_signal_handler(sig)
+        return 0
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("service %s", fields(event="stopping"))
+            self._stop.set()
+
+    async def startup(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        config = self.config
+        self.store = await asyncio.to_thread(Store.open, config.store.url)
+        self.ingestor = Ingestor(config, self.store, Renderer())
+        self.http = HttpServer(config.http.host, config.http.port, self.registry,
+                               lambda: self.ready)
+        await self.http.start()
+        transport = self.transport or self._smtp_transport()
+        retry = RetryPolicy()
+        if config.smtp is not None:
+            retry = RetryPolicy(config.smtp.retry_initial, config.smtp.retry_max,
+                                config.smtp.give_up_after)
+        self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
+                                   on_sent=self.on_sent)
+        self._tasks.append(asyncio.create_task(self.sender.run(self._stopping_sender)))
+        if config.imap is not None:
+            watcher = ImapWatcher(config.imap, mailbox=config.imap.mailbox, store=self.store,
+                                  deliver=self._deliver_threadsafe, clock=self.clock,
+                                  metrics=self.metrics)
+            watcher.start()
+            self.watchers.append(watcher)
+        self.ready = True
+        sd_notify("READY=1")
+        log.info("service %s", fields(event="ready", http=f"{config.http.host}:{self.http.port}",
+                                      mailboxes=len(self.watchers)))
+
+    def _smtp_transport(self) -> Transport:
+        if self.config.smtp is None:
+            raise RuntimeError("no [smtp] section and no transport given")
+        return SmtpTransport(self.config.smtp, local_hostname=self.config.support.domain)
+
+    async def main_loop(self) -> None:
+        interval = watchdog_interval()
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=interval)
+            if interval is not None and self._healthy():
+                sd_notify("WATCHDOG=1")
+
+    def _healthy(self) -> bool:
+        """Every watcher thread is alive and not stuck in a call for too long."""
+        now = time.monotonic()
+        for watcher in self.watchers:
+            limit = 2 * watcher.settings.read_timeout + 60
+            if not watcher.running or now - watcher.heartbeat > limit:
+                return False
+        return all(not task.done() for task in self._tasks)
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        sd_notify("STOPPING=1")
+        for watcher in self.watchers:
+            await asyncio.to_thread(watcher.stop)
+        self._stopping_sender.set()
+        if self.sender is not None:
+            self.sender.wake()
+        timeout = self.config.daemon.shutdown_timeout.total_seconds()
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+        log.info("service %s", fields(event="stopped"))
+
+    # -- ingest ----------------------------------------------------------------------
+
+    def _deliver_threadsafe(self, batch: Sequence[Fetched]) -> None:
+        """Called on a watcher thread: record each message, then wake the sender."""
+        for item in batch:
+            source = Source(mailbox=self.config.imap.mailbox if self.config.imap else "",
+                            uidvalidity=item.uidvalidity, uid=item.uid)
+            received = item.internaldate or self.clock.now()
+            self._record(source, item.message.size, lambda s=source, i=item, r=received:
+                         self._ingestor().ingest(i.message, s, received=r,
+                                                 now=self.clock.now()))
+        if self._loop is not None and self.sender is not None:
+            self._loop.call_soon_threadsafe(self.sender.wake)
+
+    def ingest_raw(self, raw: bytes, source: Source) -> Outcome | None:
+        """Record one complete message (the demo's and local tools' ingest path).
+
+        Blocking: call it from a worker thread.
+        """
+        message = parse_message(raw)
+        now = self.clock.now()
+        outcome = self._record(source, len(raw), lambda: self._ingestor().ingest(
+            message, source, received=now, now=now))
+        if self._loop is not None and self.sender is not None:
+            self._loop.call_soon_threadsafe(self.sender.wake)
+        return outcome
+
+    def _ingestor(self) -> Ingestor:
+        assert self.ingestor is not None, "startup() first"
+        return self.ingestor
+
+    def _record(self, source: Source, size: int, step: Callable[[], Outcome]) -> Outcome:
+        now = self.clock.now()
+        try:
+            outcome = step()
+        except Exception as exc:  # never lose a message to a bug: record why instead
+            log.exception("message %s", fields(event="error", source=source.describe()))
+            outcome = self._ingestor().record_failure(source, f"{type(exc).__name__}: {exc}",
+                                                      size=size, received=now, now=now)
+        if outcome.recorded:
+            self.metrics.message(source.mailbox, outcome.verdict.rule)
+            log.info("message %s", fields(
+                event="recorded", source=source.describe(), msgid=message_hash(outcome.message_id),
+                action="acknowledge" if outcome.verdict.reply else "ignore",
+                rule=outcome.verdict.rule, thread=outcome.thread))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome

@@ -1,0 +1,136 @@
+"""The store's tables as SQLModel classes (the schema itself lives in migrations).
+
+Public API: `UTCDateTime`, `Message`, `Thread`, `KnownId`, `OutboxItem`, `Cursor`,
+`Counter`. Timestamps are aware UTC datetimes on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend.
+
+    SQLite has no time zones: SQLAlchemy would hand back naive values, which is
+    how naive times get in. We store UTC and re-attach it on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(*, nullable: bool = False, index: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Message(SQLModel, table=True):
+    """Every inbound message, with what was decided and why."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_message_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    mailbox: str
+    uidvalidity: int | None = None
+    uid: int | None = None
+    message_id: str | None = Field(default=None, index=True)
+    sender: str = ""
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    received_at: datetime = _ts()
+    recorded_at: datetime = _ts()
+    size: int = 0
+    thread_id: str | None = Field(default=None, index=True)
+    action: str
+    rule: str
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    defects: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class Thread(SQLModel, table=True):
+    """A conversation with one customer; its id is the reference in our subjects."""
+
+    __tablename__ = "threads"
+
+    id: str = Field(primary_key=True)
+    created_at: datetime = _ts()
+    customer: str = Field(index=True)
+    subject: str = Field(default="", sa_column=Column(Text, nullable=False))
+    agent_name: str
+    agent_email: str
+    state: str = "awaiting_agent"
+    first_response_due: datetime = _ts(index=True)
+
+
+class KnownId(SQLModel, table=True):
+    """Every Message-ID we stored, received or sent, and its thread."""
+
+    __tablename__ = "known_ids"
+
+    message_id: str = Field(primary_key=True)
+    thread_id: str = Field(index=True)
+    direction: str
+
+
+class OutboxItem(SQLModel, table=True):
+    """Mail to send; written in the same transaction as the decision that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("thread_id", "kind", name="uq_outbox_thread_kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: str
+    kind: str
+    mailbox: str
+    message_id: str
+    envelope_from: str
+    recipient: str
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(default="pending", index=True)
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(index=True)
+    created_at: datetime = _ts()
+    arrived_at: datetime = _ts()
+    sent_at: datetime | None = _ts(nullable=True)
+    last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class Cursor(SQLModel, table=True):
+    """How far a mailbox has been read: UIDVALIDITY and the last UID recorded."""
+
+    __tablename__ = "cursors"
+
+    mailbox: str = Field(primary_key=True)
+    uidvalidity: int
+    last_uid: int
+    updated_at: datetime = _ts()
+
+
+class Counter(SQLModel, table=True):
+    """Named counters, such as whose turn it is in the round robin."""
+
+    __tablename__ = "counters"
+
+    name: str = Field(primary_key=True)
+    value: int = 0

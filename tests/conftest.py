@@ -1,0 +1,47 @@
+"""Pytest fixtures that hand each test its own real mail servers (see ``tests/servers.py``).
+
+Scope choice: every fixture is function-scoped and fresh. Dovecot starts in about 0.05 s and
+stops in about 0.03 s here (it is a child process with a generated config, not a system
+service), so a session-scoped server plus cleanup between tests would save almost nothing,
+while tests that stop/restart it, or leave IDLE sessions, flags or folders behind, would
+leak state into each other. Each Dovecot lives in the test's ``tmp_path``; nothing is shared.
+
+A missing Dovecot binary fails the test with instructions instead of skipping it: a skipped
+integration suite looks green while testing nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import DOVECOT_BINARY, INSTALL_HINT, Dovecot, SmtpPeer
+
+
+@pytest.fixture
+def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
+    """A started Dovecot IMAP server for this test only, with empty INBOX and Sent."""
+    if not DOVECOT_BINARY.exists():
+        pytest.fail(f"{DOVECOT_BINARY} is missing: {INSTALL_HINT}", pytrace=False)
+    server = Dovecot(tmp_path / "dovecot")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_peer() -> Iterator[SmtpPeer]:
+    """A started SMTP peer (plain, no STARTTLS) that records and can refuse mail."""
+    with SmtpPeer() as peer:
+        yield peer
+
+
+@pytest.fixture
+def smtp_peer_tls(tmp_path: Path) -> Iterator[SmtpPeer]:
+    """A started SMTP peer offering STARTTLS with a certificate ``ca_pem_path`` verifies."""
+    with SmtpPeer(tls=True, directory=tmp_path / "smtp-tls") as peer:
+        yield peer

@@ -1,0 +1,51 @@
+"""Thread references and the Message-IDs a message links to."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailbridge.core import agents, sla, threads
+from mailbridge.core.model import Address, Agent, InboundMessage
+
+
+def test_linked_ids_prefer_in_reply_to_then_newest_reference() -> None:
+    """In-Reply-To comes first, then References from the newest, without repeats."""
+    msg = InboundMessage(
+        message_id="<c@x>", from_=(Address("", "a@x"),), sender=None, reply_to=(), to=(),
+        cc=(), return_path=None, subject="", date=None, in_reply_to=("<b@x>",),
+        references=("<a@x>", "<b@x>"))
+    assert threads.linked_ids(msg) == ("<b@x>", "<a@x>")
+
+
+def test_subject_ref_is_found_only_in_our_format() -> None:
+    """Only "[#XXXXXX]" with our alphabet counts as a thread reference."""
+    assert threads.subject_ref("Re: Refund [#K7M2QD]") == "K7M2QD"
+    assert threads.subject_ref("Re: Refund #K7M2QD") is None
+    assert threads.subject_ref("Ticket [#K7M0QD]") is None  # 0 is not in the alphabet
+
+
+@given(st.binary(min_size=6, max_size=6))
+def test_refs_use_the_unambiguous_alphabet(data: bytes) -> None:
+    """Every reference has six characters from the alphabet and parses back from a subject."""
+    ref = threads.make_ref(data)
+    assert len(ref) == 6 and set(ref) <= set(threads.REF_ALPHABET)
+    assert threads.subject_ref(f"Re: hello [#{ref}]") == ref
+
+
+def test_round_robin_takes_turns() -> None:
+    """Agents take turns in the configured order."""
+    team = [Agent("Dana", "dana@x"), Agent("Sam", "sam@x")]
+    assert [agents.round_robin(team, t).name for t in range(5)] == \
+        ["Dana", "Sam", "Dana", "Sam", "Dana"]
+
+
+def test_first_response_due_is_wall_clock_for_now() -> None:
+    """The first response is due the target after receipt."""
+    from datetime import timedelta
+
+    received = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
+    assert sla.first_response_due(received, timedelta(hours=4)) == \
+        datetime(2026, 11, 23, 0, 0, tzinfo=UTC)

@@ -1,0 +1,203 @@
+"""The daemon end to end: Dovecot in, aiosmtpd out, as a separate `mailbridge run` process."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import Daemon, maildir_deliver, write_config
+from tests.mails import customer_mail, reply_to
+from tests.servers import Dovecot, SmtpPeer, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def recorded(daemon: Daemon) -> int:
+    store = daemon.store()
+    try:
+        return len(store.messages())
+    finally:
+        store.close()
+
+
+def acked_recipients(peer: SmtpPeer) -> Counter[str]:
+    return Counter(rcpt for m in peer.messages for rcpt in m.rcpt_tos)
+
+
+@pytest.fixture
+def config(tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> Path:
+    return write_config(tmp_path / "mb", dovecot, smtp_peer)
+
+
+def test_new_mail_gets_one_named_threaded_ack_and_a_follow_up_none(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """A customer's mail gets exactly one ack, threaded, named and dated; a follow-up none."""
+    with Daemon(config) as daemon:
+        original = customer_mail(1, name="Ana Souza", addr="ana@example.org",
+                                 subject="Invoice 2291 charged twice")
+        dovecot.append(original)
+        [ack] = smtp_peer.wait_for_count(1, timeout=10)
+        parent = message_from_bytes(original, policy=default)
+
+        assert ack.mail_from == ""  # null envelope sender (RFC 3834 section 4)
+        assert ack.rcpt_tos == ["ana@example.org"]
+        msg = ack.message
+        assert msg["To"].addresses[0].addr_spec == "ana@example.org"
+        assert msg["From"].addresses[0].addr_spec == "support@example.com"
+        assert msg["From"].addresses[0].display_name in (
+            "Dana Whitfield, Example Support", "Sam Okafor, Example Support")
+        assert msg["Auto-Submitted"] == "auto-replied"
+        assert msg["X-Auto-Response-Suppress"] == "All"
+        assert msg["In-Reply-To"] == parent["Message-ID"]
+        assert parent["Message-ID"] in msg["References"]
+        assert msg["Message-ID"].endswith("@example.com>")
+        match = re.fullmatch(r"Re: Invoice 2291 charged twice \[#([A-Z2-9]{6})\]",
+                             msg["Subject"])
+        assert match, msg["Subject"]
+        text = msg.get_body(preferencelist=("plain",)).get_content()
+        agent = msg["From"].addresses[0].display_name.split(",")[0]
+        assert "Ana" in text and agent in text and match.group(1) in text
+        assert re.search(r"\b\d{2}:\d{2}\b", text), "the promised time is shown"
+
+        dovecot.append(reply_to(original))
+        wait_for(lambda: recorded(daemon) == 2, timeout=10, message="follow-up not recorded")
+        store = daemon.store()
+        follow_up = store.messages()[-1]
+        outbox = store.outbox()
+        store.close()
+        assert (follow_up.action, follow_up.rule) == ("ignore", "follow_up")
+        assert follow_up.thread_id == match.group(1)
+        assert len(outbox) == 1
+        assert len(smtp_peer.messages) == 1
+        assert daemon.metric("mailbridge_acks_sent_total", mailbox="INBOX") == 1
+        assert daemon.metric("mailbridge_messages_received_total", mailbox="INBOX",
+                             kind="follow_up") == 1
+        log = daemon.log()
+    assert "ana@example.org" not in log and "Invoice" not in log, "no PII in info logs"
+
+
+def test_restart_mid_stream_acknowledges_every_message_once(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """Stopping the daemon mid-stream and starting it again acks every message exactly once."""
+    daemon = Daemon(config).start()
+    for n in range(1, 31):
+        dovecot.append(customer_mail(n))
+        if n == 10:
+            smtp_peer.wait_for_count(3, timeout=10)
+            assert daemon.stop() == 0
+    daemon.start()
+    smtp_peer.wait_for_count(30, timeout=30)
+    killed_at = len(smtp_peer.messages)
+    for n in range(31, 41):
+        dovecot.append(customer_mail(n))
+    daemon.kill()
+    daemon.start()
+    wait_for(lambda: recorded(daemon) == 40, timeout=30, message="not all recorded")
+    store = daemon.store()
+    wait_for(lambda: all(i.state in ("sent", "failed") for i in store.outbox()), timeout=30,
+             message="outbox not drained")
+    outbox = store.outbox()
+    store.close()
+    daemon.stop()
+    counts = acked_recipients(smtp_peer)
+    assert killed_at >= 30
+    assert max(counts.values()) == 1, "nobody got two acks"
+    sent = {i.recipient for i in outbox if i.state == "sent"}
+    assert sent == set(counts), "the outbox says sent exactly for what arrived"
+    interrupted = [i for i in outbox if i.state == "failed"]
+    assert all("interrupted" in i.last_error for i in interrupted)
+    assert len(outbox) == 40, "every new thread has its one ack queued"
+
+
+def test_smtp_outage_delays_acks_but_loses_none(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """A refusing, then absent, then healthy SMTP peer gets every ack exactly once."""
+    smtp_peer.fail_with(451, "4.3.0 try again later", times=3)
+    with Daemon(config) as daemon:
+        for n in range(1, 4):
+            dovecot.append(customer_mail(n))
+        wait_for(lambda: smtp_peer.refused_count >= 3, timeout=15,
+                 message="the peer never refused")
+        smtp_peer.stop()
+        for n in range(4, 6):
+            dovecot.append(customer_mail(n))
+        wait_for(lambda: recorded(daemon) == 5, timeout=10, message="mail not recorded")
+        smtp_peer.start()
+        smtp_peer.wait_for_count(5, timeout=30)
+        assert max(acked_recipients(smtp_peer).values()) == 1
+        assert daemon.metric("mailbridge_ack_failures_total", mailbox="INBOX",
+                             reason="smtp_temporary") >= 3
+
+
+def test_permanent_smtp_failure_is_recorded_with_its_reason(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """A 5xx reply is recorded on the outbox item and not retried."""
+    smtp_peer.fail_with(550, "5.1.1 mailbox unavailable", times=1)
+    with Daemon(config) as daemon:
+        dovecot.append(customer_mail(1))
+        wait_for(lambda: smtp_peer.refused_count == 1, timeout=10, message="no refusal")
+        store = daemon.store()
+        wait_for(lambda: store.outbox()[0].state == "failed", timeout=10, message="not failed")
+        [item] = store.outbox()
+        store.close()
+        assert "550" in item.last_error and "mailbox unavailable" in item.last_error
+        dovecot.append(customer_mail(2))
+        smtp_peer.wait_for_count(1, timeout=10)
+        assert smtp_peer.refused_count == 1, "the failed ack was not retried"
+        assert daemon.metric("mailbridge_ack_failures_total", mailbox="INBOX",
+                             reason="smtp_permanent") == 1
+
+
+def test_imap_outage_reconnects_and_picks_up_mail_delivered_meanwhile(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """After Dovecot stops and starts, mail delivered while it was down is acknowledged."""
+    with Daemon(config) as daemon:
+        dovecot.append(customer_mail(1))
+        smtp_peer.wait_for_count(1, timeout=10)
+        dovecot.stop()
+        wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 0,
+                 timeout=15, message="daemon did not notice the outage")
+        # Delivery while the IMAP server is down, as an MDA writes into the Maildir.
+        maildir_deliver(dovecot, customer_mail(2), "1700000000.M1P1.test")
+        dovecot.start()
+        smtp_peer.wait_for_count(2, timeout=30)
+        assert daemon.metric("mailbridge_imap_reconnects_total", mailbox="INBOX") >= 1
+        assert daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1
+        assert sorted(acked_recipients(smtp_peer)) == ["customer1@example.org",
+                                                       "customer2@example.org"]
+
+
+BROKEN = (
+    b"From: =?x-unknown?B?////?= <broken@example.org>\r\n"
+    b"Subject: \xff\xfe caf\xe9 =?utf-8?B?invalid base64?=\r\n"
+    b"Message-ID: <broken-1@example.org>\r\n"
+    b"Content-Type: multipart/mixed; boundary=\"nope\"\r\n"
+    b"\r\n"
+    b"--wrong-boundary\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    b"!!!not base64\x00\x00\r\n"
+)
+
+
+def test_broken_mail_is_recorded_and_the_daemon_keeps_going(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """Broken MIME and undecodable headers are stored with a reason; later mail still flows."""
+    with Daemon(config) as daemon:
+        dovecot.append(BROKEN)
+        dovecot.append(b"Subject: no sender at all\r\n\r\nhello\r\n")
+        dovecot.append(customer_mail(3))
+        smtp_peer.wait_for_count(1, timeout=10)
+        wait_for(lambda: recorded(daemon) == 3, timeout=10, message="not all recorded")
+        store = daemon.store()
+        rows = store.messages()
+        store.close()
+        assert all(row.reason for row in rows)
+        assert rows[0].defects, "what was wrong with the broken message is recorded"
+        assert rows[1].action == "ignore" and rows[1].rule == "no_sender"
+        assert rows[2].action == "acknowledge"
+        assert daemon.healthy()

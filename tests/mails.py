@@ -1,0 +1,49 @@
+"""Realistic mail for integration tests and benchmarks.
+
+Public API: `customer_mail(...) -> bytes`, `reply_to(original, ...) -> bytes`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+
+def customer_mail(n: int = 1, *, name: str = "Ana Souza", addr: str | None = None,
+                  subject: str | None = None, body: str = "Hello, can you help me?",
+                  to: str = "support@example.com", **headers: str) -> bytes:
+    """A message like Thunderbird sends: From with a name, Return-Path, plain text."""
+    addr = addr or f"customer{n}@example.org"
+    msg = EmailMessage()
+    msg["Return-Path"] = f"<{addr}>"
+    msg["From"] = f"{name} <{addr}>"
+    msg["To"] = f"Example Support <{to}>"
+    msg["Subject"] = subject if subject is not None else f"Question number {n}"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(idstring=f"q{n}", domain="example.org")
+    for key, value in headers.items():
+        msg[key.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def reply_to(original: bytes, *, body: str = "One more detail.", **headers: str) -> bytes:
+    """The customer's follow-up to `original`, threaded with In-Reply-To and References."""
+    from email import message_from_bytes
+    from email.policy import default
+
+    parent = message_from_bytes(original, policy=default)
+    msg = EmailMessage()
+    msg["Return-Path"] = str(parent["Return-Path"])
+    msg["From"] = str(parent["From"])
+    msg["To"] = str(parent["To"])
+    msg["Subject"] = "Re: " + str(parent["Subject"])
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="example.org")
+    msg["In-Reply-To"] = str(parent["Message-ID"])
+    msg["References"] = str(parent["Message-ID"])
+    for key, value in headers.items():
+        msg[key.replace("_", "-")] = value
+    msg.set_content(body)
+    return msg.as_bytes()

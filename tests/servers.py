@@ -1,0 +1,830 @@
+"""Real mail servers for integration tests and benchmarks: a Dovecot IMAP child process and an
+in-process aiosmtpd SMTP peer, plus the polling helpers every test waits with.
+
+This module owns nothing of the package under test. It imports no pytest, so that
+``benchmarks/`` scripts can use it as ``tests.servers`` with the repository root on sys.path.
+
+Dovecot runs from a config generated into a directory of its own, on its own loopback ports,
+with its own ``base_dir`` and ``state_dir``: it never touches a system Dovecot. When the tests
+run as root (CI), the mail processes cannot (Dovecot refuses uid 0 for mail access), so they
+run as ``nobody`` inside a chroot at ``<directory>/mailroot`` that ``nobody`` owns; as any
+other user, every Dovecot process runs as that user and no chroot is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from imapclient import IMAPClient
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+DOVECOT_BINARY = Path("/usr/sbin/dovecot")
+INSTALL_HINT = "run the project's test command, `./scripts/test`, which installs dovecot-imapd"
+
+
+# --------------------------------------------------------------------------- polling helpers
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that the OS reports as free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 5.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "condition not met",
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value and return that value.
+
+    Raises ``AssertionError(message)`` when ``timeout`` seconds pass first. ``message`` may be
+    a callable, evaluated only on timeout (to include fresh state such as a log tail).
+    Exceptions raised by the predicate propagate unchanged.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"{text} (waited {timeout:g}s)")
+        time.sleep(interval)
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Tell whether a TCP connection to ``host:port`` is accepted right now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _imap_greets(host: str, port: int, tls: ssl.SSLContext | None = None) -> bool:
+    """Tell whether ``host:port`` (over TLS if given a context) greets with IMAP ``* OK``."""
+    try:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((host, port), timeout=2.0))
+            if tls is not None:
+                sock = stack.enter_context(tls.wrap_socket(sock, server_hostname="localhost"))
+            return sock.recv(4096).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    """Return the last ``lines`` lines of a text file, or a note that it does not exist."""
+    if not path.exists():
+        return f"<{path} does not exist>"
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+# --------------------------------------------------------------------------- TLS material
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a throw-away CA and a server certificate for "localhost" and 127.0.0.1."""
+
+    ca_pem_path: Path
+    cert_pem_path: Path
+    key_pem_path: Path
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Write a new trustme CA and a server certificate signed by it into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert("localhost", LOOPBACK)
+    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca.cert_pem.write_to_path(str(files.ca_pem_path))
+    files.cert_pem_path.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    files.key_pem_path.write_bytes(server.private_key_pem.bytes())
+    files.key_pem_path.chmod(0o600)
+    return files
+
+
+def server_ssl_context(files: TlsFiles) -> ssl.SSLContext:
+    """Return a server-side SSL context presenting the certificate in ``files``."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert_pem_path, files.key_pem_path)
+    return context
+
+
+# --------------------------------------------------------------------------- Dovecot
+
+
+class DovecotNotInstalled(RuntimeError):
+    """The Dovecot binary is missing from this machine."""
+
+
+@dataclass(frozen=True)
+class _Privileges:
+    """Who the Dovecot processes run as, and where mail lives as the mail processes see it."""
+
+    internal_user: str
+    login_user: str
+    mail_uid: int
+    mail_gid: int
+    chroot: bool
+
+
+def _privileges() -> _Privileges:
+    """Choose process users: as root, mail runs as ``nobody`` in a chroot; else all as us."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid())
+        return _Privileges(me.pw_name, me.pw_name, me.pw_uid, me.pw_gid, chroot=False)
+    nobody = pwd.getpwnam("nobody")
+    login_user = "dovenull" if _user_exists("dovenull") else "nobody"
+    return _Privileges("root", login_user, nobody.pw_uid, nobody.pw_gid, chroot=True)
+
+
+def _user_exists(name: str) -> bool:
+    """Tell whether a system user called ``name`` exists."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _group_name(gid: int) -> str:
+    """Return the name of group ``gid``, or the number as text when it has none."""
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+_APPENDUID = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
+
+
+class Dovecot:
+    """A real Dovecot IMAP server run as a child process from a config in ``directory``.
+
+    ``start()``/``stop()`` may be repeated: ports, user, password, certificates and mail
+    survive a restart. Each helper (``append``, ``uids``...) opens its own short connection.
+    """
+
+    host = LOOPBACK
+    username = "support@example.com"
+
+    def __init__(self, directory: Path, *, binary: Path = DOVECOT_BINARY) -> None:
+        self.directory = Path(directory).resolve()
+        self.binary = binary
+        self.port = free_port()
+        self.tls_port = free_port()
+        self.password = secrets.token_urlsafe(16)
+        self.config_path = self.directory / "dovecot.conf"
+        self.log_path = self.directory / "dovecot.log"
+        self.stderr_path = self.directory / "dovecot.stderr"
+        self.password_file = self.directory / "password"
+        self.mail_root = self.directory / "mailroot"
+        self._privileges = _privileges()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._base_dir: Path | None = None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._tls = make_tls_files(self.directory / "tls")
+        self._write_credentials()
+        self._make_mail_root()
+
+    # -- attributes -------------------------------------------------------------------------
+
+    @property
+    def ca_pem_path(self) -> Path:
+        """CA certificate (PEM) that verifies the server certificate."""
+        return self._tls.ca_pem_path
+
+    @property
+    def mail_dir(self) -> Path:
+        """The test user's Maildir on disk (INBOX; other folders are ``.Name`` below it)."""
+        return self.mail_root / "mail" / self.username
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the Dovecot master process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Return a client SSL context that trusts only this server's CA."""
+        return ssl.create_default_context(cafile=str(self.ca_pem_path))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start Dovecot and return once both ports accept connections and IMAP greets."""
+        if self.running:
+            return
+        self.stop()  # clean up after a master that died on its own, if any
+        if not self.binary.exists():
+            raise DovecotNotInstalled(f"{self.binary} is missing; {INSTALL_HINT}")
+        # Runtime dirs are new for each start: a killed master may leave a stale
+        # master.pid or state/instances.lock that would stall the next start for seconds.
+        self._base_dir = Path(tempfile.mkdtemp(prefix="mb-dovecot-", dir=_short_tmp()))
+        self._base_dir.chmod(0o755)  # Dovecot wants base_dir world-readable
+        (self._base_dir / "state").mkdir()
+        self.config_path.write_text(self._config(), encoding="utf-8")
+        with self.stderr_path.open("ab") as stderr:
+            self._process = subprocess.Popen(
+                [str(self.binary), "-F", "-c", str(self.config_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                cwd=self.directory,
+                start_new_session=True,  # own process group: stop() signals exactly it
+            )
+        try:
+            wait_for(self._ready, timeout=timeout, message=self._diagnosis("did not come up"))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop Dovecot and wait until both ports refuse connections.
+
+        Signals go only to the process group of the master we started (SIGTERM, then SIGKILL
+        after ``timeout``); open IMAP sessions get ``* BYE`` and are closed, as in a real
+        server shutdown. Mail, ports and credentials are kept for the next ``start()``.
+        """
+        process, self._process = self._process, None
+        if process is not None:
+            _terminate(process, timeout)
+            wait_for(
+                lambda: (
+                    not port_accepts(self.host, self.port)
+                    and not port_accepts(self.host, self.tls_port)
+                ),
+                timeout=timeout,
+                message=f"Dovecot ports {self.port}/{self.tls_port} still open after stop",
+            )
+        if self._base_dir is not None:
+            shutil.rmtree(self._base_dir, ignore_errors=True)
+            self._base_dir = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports with the same mail."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Dovecot:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Return the end of Dovecot's log and of its stderr, for failure messages."""
+        return f"{_tail(self.log_path, lines)}\n--- stderr ---\n{_tail(self.stderr_path, lines)}"
+
+    # -- IMAP helpers -----------------------------------------------------------------------
+
+    def connect(self, *, tls: bool = False, timeout: float = 10.0) -> IMAPClient:
+        """Return a logged-in IMAPClient: plain port, or implicit TLS verified with the CA."""
+        if tls:
+            client = IMAPClient(
+                self.host,
+                self.tls_port,
+                ssl=True,
+                ssl_context=self.ssl_context(),
+                timeout=timeout,
+            )
+        else:
+            client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
+        client.login(self.username, self.password)
+        return client
+
+    def append(
+        self,
+        raw: bytes,
+        folder: str = "INBOX",
+        flags: Sequence[str | bytes] = (),
+        msg_time: datetime | None = None,
+    ) -> int | None:
+        """Append a raw RFC 5322 message; return its UID when the server reports APPENDUID."""
+        with self.connect() as client:
+            response = client.append(folder, raw, flags=tuple(flags), msg_time=msg_time)
+        match = _APPENDUID.search(response if isinstance(response, bytes) else b"")
+        return int(match.group(1)) if match else None
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        """Return the UIDs of all messages in ``folder``, ascending."""
+        with self.connect() as client:
+            client.select_folder(folder, readonly=True)
+            return sorted(int(uid) for uid in client.search("ALL"))
+
+    def fetch_raw(self, uid: int, folder: str = "INBOX") -> bytes:
+        """Return the full raw bytes of message ``uid`` in ``folder``, leaving it unseen."""
+        with self.connect() as client:
+            client.select_folder(folder, readonly=True)
+            data = client.fetch([uid], ["BODY.PEEK[]"])
+        if uid not in data:
+            raise KeyError(f"no message with UID {uid} in {folder}")
+        return bytes(data[uid][b"BODY[]"])
+
+    def flags(self, uid: int, folder: str = "INBOX") -> tuple[bytes, ...]:
+        """Return the flags of message ``uid`` in ``folder``."""
+        with self.connect() as client:
+            client.select_folder(folder, readonly=True)
+            data = client.get_flags([uid])
+        if uid not in data:
+            raise KeyError(f"no message with UID {uid} in {folder}")
+        return tuple(data[uid])
+
+    def delete_all(self, folder: str = "INBOX") -> None:
+        """Delete and expunge every message in ``folder``."""
+        with self.connect() as client:
+            client.select_folder(folder)
+            uids = client.search("ALL")
+            if uids:
+                client.delete_messages(uids)
+                client.expunge()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        """Tell whether Dovecot serves both ports; raise if the process has died."""
+        if self._process is None or self._process.poll() is not None:
+            code = None if self._process is None else self._process.returncode
+            raise RuntimeError(self._diagnosis(f"exited with code {code}")())
+        return _imap_greets(self.host, self.port) and _imap_greets(
+            self.host, self.tls_port, self.ssl_context()
+        )
+
+    def _diagnosis(self, what: str) -> Callable[[], str]:
+        """Return a message factory naming the failure and showing the log tail."""
+        return lambda: f"Dovecot ({self.config_path}) {what}:\n{self.log_tail()}"
+
+    def _write_credentials(self) -> None:
+        """Write the password file and Dovecot's passwd-file with the test user."""
+        self.password_file.write_text(self.password, encoding="utf-8")
+        self.password_file.chmod(0o600)
+        passwd = self.directory / "passwd"
+        passwd.write_text(f"{self.username}:{{PLAIN}}{self.password}\n", encoding="utf-8")
+        passwd.chmod(0o600)
+
+    def _make_mail_root(self) -> None:
+        """Create the mail root (and the user's home) owned by the mail processes' user."""
+        home = self.mail_root / "home" / self.username
+        home.mkdir(parents=True, exist_ok=True)
+        (self.mail_root / "mail").mkdir(exist_ok=True)
+        if self._privileges.chroot:
+            for path in (self.mail_root, home.parent, home, self.mail_root / "mail"):
+                os.chown(path, self._privileges.mail_uid, self._privileges.mail_gid)
+
+    def _config(self) -> str:
+        """Render dovecot.conf for this instance."""
+        assert self._base_dir is not None
+        priv = self._privileges
+        inside = Path("/") if priv.chroot else self.mail_root
+        chroot_lines = (
+            f"mail_chroot = {self.mail_root}\nvalid_chroot_dirs = {self.mail_root}\n"
+            if priv.chroot
+            else ""
+        )
+        no_chroot = "" if priv.chroot else "  chroot =\n"
+        return _DOVECOT_CONF.format(
+            base_dir=self._base_dir,
+            state_dir=self._base_dir / "state",
+            instance=f"mailbridge-test-{self.port}",
+            log_path=self.log_path,
+            internal_user=priv.internal_user,
+            internal_group=_group_name(os.getegid()),
+            login_user=priv.login_user,
+            mail_uid=priv.mail_uid,
+            mail_gid=priv.mail_gid,
+            chroot_lines=chroot_lines,
+            mail_location=f"maildir:{inside / 'mail'}/%u",
+            home=f"{inside / 'home'}/%u",
+            passwd=self.directory / "passwd",
+            cert=self._tls.cert_pem_path,
+            key=self._tls.key_pem_path,
+            host=self.host,
+            port=self.port,
+            tls_port=self.tls_port,
+            no_chroot=no_chroot,
+        )
+
+
+_DOVECOT_CONF = """\
+# Generated by tests/servers.py for one test server; not a system config.
+protocols = imap
+listen = {host}
+base_dir = {base_dir}
+state_dir = {state_dir}
+instance_name = {instance}
+log_path = {log_path}
+shutdown_clients = yes
+
+default_internal_user = {internal_user}
+default_internal_group = {internal_group}
+default_login_user = {login_user}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_uid = {mail_uid}
+mail_gid = {mail_gid}
+{chroot_lines}mail_location = {mail_location}
+mailbox_idle_check_interval = 1 secs
+
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0 secs
+auth_verbose = yes
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {passwd}
+}}
+userdb {{
+  driver = static
+  args = home={home}
+}}
+
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+
+namespace inbox {{
+  inbox = yes
+  separator = /
+  mailbox Sent {{
+    auto = subscribe
+    special_use = \\Sent
+  }}
+}}
+
+protocol imap {{
+  mail_max_userip_connections = 100
+}}
+
+service imap-login {{
+{no_chroot}  inet_listener imap {{
+    address = {host}
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = {host}
+    port = {tls_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+{no_chroot}}}
+"""
+
+
+def _short_tmp() -> str:
+    """Return a temp root short enough for Dovecot's unix socket paths (108 bytes max)."""
+    return "/tmp" if Path("/tmp").is_dir() else tempfile.gettempdir()
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop Dovecot's process group (led by ``process``, our child) and reap its master.
+
+    SIGTERM goes to the whole group, as the master alone leaves IMAP sessions running, and is
+    re-sent until only the master is left, to reach processes forked meanwhile. The master,
+    which then only sleeps (up to seconds) before reaping its children, gets SIGKILL, as does
+    anything still alive after ``timeout``.
+    """
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: _only_master_left(process), timeout=timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=timeout)
+
+
+def _only_master_left(process: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM the group led by ``process``; True once no process but the master is alive."""
+    process.poll()  # reap the master if it has exited
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    return all(pid == process.pid for pid in _live_group_members(process.pid))
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    """Return the PIDs in process group ``pgid`` that are not zombies (Linux /proc).
+
+    Zombies matter: an orphaned Dovecot child is reparented to PID 1, which in a container
+    may reap it only seconds later, and ``killpg`` keeps succeeding on it until then.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+# --------------------------------------------------------------------------- SMTP peer
+
+SMTP_STAGES = ("MAIL", "RCPT", "DATA")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the SMTP peer accepted, with its envelope.
+
+    ``mail_from`` is ``""`` for the null sender (``MAIL FROM:<>``); ``data`` is the DATA
+    payload as received (after dot-unstuffing); ``message`` is it parsed with the default
+    policy; ``received_monotonic`` is ``time.monotonic()`` when the DATA was accepted.
+    """
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    message: EmailMessage
+    received_monotonic: float
+
+
+@dataclass
+class _Failure:
+    """A scripted SMTP failure: reply ``code text`` at ``stage``, ``remaining`` more times."""
+
+    code: int
+    text: str
+    stage: str
+    remaining: int | None
+
+    @property
+    def reply(self) -> str:
+        """The SMTP reply line to send."""
+        return f"{self.code} {self.text}"
+
+
+_REFUSED = "mailbridge_tests_refused"
+
+
+class _RecordingHandler:
+    """aiosmtpd handler that records accepted messages and applies scripted failures."""
+
+    def __init__(self, peer: SmtpPeer) -> None:
+        self._peer = peer
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        setattr(envelope, _REFUSED, None)
+        reply = self._peer._refusal("MAIL", envelope)
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        reply = self._peer._refusal("RCPT", envelope)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = self._peer._refusal("DATA", envelope)
+        if reply is not None:
+            return reply
+        self._peer._record(envelope)
+        return "250 Message accepted for delivery"
+
+
+class SmtpPeer:
+    """An aiosmtpd server on a fixed loopback port that records mail and fails on demand.
+
+    ``fail_with`` scripts refusals per transaction; ``stop()``/``start()`` simulate an outage
+    (connections refused) and come back on the same port. With ``tls=True`` the peer offers
+    STARTTLS with a certificate that ``ca_pem_path`` verifies.
+    """
+
+    host = LOOPBACK
+
+    def __init__(
+        self, *, tls: bool = False, directory: Path | None = None, port: int | None = None
+    ) -> None:
+        self.port = port if port is not None else free_port()
+        self._cond = threading.Condition()
+        self._messages: list[Received] = []
+        self._failure: _Failure | None = None
+        self._refused = 0
+        self._controller: Controller | None = None
+        self._handler = _RecordingHandler(self)
+        self._tls: TlsFiles | None = None
+        if tls:
+            self._tls = make_tls_files(self._tls_directory(directory))
+
+    # -- attributes -------------------------------------------------------------------------
+
+    @property
+    def ca_pem_path(self) -> Path:
+        """CA certificate (PEM) that verifies the STARTTLS certificate (``tls=True`` only)."""
+        if self._tls is None:
+            raise AttributeError("SmtpPeer was created without tls=True")
+        return self._tls.ca_pem_path
+
+    @property
+    def messages(self) -> list[Received]:
+        """A copy of the messages accepted so far, oldest first."""
+        with self._cond:
+            return list(self._messages)
+
+    @property
+    def refused_count(self) -> int:
+        """How many transactions were refused by ``fail_with``."""
+        with self._cond:
+            return self._refused
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the peer is listening."""
+        return self._controller is not None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on ``host:port`` (the same port after a ``stop()``)."""
+        if self._controller is not None:
+            return
+        controller = Controller(
+            self._handler,
+            hostname=self.host,
+            port=self.port,
+            server_hostname="localhost",  # spares a getfqdn() lookup
+            ready_timeout=10.0,
+            tls_context=None if self._tls is None else server_ssl_context(self._tls),
+        )
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        """Stop listening, drop open connections, and wait until the port refuses."""
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return
+        controller.stop()
+        wait_for(
+            lambda: not port_accepts(self.host, self.port),
+            message=f"SMTP peer port {self.port} still accepts after stop",
+        )
+
+    def __enter__(self) -> SmtpPeer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- behaviour control ------------------------------------------------------------------
+
+    def fail_with(
+        self, code: int, text: str, times: int | None = None, stage: str = "DATA"
+    ) -> None:
+        """Refuse the next ``times`` transactions (None: until ``recover()``) at ``stage``."""
+        stage = stage.upper()
+        if stage not in SMTP_STAGES:
+            raise ValueError(f"stage must be one of {SMTP_STAGES}, not {stage!r}")
+        if not 400 <= code <= 599:
+            raise ValueError(f"a refusal needs a 4xx or 5xx code, not {code}")
+        if times is not None and times < 1:
+            raise ValueError("times must be a positive number or None")
+        with self._cond:
+            self._failure = _Failure(code, text, stage, times)
+
+    def recover(self) -> None:
+        """Accept mail normally again."""
+        with self._cond:
+            self._failure = None
+
+    def clear(self) -> None:
+        """Forget the messages received so far and the refusal count."""
+        with self._cond:
+            self._messages.clear()
+            self._refused = 0
+
+    def wait_for_count(self, n: int, timeout: float = 5.0) -> list[Received]:
+        """Wait until at least ``n`` messages were accepted; return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._messages) >= n, timeout=timeout):
+                raise AssertionError(
+                    f"SMTP peer got {len(self._messages)} messages, expected {n} "
+                    f"(waited {timeout:g}s; {self._refused} refused)"
+                )
+            return list(self._messages)
+
+    # -- called from the handler (server thread) --------------------------------------------
+
+    def _refusal(self, stage: str, envelope: Envelope) -> str | None:
+        """Return the scripted reply if this transaction is refused at ``stage``, else None."""
+        with self._cond:
+            already: str | None = getattr(envelope, _REFUSED, None)
+            if already is not None:
+                return already
+            failure = self._failure
+            if failure is None or failure.stage != stage:
+                return None
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining == 0:
+                    self._failure = None
+            self._refused += 1
+            setattr(envelope, _REFUSED, failure.reply)
+            return failure.reply
+
+    def _record(self, envelope: Envelope) -> None:
+        """Store an accepted message and wake up waiters."""
+        data = envelope.original_content or b""
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        sender = envelope.mail_from or ""
+        received = Received(
+            mail_from="" if sender == "<>" else sender,
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=data,
+            message=parsed,
+            received_monotonic=time.monotonic(),
+        )
+        with self._cond:
+            self._messages.append(received)
+            self._cond.notify_all()
+
+    def _tls_directory(self, directory: Path | None) -> Path:
+        """Return where to write TLS files: ``directory`` or a temp dir removed with us."""
+        if directory is not None:
+            return Path(directory)
+        temp = Path(tempfile.mkdtemp(prefix="mb-smtp-peer-"))
+        weakref.finalize(self, shutil.rmtree, temp, True)
+        return temp
+
+
+__all__ = [
+    "DOVECOT_BINARY",
+    "INSTALL_HINT",
+    "Dovecot",
+    "DovecotNotInstalled",
+    "Received",
+    "SmtpPeer",
+    "TlsFiles",
+    "free_port",
+    "make_tls_files",
+    "port_accepts",
+    "server_ssl_context",
+    "wait_for",
+]

@@ -1,0 +1,126 @@
+"""The store contract: migrations, aware times, the outbox and cursors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from mailbridge.store.db import Store
+from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
+from mailbridge.store.tables import OutboxItem, Thread
+
+T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path}/store.sqlite3")
+    yield opened
+    opened.close()
+
+
+def _outbox(thread: str, *, due: datetime = T0, kind: str = "ack") -> OutboxItem:
+    return OutboxItem(thread_id=thread, kind=kind, mailbox="INBOX", message_id=f"<{thread}@x>",
+                      envelope_from="", recipient="ana@example.org", body=b"x",
+                      next_attempt_at=due, created_at=T0, arrived_at=T0)
+
+
+def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
+    """A new store is at the latest version, and migrating again changes nothing."""
+    latest = MIGRATIONS[-1][0]
+    assert migrate(store.engine) == latest
+    with store.engine.connect() as conn:
+        assert current_version(conn) == latest
+
+
+def test_models_match_the_migrated_schema(store: Store) -> None:
+    """Every model column exists in the migrated database, and no table lacks a model."""
+    inspector = inspect(store.engine)
+    for table in SQLModel.metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == {c.name for c in table.columns}, table.name
+
+
+def test_times_come_back_aware_utc(store: Store) -> None:
+    """A time stored with any offset is read back as the same instant in UTC."""
+    berlin = datetime(2026, 3, 29, 3, 30, tzinfo=UTC).astimezone()
+    with store.transaction() as tx:
+        tx.add(Thread(id="ABCDEF", created_at=berlin, customer="a@x", agent_name="D",
+                      agent_email="d@x", first_response_due=berlin))
+    with store.transaction() as tx:
+        thread = tx.thread("ABCDEF")
+        assert thread is not None
+        assert thread.first_response_due == berlin
+        assert thread.first_response_due.tzinfo == UTC
+
+
+def test_a_thread_can_have_only_one_ack(store: Store) -> None:
+    """The schema itself refuses a second acknowledgement for a thread."""
+    with store.transaction() as tx:
+        tx.add(_outbox("ABCDEF"))
+    with pytest.raises(IntegrityError), store.transaction() as tx:
+        tx.add(_outbox("ABCDEF"))
+    assert len(store.outbox()) == 1
+
+
+def test_claim_takes_due_items_in_order_and_marks_them_sending(store: Store) -> None:
+    """Only due items are claimed, oldest first, each once."""
+    with store.transaction() as tx:
+        tx.add(_outbox("LATERR", due=T0 + timedelta(minutes=5)))
+        tx.add(_outbox("FIRSTT", due=T0))
+    first = store.claim_outbox(T0)
+    assert first is not None and first.thread_id == "FIRSTT" and first.attempts == 1
+    assert store.claim_outbox(T0) is None
+    assert store.next_outbox_time() == T0 + timedelta(minutes=5)
+    later = store.claim_outbox(T0 + timedelta(minutes=5))
+    assert later is not None and later.thread_id == "LATERR"
+
+
+def test_interrupted_sends_are_failed_not_repeated(store: Store) -> None:
+    """An item left `sending` by a crash is recorded as failed and never claimed again."""
+    with store.transaction() as tx:
+        tx.add(_outbox("ABCDEF"))
+    assert store.claim_outbox(T0) is not None
+    assert store.recover_interrupted(T0) == 1
+    assert store.claim_outbox(T0 + timedelta(days=1)) is None
+    [item] = store.outbox()
+    assert item.state == "failed" and "interrupted" in item.last_error
+
+
+def test_retry_puts_an_item_back_for_later(store: Store) -> None:
+    """A temporary failure makes the item due again at the retry time, with its error."""
+    with store.transaction() as tx:
+        tx.add(_outbox("ABCDEF"))
+    item = store.claim_outbox(T0)
+    assert item is not None
+    store.finish_outbox(item.id, state="pending", at=T0, error="SMTP 451 busy",
+                        retry_at=T0 + timedelta(seconds=30))
+    assert store.claim_outbox(T0 + timedelta(seconds=29)) is None
+    again = store.claim_outbox(T0 + timedelta(seconds=30))
+    assert again is not None and again.attempts == 2
+
+
+def test_cursor_only_moves_forward(store: Store) -> None:
+    """The mailbox cursor keeps the highest UID and resets on a new UIDVALIDITY."""
+    assert store.cursor("INBOX") is None
+    for uid in (5, 3, 9):
+        with store.transaction() as tx:
+            tx.advance_cursor("INBOX", 100, uid, T0)
+    assert store.cursor("INBOX") == (100, 9)
+    store.reset_cursor("INBOX", 200, 4, T0)
+    assert store.cursor("INBOX") == (200, 4)
+
+
+def test_round_robin_counter_is_durable(store: Store) -> None:
+    """Turns keep counting across transactions."""
+    turns = []
+    for _ in range(3):
+        with store.transaction() as tx:
+            turns.append(tx.take_turn("round_robin"))
+    assert turns == [0, 1, 2]

@@ -1,0 +1,165 @@
+"""The command line: check-config, run's refusals, replay and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailbridge.cli import main
+from tests.mails import customer_mail, reply_to
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config.example.toml"
+
+
+@pytest.fixture
+def credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "imap-password").write_text("imap-secret\n")
+    (creds / "smtp-password").write_text("smtp-secret\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    return creds
+
+
+def test_check_config_accepts_the_shipped_example(
+        credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check-config config.example.toml` exits 0 and says it is fine."""
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_bad_config_lists_every_problem_and_exits_78(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad file gives one line per problem, naming file and key, and exit code 78."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[support]\naddress = "support@example.com"\nname = "S"\n'
+                   'timezone = "Mars/Olympus"\n[sla]\nfirst_response = "soon"\n')
+    for command in (["check-config", str(bad)], ["run", "--config", str(bad)]):
+        assert main(command) == 78
+        err = capsys.readouterr().err
+        assert err.startswith(f"{bad}: 3 problems")
+        assert "[support] timezone" in err and "[sla] first_response" in err
+        assert "[[agents]]" in err
+
+
+def test_run_without_a_mailbox_points_to_the_demo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run` on a config without [imap] and [smtp] refuses with exit 78 and says why."""
+    cfg = tmp_path / "minimal.toml"
+    cfg.write_text('[support]\naddress = "support@example.com"\nname = "S"\n'
+                   '[[agents]]\nname = "Dana"\nemail = "dana@example.com"\n'
+                   f'[daemon]\nstate_dir = "{tmp_path}"\n')
+    assert main(["run", "--config", str(cfg)]) == 78
+    err = capsys.readouterr().err
+    assert "[imap]" in err and "mailbridge demo" in err and "[smtp]" in err
+
+
+def test_replay_json_over_a_folder_gives_the_expected_decisions(
+        tmp_path: Path, credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`replay --json` prints one decision per message, in order, sending nothing."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    first = customer_mail(1, addr="ana@example.org", subject="Refund")
+    (folder / "01-question.eml").write_bytes(first)
+    (folder / "02-follow-up.eml").write_bytes(reply_to(first))
+    (folder / "03-ooo.eml").write_bytes(customer_mail(2, Auto_Submitted="auto-replied"))
+    (folder / "04-other.eml").write_bytes(customer_mail(3, addr="bo@example.net"))
+    (folder / "notes.txt").write_text("not mail")
+    code = main(["replay", "--config", str(EXAMPLE), "--json",
+                 "--now", "2026-11-23T09:00:00+01:00", str(folder)])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["source"].rsplit("/", 1)[1], r["action"], r["rule"]) for r in lines] == [
+        ("01-question.eml", "acknowledge", "new_thread"),
+        ("02-follow-up.eml", "ignore", "follow_up"),
+        ("03-ooo.eml", "ignore", "auto_submitted"),
+        ("04-other.eml", "acknowledge", "new_thread"),
+    ]
+    first_line, follow_up = lines[0], lines[1]
+    assert set(first_line) == {"type", "source", "message_id", "action", "reason", "rule",
+                               "thread", "agent", "due", "to"}
+    assert first_line["type"] == "message"
+    assert first_line["to"] == "ana@example.org" and follow_up["to"] is None
+    assert follow_up["thread"] == first_line["thread"]
+    assert first_line["due"] == "2026-11-23T12:00:00+00:00"  # 4h after --now
+    assert {lines[0]["agent"], lines[3]["agent"]} == {"Dana Whitfield", "Sam Okafor"}
+
+
+def test_replay_reads_mbox_and_maildir(
+        tmp_path: Path, credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """mbox files and Maildirs are read message by message."""
+    import mailbox
+
+    box = mailbox.mbox(tmp_path / "export.mbox")
+    for n in (1, 2):
+        box.add(customer_mail(n))
+    box.flush()
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(customer_mail(3))
+    code = main(["replay", "--config", str(EXAMPLE), str(tmp_path / "export.mbox"),
+                 str(tmp_path / "Maildir")])
+    assert code == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all("acknowledge" in line for line in out)
+    assert "export.mbox#1" in out[0] and "export.mbox#2" in out[1]
+
+
+def test_replay_of_a_missing_path_is_a_clear_error(
+        tmp_path: Path, credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that does not exist is named, with a non-zero exit."""
+    assert main(["replay", "--config", str(EXAMPLE), str(tmp_path / "nope")]) != 0
+    assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_shows_acks_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """`mailbridge demo` prints the acks as they happen and exits 0 on SIGINT."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailbridge", "demo", "--listen", "127.0.0.1:0",
+         "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "All samples processed" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = "".join(seen) + rest
+    assert proc.returncode == 0, output
+    assert "/metrics" in output
+    assert output.count("acknowledgement that would reach the customer") == 2
+    assert "Subject: Re: Invoice 2291 charged twice [#" in output
+    assert "Dana Whitfield" in output and "Sam Okafor" in output
+    assert "auto_submitted" in output and "follow_up" in output
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The shipped unit verifies without a single warning."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: run ./scripts/test, which installs it"
+    exe = shutil.which("mailbridge") or str(Path(sys.executable).parent / "mailbridge")
+    unit = (REPO / "systemd" / "mailbridge.service").read_text()
+    assert "ExecStart=/usr/bin/mailbridge " in unit
+    assert "RestartPreventExitStatus=64 78" in unit and "LoadCredential=" in unit
+    local = tmp_path / "mailbridge.service"
+    local.write_text(unit.replace("ExecStart=/usr/bin/mailbridge ", f"ExecStart={exe} "))
+    result = subprocess.run([analyze, "verify", "--man=no", str(local)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
