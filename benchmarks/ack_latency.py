@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -25,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.daemon import Daemon, maildir_deliver, write_config  # noqa: E402
-from tests.mails import customer_mail  # noqa: E402
-from tests.servers import Dovecot, SmtpPeer  # noqa: E402
+from tests.daemon import Daemon, maildir_deliver, write_config
+from tests.mails import customer_mail
+from tests.servers import Dovecot, SmtpPeer
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.policy import SMTP
 
 from mailbridge.config import Config
 from mailbridge.core import agents as roster
@@ -167,7 +166,7 @@ class Ingestor:
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.add(OutboxItem(thread_id=thread_id, kind="ack", mailbox=source.mailbox,
                           message_id=ack_id, envelope_from=envelope_from,
-                          recipient=author.addr, body=ack.as_bytes(policy=SMTP),
+                          recipient=author.addr, body=ack.as_bytes(),
                           next_attempt_at=now, created_at=now, arrived_at=received))
         tx.know_id(ack_id, thread_id, "out")
         return author.addr, ack_id

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import signal
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
+from mailbridge.core.model import InboundMessage
 from mailbridge.ingest import Ingestor, Outcome, Source
 from mailbridge.io.http import HttpServer
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
@@ -165,9 +168,13 @@ class Service:
             source = Source(mailbox=self.config.imap.mailbox if self.config.imap else "",
                             uidvalidity=item.uidvalidity, uid=item.uid)
             received = item.internaldate or self.clock.now()
-            self._record(source, item.message.size, lambda s=source, i=item, r=received:
-                         self._ingestor().ingest(i.message, s, received=r,
-                                                 now=self.clock.now()))
+            if item.message is None:
+                self._record(source, item.size, functools.partial(
+                    self._ingestor().record_failure, source, item.error, size=item.size,
+                    received=received, now=self.clock.now()))
+                continue
+            self._record(source, item.size, functools.partial(
+                self._ingest, item.message, source, received))
         if self._loop is not None and self.sender is not None:
             self._loop.call_soon_threadsafe(self.sender.wake)
 
@@ -177,12 +184,14 @@ class Service:
         Blocking: call it from a worker thread.
         """
         message = parse_message(raw)
-        now = self.clock.now()
-        outcome = self._record(source, len(raw), lambda: self._ingestor().ingest(
-            message, source, received=now, now=now))
+        outcome = self._record(source, len(raw), functools.partial(
+            self._ingest, message, source, self.clock.now()))
         if self._loop is not None and self.sender is not None:
             self._loop.call_soon_threadsafe(self.sender.wake)
         return outcome
+
+    def _ingest(self, message: InboundMessage, source: Source, received: datetime) -> Outcome:
+        return self._ingestor().ingest(message, source, received=received, now=self.clock.now())
 
     def _ingestor(self) -> Ingestor:
         assert self.ingestor is not None, "startup() first"

@@ -19,7 +19,7 @@ from tests.servers import Dovecot, SmtpPeer, free_port, wait_for
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *,
+def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *, imap_tls: str = "none",
                  extra_imap: str = "", extra_smtp: str = "", extra: str = "") -> Path:
     """A complete mailbridge config for the two test servers; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -44,8 +44,8 @@ first_response = "4h"
 
 [imap]
 host = "{dovecot.host}"
-port = {dovecot.port}
-tls = "none"
+port = {dovecot.tls_port if imap_tls == "implicit" else dovecot.port}
+tls = "{imap_tls}"
 username = "{dovecot.username}"
 password_file = "{dovecot.password_file}"
 read_timeout = "20s"

@@ -16,8 +16,8 @@ def retry_delay(attempt: int, *, initial: float, cap: float,
     "Equal jitter": half the exponential step is fixed and half random, so many
     clients that failed together do not come back together, yet none retries at once.
     """
-    step = min(cap, initial * 2 ** max(0, attempt - 1))
-    return step / 2 + step / 2 * rand()
+    step = min(cap, initial * 2.0 ** max(0, attempt - 1))
+    return float(step / 2 + step / 2 * rand())
 
 
 class Backoff:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -53,12 +54,37 @@ class Fetched:
 
     uid: int
     uidvalidity: int
-    message: InboundMessage
+    message: InboundMessage | None
+    """None when the message could not be parsed at all; `error` says why."""
     internaldate: datetime | None
     size: int
+    error: str = ""
 
 
 Deliver = Callable[[Sequence[Fetched]], None]
+
+
+class _IdleClient(IMAPClient):
+    """IMAPClient whose IDLE wait also sees responses already read into its buffer.
+
+    `idle_check` polls the socket, but imaplib reads through a buffered file: when
+    the server sends "+ idling" and "* 3 EXISTS" in one segment, the EXISTS sits in
+    the buffer, the socket looks idle, and the new mail would wait for the next
+    packet (Dovecot's keepalive comes every two minutes).
+    """
+
+    def _poll_socket(self, sock: socket.socket, timeout: float | None = None) -> Any:
+        if _buffered(self._imap.file):
+            return [(sock.fileno(), select.POLLIN)]
+        return super()._poll_socket(sock, timeout)
+
+
+def _buffered(reader: Any) -> bool:
+    """Whether `reader` holds unread bytes; only called while the socket is non-blocking."""
+    try:
+        return bool(reader.peek(1))
+    except (OSError, ValueError):  # nothing buffered and the socket would block
+        return False
 
 
 def _aware(value: Any) -> datetime | None:
@@ -151,7 +177,7 @@ class ImapWatcher:
     def _connect(self) -> IMAPClient:
         s = self.settings
         context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
-        client = IMAPClient(s.host, port=s.port, ssl=s.tls == "implicit", ssl_context=context,
+        client = _IdleClient(s.host, port=s.port, ssl=s.tls == "implicit", ssl_context=context,
                             timeout=SocketTimeout(connect=s.connect_timeout,
                                                   read=s.read_timeout))
         self._client = client
@@ -208,15 +234,27 @@ class ImapWatcher:
         return start
 
     def _catch_up(self, client: IMAPClient, uidvalidity: int, last_uid: int) -> int:
-        uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
-        batch = self.settings.fetch_batch
-        for start in range(0, len(uids), batch):
-            if self._stop.is_set():
+        """Handle every message after `last_uid`, until the server's view stops growing.
+
+        A server adds new mail to the session's view at the end of a command and says
+        so with an untagged EXISTS in that command's response; SEARCH itself ran on the
+        older view. imaplib keeps those EXISTS lines (imapclient ignores them), so we
+        search again while they appear. Anything newer is announced during IDLE.
+        """
+        untagged = client._imap.untagged_responses
+        while not self._stop.is_set():
+            untagged.clear()
+            found = client.search(["UID", f"{last_uid + 1}:*"])
+            uids = sorted(u for u in found if u > last_uid)
+            if not uids and not untagged.get("EXISTS"):
                 break
-            chunk = uids[start:start + batch]
-            self.deliver(self._fetch(client, chunk, uidvalidity))
-            last_uid = chunk[-1]
-            self.heartbeat = time.monotonic()
+            for start in range(0, len(uids), self.settings.fetch_batch):
+                if self._stop.is_set():
+                    break
+                chunk = uids[start:start + self.settings.fetch_batch]
+                self.deliver(self._fetch(client, chunk, uidvalidity))
+                last_uid = chunk[-1]
+                self.heartbeat = time.monotonic()
         return last_uid
 
     def _fetch(self, client: IMAPClient, uids: list[int], uidvalidity: int) -> list[Fetched]:
@@ -240,12 +278,20 @@ class ImapWatcher:
                 continue
             section = sections[uid]
             size = int(data.get(b"RFC822.SIZE", 0))
-            message = parse_parts(
-                data.get(b"BODY[HEADER]", b""), texts.get(uid),
-                transfer_encoding=section.encoding if section else None,
-                charset=section.charset if section else None, size=size)
-            fetched.append(Fetched(uid, uidvalidity, message,
-                                   _aware(data.get(b"INTERNALDATE")), size))
+            arrived = _aware(data.get(b"INTERNALDATE"))
+            try:
+                message = parse_parts(
+                    data.get(b"BODY[HEADER]", b""), texts.get(uid),
+                    transfer_encoding=section.encoding if section else None,
+                    charset=section.charset if section else None,
+                    subtype=section.subtype if section else None,
+                    text_size=section.size if section else None, size=size)
+            except Exception as exc:  # a poison message must not stall the mailbox
+                log.exception("imap %s", fields(event="parse_failed", uid=uid))
+                fetched.append(Fetched(uid, uidvalidity, None, arrived, size,
+                                       error=f"{type(exc).__name__}: {exc}"))
+                continue
+            fetched.append(Fetched(uid, uidvalidity, message, arrived, size))
         return fetched
 
     def _idle(self, client: IMAPClient) -> None:

@@ -13,15 +13,22 @@ Public API:
 - `reply_subject(subject, thread_ref)`: "Re: <subject> [#REF]".
 - `references_for(original)`: the References of a reply (RFC 5322 3.6.4).
 - `make_message_id(domain)`: a fresh "<...@domain>".
+- `SafePolicy`, `SMTP_POLICY`, `SMTPUTF8_POLICY`, `policy_for(*values)`: the
+  policy to build outgoing mail with; the stock `email.policy.SMTP` of Python
+  3.11 folds some of these values into something else (see `SafePolicy`).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from email.charset import Charset
 from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import formataddr, make_msgid
+from typing import TYPE_CHECKING
 
 from mailbridge.core.model import InboundMessage
 
@@ -47,6 +54,9 @@ _REPLY_PREFIX = re.compile(
 """Reply and forward prefixes of common clients: English, German, Nordic, Dutch, French."""
 
 _DOMAIN_RE = re.compile(r"[^\s<>()\[\],;:\\\"@]+")
+_ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+_ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 
 
 def clean(value: str, *, max_len: int = 200) -> str:
@@ -80,7 +90,7 @@ def shorten(text: str, max_len: int) -> str:
         return "…"[:max_len]
     head = text[: max_len - 1]
     space = head.rfind(" ")
-    if space >= max_len // 2:
+    if text[max_len - 1] != " " and space >= max_len // 2:
         head = head[:space]
     return head.rstrip() + "…"
 
@@ -96,7 +106,7 @@ def format_address(name: str, addr: str) -> str:
     another address).
     """
     display = clean(name)
-    spec = "".join(clean(addr, max_len=MAX_ADDR_SPEC * 2).split())
+    spec = clean(addr, max_len=MAX_ADDR_SPEC * 2)
     local, at, domain = spec.rpartition("@")
     if not at or not local or not domain or len(spec) > MAX_ADDR_SPEC:
         raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
@@ -106,6 +116,8 @@ def format_address(name: str, addr: str) -> str:
         ascii_spec = _ascii_addr_spec(local, _ascii_domain(domain))
         if ascii_spec is not None:
             return formataddr((display, ascii_spec), charset="utf-8")
+        raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
+    if re.search(r"[\s\"\\]", local):
         raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
     # headerregistry quotes a local part that is not a dot-atom; the domain
     # was checked above, so nothing in it can end the address early.
@@ -181,7 +193,117 @@ def is_message_id(value: str) -> bool:
 
 def make_message_id(domain: str) -> str:
     """A new unique Message-ID on `domain` (our support domain, never the host name)."""
-    name = _ascii_domain("".join(clean(domain, max_len=255).split())).strip(".")
+    name = _ascii_domain(clean(domain, max_len=255)).strip(".")
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", name):
         raise ValueError(f"not a usable Message-ID domain: {clean(domain, max_len=60)!r}")
     return make_msgid(domain=name)
+
+
+if TYPE_CHECKING:
+    _PolicyBase = EmailPolicy[EmailMessage]
+else:
+    _PolicyBase = EmailPolicy
+
+
+class SafePolicy(_PolicyBase):
+    """`email.policy.SMTP`, but it writes msg-id and address headers itself.
+
+    Python 3.11's folder turns some safe values into different ones:
+
+    - an unstructured header whose one id is longer than a line (Outlook ids
+      often are) is RFC 2047-encoded, which breaks threading;
+    - a quoted display name that must be folded or partly encoded loses its
+      quotes, so `"a, b@evil.example" <c@d>` goes out as another address.
+
+    Here ids fold between ids, and each mailbox is written as an ASCII
+    display name, quoted when needed, or as RFC 2047 encoded words of at most 75
+    characters (raw UTF-8 with `utf8=True`); lines fold only between tokens.
+    """
+
+    def fold(self, name: str, value: str) -> str:
+        folded = _fold_special(name, value, self)
+        return folded if folded is not None else str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = _fold_special(name, value, self)
+        if folded is None:
+            return super().fold_binary(name, value)
+        return folded.encode("utf-8" if self.utf8 else "ascii")
+
+
+def _fold_special(name: str, value: object, policy: SafePolicy) -> str | None:
+    """The folded header for msg-id and address headers; None for every other one."""
+    key = name.lower()
+    if key in _ID_HEADERS and str(value).isascii():
+        return _fold_tokens(name, str(value).split(), policy.linesep)
+    addresses = getattr(value, "addresses", None)
+    if key not in _ADDRESS_HEADERS or addresses is None:
+        return None
+    tokens: list[str] = []
+    for number, address in enumerate(addresses, 1):
+        mailbox = _mailbox_tokens(address.display_name, address.addr_spec, utf8=policy.utf8)
+        if number < len(addresses):
+            mailbox[-1] += ","
+        tokens += mailbox
+    return _fold_tokens(name, tokens, policy.linesep)
+
+
+def _mailbox_tokens(display: str, spec: str, *, utf8: bool) -> list[str]:
+    """One mailbox as tokens that may be separated by folding whitespace."""
+    if not display:
+        return [spec]
+    angle = f"<{spec}>"
+    if (display.isascii() or utf8) and "=?" not in display:
+        if _SPECIALS.search(display) or display != display.strip():
+            escaped = display.replace("\\", "\\\\").replace('"', '\\"')
+            return [f'"{escaped}"', angle]
+        return [display, angle]
+    utf8_charset = Charset("utf-8")
+    return [*(utf8_charset.header_encode(chunk) for chunk in _word_chunks(display)), angle]
+
+
+def _word_chunks(text: str, limit: int = 45) -> list[str]:
+    """`text` in pieces of at most `limit` UTF-8 octets, split after spaces when possible.
+
+    45 octets are 60 characters of base64, so each encoded word stays within
+    RFC 2047's 75. Spaces stay inside the words: decoders drop the whitespace
+    between adjacent encoded words.
+    """
+    chunks: list[str] = []
+    current = ""
+    for piece in re.findall(r"\S*\s*", text):
+        if len((current + piece).encode()) <= limit:
+            current += piece
+            continue
+        if current:
+            chunks.append(current)
+        current = ""
+        for char in piece:
+            if len((current + char).encode()) > limit:
+                chunks.append(current)
+                current = ""
+            current += char
+    return [*chunks, current] if current else chunks
+
+
+def _fold_tokens(name: str, tokens: list[str], linesep: str) -> str:
+    """`Name: token token ...` folded between tokens at 78 columns."""
+    if any("\r" in token or "\n" in token for token in tokens):
+        raise ValueError(f"header {name} would contain a line break")
+    lines = [f"{name}:"]
+    for token in tokens:
+        if len(lines[-1]) + 1 + len(token) > 78 and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += f" {token}"
+    return linesep.join(lines) + linesep
+
+
+SMTP_POLICY = SafePolicy(linesep="\r\n")
+"""`email.policy.SMTP` with the folding fixes of `SafePolicy`."""
+SMTPUTF8_POLICY = SafePolicy(linesep="\r\n", utf8=True)
+"""The same for mail that must go out with SMTPUTF8 (RFC 6531/6532)."""
+
+
+def policy_for(*values: str) -> SafePolicy:
+    """SMTPUTF8_POLICY when a `format_address` value is not ASCII, else SMTP_POLICY."""
+    return SMTP_POLICY if all(value.isascii() for value in values) else SMTPUTF8_POLICY

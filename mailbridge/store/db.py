@@ -210,7 +210,7 @@ class Store:
             values["next_attempt_at"] = retry_at
         with self.transaction() as tx:
             tx.session.exec(update(OutboxItem).where(col(OutboxItem.id) == item_id)
-                            .values(**values))  # type: ignore[call-overload]
+                            .values(**values))
 
     def recover_interrupted(self, now: datetime) -> int:
         """Mark items left `sending` by a crash as failed; return how many."""
@@ -220,7 +220,7 @@ class Store:
                     state="failed",
                     last_error="interrupted while sending; not retried, so the customer "
                                "cannot receive it twice",
-                )  # type: ignore[call-overload]
+                )
             )
             return int(result.rowcount or 0)
 

@@ -192,7 +192,7 @@ def test_broken_mail_is_recorded_and_the_daemon_keeps_going(
         dovecot.append(b"Subject: no sender at all\r\n\r\nhello\r\n")
         dovecot.append(customer_mail(3))
         smtp_peer.wait_for_count(1, timeout=10)
-        wait_for(lambda: recorded(daemon) == 3, timeout=10, message="not all recorded")
+        wait_for(lambda: recorded(daemon) == 3, timeout=10, message=daemon.log)
         store = daemon.store()
         rows = store.messages()
         store.close()
@@ -201,3 +201,19 @@ def test_broken_mail_is_recorded_and_the_daemon_keeps_going(
         assert rows[1].action == "ignore" and rows[1].rule == "no_sender"
         assert rows[2].action == "acknowledge"
         assert daemon.healthy()
+
+
+def test_imap_over_tls_is_verified(
+        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """Implicit TLS works with the server's CA, and an unverifiable certificate is refused."""
+    trusted = write_config(tmp_path / "trusted", dovecot, smtp_peer, imap_tls="implicit",
+                           extra_imap=f'ca_file = "{dovecot.ca_pem_path}"')
+    with Daemon(trusted):
+        dovecot.append(customer_mail(1))
+        smtp_peer.wait_for_count(1, timeout=10)
+    untrusted = write_config(tmp_path / "untrusted", dovecot, smtp_peer, imap_tls="implicit")
+    with Daemon(untrusted) as daemon:
+        wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in daemon.log(), timeout=10,
+                 message=daemon.log)
+        assert daemon.healthy(), "a TLS failure is retried, not a crash"
+        assert daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 0
