@@ -22,7 +22,7 @@ from mailbridge.core.model import AckContext, Agent, InboundMessage, Verdict
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.store.db import Store, Tx
-from mailbridge.store.tables import Message, OutboxItem, Thread
+from mailbridge.store.tables import KnownId, Message, OutboxItem, Thread
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,11 @@ class Ingestor:
         verdict = Verdict(False, "internal_error", f"could not be processed: {error}"[:500])
         with self.store.transaction() as tx:
             if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-                tx.add(Message(source=source.describe(), mailbox=source.mailbox,
-                               uidvalidity=source.uidvalidity, uid=source.uid, size=size,
-                               received_at=received, recorded_at=now, action="ignore",
-                               rule=verdict.rule, reason=verdict.detail))
+                tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
+                          uidvalidity=source.uidvalidity, uid=source.uid, message_id=None,
+                          sender="", subject="", size=size, received_at=received,
+                          recorded_at=now, thread_id=None, action="ignore", rule=verdict.rule,
+                          reason=verdict.detail, defects="")
             if source.uid is not None and source.uidvalidity is not None:
                 tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
         return Outcome(source, None, verdict, None, None, None, None, None, received)
@@ -113,14 +114,14 @@ class Ingestor:
             ack_to, ack_id = self._queue_ack(tx, message, source, thread_id=thread_id,
                                              agent=agent, due=due, received=received, now=now)
         author = message.author
-        tx.add(Message(
-            source=source.describe(), mailbox=source.mailbox, uidvalidity=source.uidvalidity,
-            uid=source.uid, message_id=message.message_id,
+        tx.insert(
+            Message, source=source.describe(), mailbox=source.mailbox,
+            uidvalidity=source.uidvalidity, uid=source.uid, message_id=message.message_id,
             sender=author.addr.lower() if author else "", subject=message.subject,
             received_at=received, recorded_at=now, size=message.size, thread_id=thread_id,
             action="acknowledge" if verdict.reply else "ignore", rule=verdict.rule,
             reason=verdict.detail, defects="\n".join(message.defects),
-        ))
+        )
         if message.message_id and thread_id and not context.duplicate:
             tx.know_id(message.message_id, thread_id, "in")
         return Outcome(source, message.message_id, verdict, thread_id, agent, due, ack_to,
@@ -134,16 +135,15 @@ class Ingestor:
         author = message.author
         if ref is None or author is None:
             return None
-        thread = tx.thread(ref)
         # A guessed reference must not join a stranger's thread.
-        if thread is not None and thread.customer == author.addr.lower():
-            return thread.id
+        if tx.thread_customer(ref) == author.addr.lower():
+            return ref
         return None
 
     def _new_thread_id(self, tx: Tx) -> str:
         while True:
             candidate = threads.make_ref(self.entropy(threads.REF_LENGTH))
-            if tx.thread(candidate) is None:
+            if tx.thread_customer(candidate) is None:
                 return candidate
 
     def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, *, thread_id: str,
@@ -160,13 +160,14 @@ class Ingestor:
         )
         ack_id = make_message_id(support.domain)
         ack = self.renderer.render_ack(context, message, message_id=ack_id, date=now, now=now)
-        tx.add(Thread(id=thread_id, created_at=received, customer=author.addr.lower(),
-                      subject=message.subject, agent_name=agent.name, agent_email=agent.email,
-                      first_response_due=due))
+        tx.insert(Thread, id=thread_id, created_at=received, customer=author.addr.lower(),
+                  subject=message.subject, agent_name=agent.name, agent_email=agent.email,
+                  state="awaiting_agent", first_response_due=due)
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
-        tx.add(OutboxItem(thread_id=thread_id, kind="ack", mailbox=source.mailbox,
-                          message_id=ack_id, envelope_from=envelope_from,
-                          recipient=author.addr, body=ack.as_bytes(),
-                          next_attempt_at=now, created_at=now, arrived_at=received))
-        tx.know_id(ack_id, thread_id, "out")
+        tx.insert(OutboxItem, thread_id=thread_id, kind="ack", mailbox=source.mailbox,
+                  message_id=ack_id, envelope_from=envelope_from, recipient=author.addr,
+                  body=ack.as_bytes(), state="pending", attempts=0, next_attempt_at=now,
+                  created_at=now, arrived_at=received, sent_at=None, last_error="")
+        # A fresh Message-ID of our own domain: no need to look it up first.
+        tx.insert(KnownId, message_id=ack_id, thread_id=thread_id, direction="out")
         return author.addr, ack_id

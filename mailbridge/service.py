@@ -163,20 +163,18 @@ class Service:
     # -- ingest ----------------------------------------------------------------------
 
     def _deliver_threadsafe(self, batch: Sequence[Fetched]) -> None:
-        """Called on a watcher thread: record each message, then wake the sender."""
+        """Called on a watcher thread: record each message, waking the sender after each."""
         for item in batch:
             source = Source(mailbox=self.config.imap.mailbox if self.config.imap else "",
                             uidvalidity=item.uidvalidity, uid=item.uid)
             received = item.internaldate or self.clock.now()
             if item.message is None:
-                self._record(source, item.size, functools.partial(
+                step = functools.partial(
                     self._ingestor().record_failure, source, item.error, size=item.size,
-                    received=received, now=self.clock.now()))
-                continue
-            self._record(source, item.size, functools.partial(
-                self._ingest, item.message, source, received))
-        if self._loop is not None and self.sender is not None:
-            self._loop.call_soon_threadsafe(self.sender.wake)
+                    received=received, now=self.clock.now())
+            else:
+                step = functools.partial(self._ingest, item.message, source, received)
+            self._record(source, item.size, step)
 
     def ingest_raw(self, raw: bytes, source: Source) -> Outcome | None:
         """Record one complete message (the demo's and local tools' ingest path).
@@ -184,11 +182,12 @@ class Service:
         Blocking: call it from a worker thread.
         """
         message = parse_message(raw)
-        outcome = self._record(source, len(raw), functools.partial(
+        return self._record(source, len(raw), functools.partial(
             self._ingest, message, source, self.clock.now()))
+
+    def _wake_sender(self) -> None:
         if self._loop is not None and self.sender is not None:
             self._loop.call_soon_threadsafe(self.sender.wake)
-        return outcome
 
     def _ingest(self, message: InboundMessage, source: Source, received: datetime) -> Outcome:
         return self._ingestor().ingest(message, source, received=received, now=self.clock.now())
@@ -205,6 +204,8 @@ class Service:
             log.exception("message %s", fields(event="error", source=source.describe()))
             outcome = self._ingestor().record_failure(source, f"{type(exc).__name__}: {exc}",
                                                       size=size, received=now, now=now)
+        if outcome.ack_message_id is not None:
+            self._wake_sender()
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)
             log.info("message %s", fields(

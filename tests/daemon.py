@@ -76,8 +76,9 @@ shutdown_timeout = "5s"
 class Daemon:
     """`python -m mailbridge run --config PATH` as a child process, logging to a file."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env or {}
         self.log_path = config.parent / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
         text = config.read_text(encoding="utf-8")
@@ -89,7 +90,7 @@ class Daemon:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mailbridge", "run", "--config", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         wait_for(self.healthy, timeout=timeout,
                  message=lambda: f"daemon not healthy; log:\n{self.log()}")
         return self

@@ -64,7 +64,7 @@ class Fetched:
 Deliver = Callable[[Sequence[Fetched]], None]
 
 
-class _IdleClient(IMAPClient):
+class _IdleClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
     """IMAPClient whose IDLE wait also sees responses already read into its buffer.
 
     `idle_check` polls the socket, but imaplib reads through a buffered file: when

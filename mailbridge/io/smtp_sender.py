@@ -26,7 +26,7 @@ from mailbridge.io.backoff import retry_delay
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields, redact
 from mailbridge.metrics import Metrics
-from mailbridge.store.db import OutboxRow, Store
+from mailbridge.store.db import Finished, OutboxRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +135,22 @@ class OutboxSender:
         lost = await asyncio.to_thread(self.store.recover_interrupted, self.clock.now())
         if lost:
             log.warning("outbox %s", fields(event="recovered", interrupted=lost))
+        finished: Finished | None = None
         try:
             while True:
                 self._wake.clear()
-                item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now())
+                item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now(),
+                                               finished=finished)
+                finished = None
                 if item is not None:
-                    await self._deliver(item)
+                    finished = await self._deliver(item)
                     continue
                 if stopping.is_set():
                     return
                 await self._sleep(stopping)
         finally:
+            if finished is not None:
+                await asyncio.to_thread(self.store.finish_outbox, finished)
             await asyncio.to_thread(self.transport.close)
 
     async def _sleep(self, stopping: asyncio.Event) -> None:
@@ -161,19 +166,17 @@ class OutboxSender:
             for waiter in waits:
                 waiter.cancel()
 
-    async def _deliver(self, item: OutboxRow) -> None:
+    async def _deliver(self, item: OutboxRow) -> Finished:
+        """Send one item; return its outcome for the store to record."""
         started = self.clock.monotonic()
         try:
             await asyncio.to_thread(self.transport.send, item.envelope_from, item.recipient,
                                     item.body)
         except TransientError as exc:
-            await asyncio.to_thread(self._retry_later, item, str(exc))
-            return
+            return self._retry_later(item, str(exc))
         except PermanentError as exc:
-            await asyncio.to_thread(self._fail, item, str(exc), "smtp_permanent")
-            return
+            return self._fail(item, str(exc), "smtp_permanent")
         now = self.clock.now()
-        await asyncio.to_thread(self.store.finish_outbox, item.id, state="sent", at=now)
         self.metrics.acks_sent.labels(item.mailbox).inc()
         latency = max(0.0, (now - item.arrived_at).total_seconds())
         self.metrics.ack_latency.labels(item.mailbox).observe(latency)
@@ -182,24 +185,22 @@ class OutboxSender:
                                   send_ms=round((self.clock.monotonic() - started) * 1000)))
         if self.on_sent is not None:
             self.on_sent(item)
+        return Finished(item.id, "sent", now)
 
-    def _retry_later(self, item: OutboxRow, error: str) -> None:
+    def _retry_later(self, item: OutboxRow, error: str) -> Finished:
         now = self.clock.now()
         self.metrics.ack_failures.labels(item.mailbox, "smtp_temporary").inc()
         if now - item.arrived_at > self.retry.give_up_after:
-            self._fail(item, f"gave up after {item.attempts} attempts: {error}", None)
-            return
+            return self._fail(item, f"gave up after {item.attempts} attempts: {error}", None)
         delay = retry_delay(item.attempts, initial=self.retry.initial.total_seconds(),
                             cap=self.retry.cap.total_seconds())
-        retry_at = now + timedelta(seconds=delay)
-        self.store.finish_outbox(item.id, state="pending", at=now, error=error,
-                                 retry_at=retry_at)
         log.warning("ack %s", fields(event="retry", thread=item.thread_id, attempt=item.attempts,
                                      retry_in_s=round(delay, 1), error=redact(error)))
+        return Finished(item.id, "pending", now, error, now + timedelta(seconds=delay))
 
-    def _fail(self, item: OutboxRow, error: str, reason: str | None) -> None:
+    def _fail(self, item: OutboxRow, error: str, reason: str | None) -> Finished:
         if reason is not None:
             self.metrics.ack_failures.labels(item.mailbox, reason).inc()
-        self.store.finish_outbox(item.id, state="failed", at=self.clock.now(), error=error)
         log.error("ack %s", fields(event="failed", thread=item.thread_id, attempt=item.attempts,
                                    error=redact(error)))
+        return Finished(item.id, "failed", self.clock.now(), error)

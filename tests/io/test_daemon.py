@@ -217,3 +217,48 @@ def test_imap_over_tls_is_verified(
                  message=daemon.log)
         assert daemon.healthy(), "a TLS failure is retried, not a crash"
         assert daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 0
+
+
+def test_uidvalidity_change_does_not_acknowledge_old_mail_again(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """When the server renumbers the mailbox, mail already answered gets no second ack."""
+    with Daemon(config) as daemon:
+        for n in (1, 2):
+            dovecot.append(customer_mail(n))
+        smtp_peer.wait_for_count(2, timeout=10)
+        dovecot.stop()
+        # Dovecot keeps UIDVALIDITY in dovecot-uidlist and its index; without both, the
+        # mailbox gets a new UIDVALIDITY and every message a new UID.
+        for state in [dovecot.mail_dir / "dovecot-uidlist",
+                      *dovecot.mail_dir.glob("dovecot.index*")]:
+            state.unlink()
+        dovecot.start()
+        wait_for(lambda: "uidvalidity_changed" in daemon.log(), timeout=30, message=daemon.log)
+        dovecot.append(customer_mail(3))
+        smtp_peer.wait_for_count(3, timeout=15)
+        wait_for(lambda: recorded(daemon) == 5, timeout=10, message=daemon.log)
+        store = daemon.store()
+        rules = [m.rule for m in store.messages()]
+        store.close()
+    assert rules.count("duplicate") == 2, rules
+    assert sorted(acked_recipients(smtp_peer).values()) == [1, 1, 1]
+
+
+def test_systemd_readiness_watchdog_and_stopping_are_notified(
+        config: Path, tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """Under systemd the daemon says READY=1, pings the watchdog and says STOPPING=1."""
+    import socket
+
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(10)
+        daemon = Daemon(config, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        daemon.start()
+        seen = [sock.recv(256).decode() for _ in range(3)]
+        assert seen[0] == "READY=1"
+        assert seen[1:] == ["WATCHDOG=1", "WATCHDOG=1"]
+        assert daemon.stop() == 0
+        while (note := sock.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert note == "STOPPING=1"

@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from mailbridge.store.db import Store
+from mailbridge.store.db import Finished, Store
 from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
 from mailbridge.store.tables import OutboxItem, Thread
 
@@ -99,8 +99,8 @@ def test_retry_puts_an_item_back_for_later(store: Store) -> None:
         tx.add(_outbox("ABCDEF"))
     item = store.claim_outbox(T0)
     assert item is not None
-    store.finish_outbox(item.id, state="pending", at=T0, error="SMTP 451 busy",
-                        retry_at=T0 + timedelta(seconds=30))
+    store.finish_outbox(Finished(item.id, "pending", T0, "SMTP 451 busy",
+                                 T0 + timedelta(seconds=30)))
     assert store.claim_outbox(T0 + timedelta(seconds=29)) is None
     again = store.claim_outbox(T0 + timedelta(seconds=30))
     assert again is not None and again.attempts == 2
@@ -124,3 +124,16 @@ def test_round_robin_counter_is_durable(store: Store) -> None:
         with store.transaction() as tx:
             turns.append(tx.take_turn("round_robin"))
     assert turns == [0, 1, 2]
+
+
+def test_claiming_the_next_item_records_the_previous_outcome(store: Store) -> None:
+    """The outcome passed to claim_outbox is committed with the next claim."""
+    with store.transaction() as tx:
+        tx.add(_outbox("FIRSTT"))
+        tx.add(_outbox("SECOND"))
+    first = store.claim_outbox(T0)
+    assert first is not None
+    second = store.claim_outbox(T0, finished=Finished(first.id, "sent", T0))
+    assert second is not None and second.thread_id == "SECOND"
+    states = {i.thread_id: (i.state, i.sent_at) for i in store.outbox()}
+    assert states == {"FIRSTT": ("sent", T0), "SECOND": ("sending", None)}
