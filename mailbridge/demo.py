@@ -112,9 +112,10 @@ async def _run(config: Config, out: TextIO, once: bool) -> int:
     service = Service(config, transport=ConsoleTransport(out),
                       on_outcome=lambda outcome: _print_outcome(out, outcome))
     serve = asyncio.create_task(service.serve())
-    while not service.ready and not serve.done():
-        await asyncio.sleep(0.05)
+    started = asyncio.create_task(service.started.wait())
+    await asyncio.wait([serve, started], return_when=asyncio.FIRST_COMPLETED)
     if serve.done():
+        started.cancel()
         return await serve
     assert service.http is not None
     print(f"mailbridge demo: store {config.store.url}", file=out)

@@ -66,6 +66,8 @@ class Service:
         self.sender: OutboxSender | None = None
         self.http: HttpServer | None = None
         self.watchers: list[ImapWatcher] = []
+        self.started = asyncio.Event()
+        """Set once startup() is done: the store is open and /healthz answers."""
         self._stop = asyncio.Event()
         self._stopping_sender = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,6 +116,7 @@ class Service:
             watcher.start()
             self.watchers.append(watcher)
         self.ready = True
+        self.started.set()
         sd_notify("READY=1")
         log.info("service %s", fields(event="ready", http=f"{config.http.host}:{self.http.port}",
                                       mailboxes=len(self.watchers)))

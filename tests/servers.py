@@ -202,8 +202,11 @@ class Dovecot:
     host = LOOPBACK
     username = "support@example.com"
 
-    def __init__(self, directory: Path, *, binary: Path = DOVECOT_BINARY) -> None:
+    def __init__(
+        self, directory: Path, *, binary: Path = DOVECOT_BINARY, extra_config: str = ""
+    ) -> None:
         self.directory = Path(directory).resolve()
+        self.extra_config = extra_config
         self.binary = binary
         self.port = free_port()
         self.tls_port = free_port()
@@ -421,7 +424,7 @@ class Dovecot:
             else ""
         )
         no_chroot = "" if priv.chroot else "  chroot =\n"
-        return _DOVECOT_CONF.format(
+        return self.extra_config + "\n" + _DOVECOT_CONF.format(
             base_dir=self._base_dir,
             state_dir=self._base_dir / "state",
             instance=f"mailbridge-test-{self.port}",

@@ -42,7 +42,8 @@ class HttpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            status, ctype, body = await asyncio.wait_for(self._respond(reader), timeout=10)
+            head_only, (status, ctype, body) = await asyncio.wait_for(self._respond(reader),
+                                                                      timeout=10)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             writer.close()
@@ -50,19 +51,24 @@ class HttpServer:
         head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
         try:
-            writer.write(head.encode("ascii") + body)
+            writer.write(head.encode("ascii") + (b"" if head_only else body))
             await writer.drain()
         except ConnectionError:
             pass
         finally:
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+    async def _respond(self, reader: asyncio.StreamReader,
+                       ) -> tuple[bool, tuple[int, str, bytes]]:
+        """(whether this is a HEAD request, (status, content type, body))."""
         request = await reader.readuntil(b"\r\n\r\n")
         parts = request.split(b"\r\n", 1)[0].split()
         if len(parts) != 3:
-            return 400, "text/plain", b"bad request\n"
+            return False, (400, "text/plain", b"bad request\n")
         method, target = parts[0], parts[1].split(b"?", 1)[0]
+        return method == b"HEAD", await self._route(method, target)
+
+    async def _route(self, method: bytes, target: bytes) -> tuple[int, str, bytes]:
         if method not in (b"GET", b"HEAD"):
             return 405, "text/plain", b"only GET\n"
         if target == b"/metrics":

@@ -77,7 +77,9 @@ def test_new_mail_gets_one_named_threaded_ack_and_a_follow_up_none(
         assert daemon.metric("mailbridge_acks_sent_total", mailbox="INBOX") == 1
         assert daemon.metric("mailbridge_messages_received_total", mailbox="INBOX",
                              kind="follow_up") == 1
+        metrics = daemon.metrics()
         log = daemon.log()
+    assert "@" not in metrics and "Invoice" not in metrics, "no address or subject in metrics"
     assert "ana@example.org" not in log and "Invoice" not in log, "no PII in info logs"
 
 
@@ -262,3 +264,15 @@ def test_systemd_readiness_watchdog_and_stopping_are_notified(
         while (note := sock.recv(256).decode()) == "WATCHDOG=1":
             pass
         assert note == "STOPPING=1"
+
+
+def test_a_server_without_idle_is_polled(tmp_path: Path, smtp_peer: SmtpPeer) -> None:
+    """When the server does not offer IDLE, new mail is found by polling."""
+    server = Dovecot(tmp_path / "no-idle",
+                     extra_config="imap_capability = IMAP4rev1 LITERAL+ UIDPLUS ENABLE")
+    with server:
+        config = write_config(tmp_path / "mb", server, smtp_peer, extra_imap='poll_interval = "1s"')
+        with Daemon(config) as daemon:
+            wait_for(lambda: "idle=False" in daemon.log(), timeout=10, message=daemon.log)
+            server.append(customer_mail(1))
+            smtp_peer.wait_for_count(1, timeout=10)
