@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from mailbridge.config import Config
 from mailbridge.core import agents as roster
 from mailbridge.core import rules, sla, threads
-from mailbridge.core.model import AckContext, Agent, InboundMessage, Verdict
+from mailbridge.core.model import AckContext, Address, Agent, InboundMessage, Verdict
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.store.db import Store, Tx
@@ -66,7 +66,15 @@ class Ingestor:
         self.renderer = renderer
         self.entropy = entropy
         self.agents = tuple(Agent(a.name, a.email) for a in config.agents)
-        self.support_addresses = frozenset(config.support.addresses)
+        self.agent_emails = tuple(a.email.lower() for a in config.agents)
+        r = config.rules
+        self.policy = rules.RulePolicy(
+            support_addresses=frozenset(config.support.addresses), reply_to=r.reply_to,
+            require_addressed=r.require_addressed,
+            robot_senders=tuple(p.lower() for p in r.robot_senders),
+            spam_header=r.spam_header.lower(), spam_value=r.spam_value.lower(),
+            dmarc_check=r.dmarc_check, trusted_authserv_id=r.trusted_authserv_id,
+            sender_cap=r.sender_cap, global_cap_per_minute=r.global_cap_per_minute)
 
     def ingest(self, message: InboundMessage, source: Source, *, received: datetime,
                now: datetime) -> Outcome:
@@ -99,46 +107,74 @@ class Ingestor:
 
     def _decide_and_record(self, tx: Tx, message: InboundMessage, source: Source,
                            received: datetime, now: datetime) -> Outcome:
-        thread_id = self._find_thread(tx, message)
+        author = message.author
+        customer = author.addr.lower() if author else ""
+        thread_id, link = self._find_thread(tx, message, customer, received)
+        mid = message.message_id
         context = rules.RuleContext(
-            support_addresses=self.support_addresses,
-            thread=thread_id,
-            duplicate=bool(message.message_id) and tx.message_id_recorded(message.message_id or ""),
+            policy=self.policy, thread=thread_id, thread_link=link,
+            duplicate=bool(mid) and tx.message_id_recorded(mid or ""),
+            own_message=bool(mid) and tx.own_message(mid or ""),
         )
         verdict = rules.evaluate(message, context)
+        if verdict.reply:  # only now count, for the caps: most mail never gets here
+            context = replace(
+                context,
+                sender_acks=tx.threads_started(received - self.config.rules.sender_cap_window,
+                                               customer),
+                acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
+            verdict = rules.evaluate(message, context)
         agent = due = ack_to = ack_id = None
+        target = rules.recipient(message, self.policy)
         if verdict.reply:
+            assert target is not None, "the rules refuse mail without a recipient"
             thread_id = self._new_thread_id(tx)
             agent = roster.round_robin(self.agents, tx.take_turn("round_robin"))
             due = sla.first_response_due(received, self.config.sla.first_response)
-            ack_to, ack_id = self._queue_ack(tx, message, source, thread_id=thread_id,
-                                             agent=agent, due=due, received=received, now=now)
-        author = message.author
+            ack_id = self._queue_ack(tx, message, source, customer, target, thread_id=thread_id,
+                                     agent=agent, due=due, received=received, now=now)
+            ack_to = target.addr
         tx.insert(
             Message, source=source.describe(), mailbox=source.mailbox,
-            uidvalidity=source.uidvalidity, uid=source.uid, message_id=message.message_id,
-            sender=author.addr.lower() if author else "", subject=message.subject,
-            received_at=received, recorded_at=now, size=message.size, thread_id=thread_id,
-            action="acknowledge" if verdict.reply else "ignore", rule=verdict.rule,
-            reason=verdict.detail, defects="\n".join(message.defects),
+            uidvalidity=source.uidvalidity, uid=source.uid, message_id=mid, sender=customer,
+            subject=message.subject, received_at=received, recorded_at=now, size=message.size,
+            thread_id=thread_id, action="acknowledge" if verdict.reply else "ignore",
+            rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects),
         )
-        if message.message_id and thread_id and not context.duplicate:
-            tx.know_id(message.message_id, thread_id, "in")
-        return Outcome(source, message.message_id, verdict, thread_id, agent, due, ack_to,
-                       ack_id, received)
+        if thread_id and not context.duplicate:
+            for key in (mid, threads.thread_index_key(message.header("thread-index"))):
+                if key:
+                    tx.know_id(key, thread_id, "in")
+        return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received)
 
-    def _find_thread(self, tx: Tx, message: InboundMessage) -> str | None:
+    def _find_thread(self, tx: Tx, message: InboundMessage, customer: str,
+                     received: datetime) -> tuple[str | None, str]:
+        """The thread `message` continues and how we know, or (None, "")."""
         found = tx.thread_for_ids(threads.linked_ids(message))
         if found is not None:
-            return found
+            return found, "it answers a message of that thread"
         ref = threads.subject_ref(message.subject)
-        author = message.author
-        if ref is None or author is None:
-            return None
         # A guessed reference must not join a stranger's thread.
-        if tx.thread_customer(ref) == author.addr.lower():
-            return ref
-        return None
+        owner = tx.thread_customer(ref) if ref is not None and customer else None
+        if owner is not None and customer in (owner, *self.agent_emails):
+            return ref, "its subject carries the thread reference"
+        found = tx.thread_for_ids([k for k in [threads.thread_index_key(
+            message.header("thread-index"))] if k])
+        if found is not None:
+            return found, "Outlook's Thread-Index names the same conversation"
+        if not customer:
+            return None, ""
+        window = self.config.threads
+        key = threads.normalize_subject(message.subject)
+        if key:
+            found = tx.open_thread_by_subject(customer, key,
+                                              received - window.same_subject_window)
+            if found is not None:
+                return found, "the same customer wrote again with the same subject"
+        found = tx.latest_thread(customer, received - window.burst_window)
+        if found is not None:
+            return found, "the same customer wrote again moments after"
+        return None, ""
 
     def _new_thread_id(self, tx: Tx) -> str:
         while True:
@@ -146,28 +182,28 @@ class Ingestor:
             if tx.thread_customer(candidate) is None:
                 return candidate
 
-    def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, *, thread_id: str,
-                   agent: Agent, due: datetime, received: datetime,
-                   now: datetime) -> tuple[str, str]:
-        author = message.author
-        assert author is not None  # the no_sender rule guarantees it
+    def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, customer: str,
+                   target: Address, *, thread_id: str, agent: Agent, due: datetime,
+                   received: datetime, now: datetime) -> str:
+        """Write the thread, the rendered acknowledgement and its Message-ID; return the id."""
         support = self.config.support
         context = AckContext(
             support_name=support.name, support_address=support.address,
-            customer_name=author.name, customer_address=author.addr, subject=message.subject,
+            customer_name=target.name, customer_address=target.addr, subject=message.subject,
             thread_ref=thread_id, agent=agent, due=due, timezone=support.timezone,
             received=received,
         )
         ack_id = make_message_id(support.domain)
         ack = self.renderer.render_ack(context, message, message_id=ack_id, date=now, now=now)
-        tx.insert(Thread, id=thread_id, created_at=received, customer=author.addr.lower(),
+        tx.insert(Thread, id=thread_id, created_at=received, customer=customer,
                   subject=message.subject, agent_name=agent.name, agent_email=agent.email,
-                  state="awaiting_agent", first_response_due=due)
+                  state="awaiting_agent", first_response_due=due,
+                  subject_key=threads.normalize_subject(message.subject))
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread_id, kind="ack", mailbox=source.mailbox,
-                  message_id=ack_id, envelope_from=envelope_from, recipient=author.addr,
+                  message_id=ack_id, envelope_from=envelope_from, recipient=target.addr,
                   body=ack.as_bytes(), state="pending", attempts=0, next_attempt_at=now,
                   created_at=now, arrived_at=received, sent_at=None, last_error="")
         # A fresh Message-ID of our own domain: no need to look it up first.
         tx.insert(KnownId, message_id=ack_id, thread_id=thread_id, direction="out")
-        return author.addr, ack_id
+        return ack_id

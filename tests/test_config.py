@@ -17,11 +17,13 @@ from mailbridge.config import (
     DaemonSettings,
     HttpSettings,
     ImapSettings,
+    RulesSettings,
     Secret,
     SlaSettings,
     SmtpSettings,
     StoreSettings,
     SupportSettings,
+    ThreadsSettings,
     demo_config,
     format_duration,
     load_config,
@@ -103,6 +105,7 @@ def test_example_documents_every_key() -> None:
             documented.setdefault(section, set()).add(key[1])
     sections: dict[str, type[BaseModel]] = {
         "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
+        "rules": RulesSettings, "threads": ThreadsSettings,
         "imap": ImapSettings, "smtp": SmtpSettings, "store": StoreSettings,
         "http": HttpSettings, "daemon": DaemonSettings,
     }

@@ -1,36 +1,104 @@
 """Who gets an automatic acknowledgement, and why not when not.
 
-Public API: `RuleContext`, `evaluate(message, context) -> Verdict`, `RULES`.
+Public API: `RulePolicy`, `RuleContext`, `evaluate(message, context) -> Verdict`,
+`recipient(message, policy)`, `RULES`.
 
-Each rule is a small named function that returns a reason sentence when it
-forbids an acknowledgement, else None. `evaluate` runs them in order; the first
-objection wins. When no rule objects, the message starts a new thread from a
-person and is acknowledged. The full RFC 3834 rule set grows here.
+A message gets an acknowledgement only when it starts a new thread from a
+person. Each rule is a small named function that returns a reason sentence when
+it forbids the acknowledgement, else None; `evaluate` runs them in order and
+the first objection wins. The set follows RFC 3834 and Dovecot Pigeonhole's
+vacation extension (RFC 5230), plus what real robots send without saying so.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailbridge.core.model import InboundMessage, Verdict
+from mailbridge.core.model import Address, InboundMessage, Verdict
 
 OUR_THREAD_HEADER = "x-mailbridge-thread"
+
+LIST_HEADERS = ("list-id", "list-unsubscribe", "list-post", "list-help", "list-subscribe",
+                "list-owner", "list-archive", "mailing-list", "x-mailing-list")
+AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoreply-from", "x-mail-autoreply",
+                      "x-ms-exchange-inbox-rules-loop")
+_ROBOT_LOCAL_PART = re.compile(
+    r"^(mailer-daemon|postmaster|owner-.+|.+-request|no[-_.]?reply([-_.+].*)?"
+    r"|do[-_.]?not[-_.]?reply([-_.+].*)?)$")
+_SUPPRESS_TOKENS = {"all", "autoreply", "oof"}
+# Subjects of auto-replies that forget Auto-Submitted, in the languages we meet
+# most. Generic words ("Absence", "Afwezig") count only as a prefix with a colon.
+_AUTO_REPLY_SUBJECT = re.compile(
+    r"^\s*(?:"
+    r"out of (?:the )?office|automatic reply|auto[- ]?reply|auto[- ]?response"
+    r"|abwesenheitsnotiz|automatische antwort|r[ée]ponse automatique"
+    r"|respuesta autom[áa]tica|fuera de (?:la )?oficina|risposta automatica"
+    r"|automatisch antwoord|autosvar|resposta autom[áa]tica|automaattinen vastaus"
+    r"|automatyczna odpowied[źz]"
+    r"|(?:absence|absent|abwesend|afwezig|fr[åa]nvarande|ausente|fuori sede)\s*:"
+    r")", re.IGNORECASE)
+_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RulePolicy:
+    """The operator's choices for the rules (config `[rules]`)."""
+
+    support_addresses: frozenset[str]
+    """Every support address and alias, lower-case."""
+    reply_to: str = "return-path"
+    """"return-path": the envelope sender (RFC 3834 section 4); "reply-to": Reply-To or From."""
+    require_addressed: bool = True
+    robot_senders: tuple[str, ...] = ()
+    """Extra fnmatch patterns for robot addresses or local parts, lower-case."""
+    spam_header: str = "x-spam-flag"
+    spam_value: str = "yes"
+    dmarc_check: bool = False
+    trusted_authserv_id: str = ""
+    sender_cap: int = 3
+    global_cap_per_minute: int = 60
 
 
 @dataclass(frozen=True)
 class RuleContext:
     """What the store knows about a message, gathered before the decision."""
 
-    support_addresses: frozenset[str]
-    """Every support address and alias, lower-case."""
+    policy: RulePolicy
     thread: str | None = None
     """The existing thread this message belongs to, if any."""
+    thread_link: str = ""
+    """How it was linked to that thread, in a few words."""
     duplicate: bool = False
     """A message with the same Message-ID was already recorded."""
+    own_message: bool = False
+    """The Message-ID is one we generated: our own mail came back."""
+    sender_acks: int = 0
+    """Acknowledgements this sender got within the cap window."""
+    acks_last_minute: int = 0
 
 
 Rule = Callable[[InboundMessage, RuleContext], str | None]
+
+
+def _lower(value: str | None) -> str:
+    return (value or "").strip().lower()
+
+
+def recipient(message: InboundMessage, policy: RulePolicy) -> Address | None:
+    """Who the acknowledgement goes to: exactly one address, or None."""
+    author = message.author
+    if policy.reply_to == "return-path":
+        if not message.return_path:
+            return None
+        return Address(author.name if author else "", message.return_path)
+    target = message.reply_to[0] if message.reply_to else author
+    if target is None or "@" not in target.addr:
+        return None
+    name = target.name or (author.name if author else "")
+    return Address(name, target.addr)
 
 
 def no_sender(message: InboundMessage, context: RuleContext) -> str | None:
@@ -47,25 +115,142 @@ def duplicate(message: InboundMessage, context: RuleContext) -> str | None:
 
 def auto_submitted(message: InboundMessage, context: RuleContext) -> str | None:
     value = message.header("auto-submitted")
-    if value is not None and value.strip().split(";")[0].strip().lower() != "no":
+    if value is not None and _lower(value.split(";")[0]) != "no":
         return f"Auto-Submitted: {value.strip()[:60]} marks it automatic (RFC 3834 section 5)"
     return None
 
 
 def loop(message: InboundMessage, context: RuleContext) -> str | None:
-    if message.header(OUR_THREAD_HEADER) is not None:
-        return "it carries our own X-Mailbridge-Thread header (a loop)"
-    senders = [a.addr.lower() for a in message.from_]
+    ours = context.policy.support_addresses
+    if message.header(OUR_THREAD_HEADER) is not None or context.own_message:
+        return "it is our own message coming back (a loop)"
+    senders = [a.addr for a in message.from_]
     if message.sender is not None:
-        senders.append(message.sender.addr.lower())
-    if any(addr in context.support_addresses for addr in senders):
+        senders.append(message.sender.addr)
+    if any(_lower(addr) in ours for addr in senders):
         return "it comes from a support address (a loop)"
+    for value in message.header_all("x-loop"):
+        if any(address in _lower(value) for address in ours):
+            return "its X-Loop header names a support address (a loop)"
+    target = recipient(message, context.policy)
+    if target is not None and _lower(target.addr) in ours:
+        return "the acknowledgement would go to a support address (a loop)"
     return None
+
+
+def bounce(message: InboundMessage, context: RuleContext) -> str | None:
+    ctype = message.content_type
+    if ctype in ("multipart/report", "message/delivery-status",
+                 "message/disposition-notification", "message/feedback-report"):
+        return f"it is a delivery, read or feedback report ({ctype})"
+    if message.header("x-failed-recipients") is not None:
+        return "it is a bounce (X-Failed-Recipients)"
+    return None
+
+
+def mailing_list(message: InboundMessage, context: RuleContext) -> str | None:
+    found = next((h for h in LIST_HEADERS if message.header(h) is not None), None)
+    if found is not None:
+        return f"it is list mail ({found.title()} header)"
+    return None
+
+
+def bulk(message: InboundMessage, context: RuleContext) -> str | None:
+    for name in ("precedence", "x-precedence"):
+        value = _lower(message.header(name))
+        if value in ("bulk", "list", "junk"):
+            return f"{name.title()}: {value} marks it bulk mail"
+    return None
+
+
+def auto_reply(message: InboundMessage, context: RuleContext) -> str | None:
+    found = next((h for h in AUTO_REPLY_HEADERS if message.header(h) is not None), None)
+    if found is not None:
+        return f"it is an automatic reply ({found} header)"
+    suppress = _lower(message.header("x-auto-response-suppress"))
+    if _SUPPRESS_TOKENS & {t.strip() for t in suppress.split(",")}:
+        return "X-Auto-Response-Suppress asks for no automatic reply"
+    checks = (("x-autogenerated", "reply"), ("x-fc-machinegenerated", "true"),
+              ("x-ms-exchange-generated-message-source", "mailbox rules agent"))
+    for name, marker in checks:
+        if marker in _lower(message.header(name)):
+            return f"it is an automatic reply ({name} header)"
+    if _AUTO_REPLY_SUBJECT.match(message.subject):
+        return "its subject is that of an automatic reply (out of office)"
+    return None
+
+
+def _is_robot(address: str, patterns: tuple[str, ...]) -> bool:
+    address = _lower(address)
+    local = address.rpartition("@")[0] if "@" in address else address
+    if _ROBOT_LOCAL_PART.match(local):
+        return True
+    return any(fnmatch.fnmatchcase(address, p) or fnmatch.fnmatchcase(local, p)
+               for p in patterns)
+
+
+def robot_sender(message: InboundMessage, context: RuleContext) -> str | None:
+    candidates = [a.addr for a in message.from_]
+    if message.return_path:
+        candidates.append(message.return_path)
+    if any(_is_robot(addr, context.policy.robot_senders) for addr in candidates):
+        return "the sender is a system or no-reply address"
+    return None
+
+
+def spam(message: InboundMessage, context: RuleContext) -> str | None:
+    policy = context.policy
+    if _lower(message.header(policy.spam_header)) == policy.spam_value:
+        return f"the mail server flagged it as spam ({policy.spam_header})"
+    return None
+
+
+def dmarc_fail(message: InboundMessage, context: RuleContext) -> str | None:
+    policy = context.policy
+    if not policy.dmarc_check:
+        return None
+    for value in message.header_all("authentication-results"):
+        authserv_id = _lower(value.split(";", 1)[0])
+        if authserv_id == _lower(policy.trusted_authserv_id) and _DMARC_FAIL.search(value):
+            return "DMARC failed at our mail server: the sender may be forged (backscatter)"
+    return None
+
+
+def null_return_path(message: InboundMessage, context: RuleContext) -> str | None:
+    if message.return_path == "":
+        return "the envelope sender is null (<>), as for bounces (RFC 3834 section 4)"
+    if message.return_path is None and context.policy.reply_to == "return-path":
+        return "there is no Return-Path to answer (RFC 3834 section 4)"
+    return None
+
+
+def not_addressed(message: InboundMessage, context: RuleContext) -> str | None:
+    if not context.policy.require_addressed:
+        return None
+    ours = context.policy.support_addresses
+    if any(_lower(a.addr) in ours for a in (*message.to, *message.cc)):
+        return None
+    return "no support address is in To or Cc (RFC 5230 section 4.5)"
 
 
 def follow_up(message: InboundMessage, context: RuleContext) -> str | None:
     if context.thread is not None:
-        return f"it continues thread {context.thread}, which was already acknowledged"
+        how = f" ({context.thread_link})" if context.thread_link else ""
+        return f"it continues thread {context.thread}{how}, which was already acknowledged"
+    return None
+
+
+def sender_cap(message: InboundMessage, context: RuleContext) -> str | None:
+    cap = context.policy.sender_cap
+    if context.sender_acks >= cap:
+        return f"this sender already got {context.sender_acks} acknowledgements (cap {cap})"
+    return None
+
+
+def global_cap(message: InboundMessage, context: RuleContext) -> str | None:
+    cap = context.policy.global_cap_per_minute
+    if context.acks_last_minute >= cap:
+        return f"{context.acks_last_minute} acknowledgements in the last minute (cap {cap})"
     return None
 
 
@@ -74,8 +259,22 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("duplicate", duplicate),
     ("auto_submitted", auto_submitted),
     ("loop", loop),
+    ("bounce", bounce),
+    ("list", mailing_list),
+    ("bulk", bulk),
+    ("auto_reply", auto_reply),
+    ("robot_sender", robot_sender),
+    ("spam", spam),
+    ("dmarc_fail", dmarc_fail),
+    ("null_return_path", null_return_path),
+    ("not_addressed", not_addressed),
     ("follow_up", follow_up),
+    ("sender_cap", sender_cap),
+    ("global_cap", global_cap),
 )
+AUTOMATIC_RULES = frozenset({"auto_submitted", "loop", "bounce", "list", "bulk", "auto_reply",
+                             "robot_sender", "spam", "dmarc_fail", "null_return_path"})
+"""Rules that say the message did not come from a person."""
 
 
 def evaluate(message: InboundMessage, context: RuleContext) -> Verdict:

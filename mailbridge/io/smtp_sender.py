@@ -44,6 +44,14 @@ def _classify(code: int, text: str) -> TransientError | PermanentError:
     return PermanentError(message) if 500 <= code < 600 else TransientError(message)
 
 
+def _ascii_domain(address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}" if local else address
+    except UnicodeError:
+        return address
+
+
 def _reply_text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
@@ -77,7 +85,16 @@ class SmtpTransport:
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            refused = self._conn.sendmail(envelope_from, [recipient], data)
+            # A non-ASCII local part needs SMTPUTF8 (RFC 6531); an IDN domain with an
+            # ASCII local part goes out as punycode.
+            recipient = _ascii_domain(recipient)
+            options = [] if recipient.isascii() and envelope_from.isascii() else ["SMTPUTF8"]
+            refused = self._conn.sendmail(envelope_from, [recipient], data,
+                                          mail_options=options)
+        except smtplib.SMTPNotSupportedError as exc:
+            self.close()
+            raise PermanentError(f"the SMTP server cannot deliver to this address: {exc}") \
+                from exc
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             code, text = next(iter(exc.recipients.values()))

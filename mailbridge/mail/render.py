@@ -187,6 +187,8 @@ def _headers(
         msg["References"] = " ".join(references)
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
+    # Loop protection other responders understand (Sieve, procmail, many helpdesks).
+    msg["X-Loop"] = ctx.support_address
     msg["X-Mailbridge-Thread"] = clean(ctx.thread_ref, max_len=40).strip("[]# ")
     _refuse_line_breaks(msg)
     return msg

@@ -153,6 +153,36 @@ class Tx:
         row = self._first(select(t.customer).where(t.id == thread_id))
         return None if row is None else str(row.customer)
 
+    def own_message(self, message_id: str) -> bool:
+        """Whether `message_id` is one of the Message-IDs we generated."""
+        k = KNOWN_IDS.c
+        return self._first(select(k.thread_id).where(
+            k.message_id == message_id, k.direction == "out")) is not None
+
+    def open_thread_by_subject(self, customer: str, subject_key: str,
+                               since: datetime) -> str | None:
+        """The newest open thread of `customer` with this normalised subject since `since`."""
+        t = THREADS.c
+        row = self._first(select(t.id).where(
+            t.customer == customer, t.subject_key == subject_key, t.created_at >= since,
+            t.state != "resolved").order_by(t.created_at.desc()).limit(1))
+        return None if row is None else str(row.id)
+
+    def latest_thread(self, customer: str, since: datetime) -> str | None:
+        """The newest thread `customer` started since `since`."""
+        t = THREADS.c
+        row = self._first(select(t.id).where(t.customer == customer, t.created_at >= since)
+                          .order_by(t.created_at.desc()).limit(1))
+        return None if row is None else str(row.id)
+
+    def threads_started(self, since: datetime, customer: str | None = None) -> int:
+        """How many threads were started (acknowledged) since `since`, by one customer or all."""
+        t = THREADS.c
+        query = select(func.count()).select_from(THREADS).where(t.created_at >= since)
+        if customer is not None:
+            query = query.where(t.customer == customer)
+        return int(self._conn.execute(query).scalar_one())
+
     def thread(self, thread_id: str) -> Thread | None:
         return self.session.get(Thread, thread_id)
 

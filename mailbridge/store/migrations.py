@@ -108,8 +108,18 @@ def _v1_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v2_thread_matching(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE threads ADD COLUMN subject_key TEXT NOT NULL DEFAULT ''"))
+    conn.execute(text(
+        "CREATE INDEX ix_threads_customer_subject ON threads (customer, subject_key)"))
+    conn.execute(text("CREATE INDEX ix_threads_customer_created ON threads (customer, created_at)"))
+    conn.execute(text("CREATE INDEX ix_threads_created ON threads (created_at)"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
+    (2, "threads.subject_key and indexes for subject, burst and cap matching",
+     _v2_thread_matching),
 )
 
 _VERSION_TABLE = "schema_version"

@@ -81,6 +81,9 @@ class Thread(SQLModel, table=True):
     agent_email: str
     state: str = "awaiting_agent"
     first_response_due: datetime = _ts(index=True)
+    subject_key: str = Field(default="", sa_column=Column(Text, nullable=False,
+                                                          server_default=""))
+    """The normalised subject (`core.threads.normalize_subject`), for matching."""
 
 
 class KnownId(SQLModel, table=True):

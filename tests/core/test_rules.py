@@ -1,7 +1,8 @@
-"""The basic acknowledgement guard: one ack per new thread from a person."""
+"""Who gets an acknowledgement: RFC 3834, loops, lists, robots, auto-replies, caps."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -9,85 +10,218 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailbridge.core.model import Address, InboundMessage
-from mailbridge.core.rules import RuleContext, evaluate
+from mailbridge.core.rules import AUTOMATIC_RULES, RuleContext, RulePolicy, evaluate, recipient
 
-SUPPORT = frozenset({"support@example.com", "help@example.com"})
+POLICY = RulePolicy(support_addresses=frozenset({"support@example.com", "help@example.com"}))
+ANA = Address("Ana", "ana@example.org")
 
 
-def message(*, from_: tuple[Address, ...] = (Address("Ana", "ana@example.org"),),
-            headers: tuple[tuple[str, str], ...] = (), sender: Address | None = None,
-            ) -> InboundMessage:
+def message(*, from_: tuple[Address, ...] = (ANA,), headers: tuple[tuple[str, str], ...] = (),
+            sender: Address | None = None, return_path: str | None = "ana@example.org",
+            to: tuple[Address, ...] = (Address("", "support@example.com"),),
+            cc: tuple[Address, ...] = (), subject: str = "Help",
+            content_type: str = "text/plain",
+            reply_to: tuple[Address, ...] = ()) -> InboundMessage:
     return InboundMessage(
-        message_id="<1@example.org>", from_=from_, sender=sender, reply_to=(), to=(), cc=(),
-        return_path="ana@example.org", subject="Help", date=datetime(2026, 11, 2, tzinfo=UTC),
-        in_reply_to=(), references=(), headers=headers)
+        message_id="<1@example.org>", from_=from_, sender=sender, reply_to=reply_to, to=to,
+        cc=cc, return_path=return_path, subject=subject,
+        date=datetime(2026, 11, 2, tzinfo=UTC), in_reply_to=(), references=(),
+        headers=headers, content_type=content_type)
+
+
+def rule_of(msg: InboundMessage, **context: object) -> str:
+    verdict = evaluate(msg, RuleContext(POLICY, **context))  # type: ignore[arg-type]
+    assert verdict.reply == (verdict.rule == "new_thread")
+    assert verdict.detail
+    return verdict.rule
 
 
 def test_new_thread_from_a_person_is_acknowledged() -> None:
-    """A first message from a person gets an acknowledgement."""
-    verdict = evaluate(message(), RuleContext(SUPPORT))
-    assert verdict.reply and verdict.rule == "new_thread"
+    """A first message from a person, to a support address, gets an acknowledgement."""
+    assert rule_of(message()) == "new_thread"
 
 
 @pytest.mark.parametrize("value", ["auto-replied", "auto-generated", "Auto-Replied; owner=x",
                                    "auto-notified"])
 def test_auto_submitted_other_than_no_is_not_acknowledged(value: str) -> None:
     """Auto-Submitted with any value but "no" suppresses the ack (RFC 3834 section 5)."""
-    verdict = evaluate(message(headers=(("auto-submitted", value),)), RuleContext(SUPPORT))
-    assert not verdict.reply and verdict.rule == "auto_submitted"
-    assert "RFC 3834" in verdict.detail
+    assert rule_of(message(headers=(("auto-submitted", value),))) == "auto_submitted"
 
 
 def test_auto_submitted_no_is_a_person() -> None:
     """Auto-Submitted: no is explicitly a person's message."""
-    verdict = evaluate(message(headers=(("auto-submitted", " No "),)), RuleContext(SUPPORT))
-    assert verdict.reply
+    assert rule_of(message(headers=(("auto-submitted", " No "),))) == "new_thread"
 
 
-@pytest.mark.parametrize("addr", ["support@example.com", "HELP@example.com"])
-def test_mail_from_a_support_address_is_a_loop(addr: str) -> None:
-    """Mail from our own addresses (in any case) never gets an ack."""
-    verdict = evaluate(message(from_=(Address("", addr.lower()),)), RuleContext(SUPPORT))
-    assert (verdict.reply, verdict.rule) == (False, "loop")
+@pytest.mark.parametrize("msg", [
+    message(from_=(Address("", "support@example.com"),)),
+    message(sender=Address("", "help@example.com")),
+    message(headers=(("x-mailbridge-thread", "ABCDEF"),)),
+    message(headers=(("x-loop", "Support <support@example.com>"),)),
+    message(return_path="help@example.com"),
+], ids=["from", "sender", "our-header", "x-loop", "return-path"])
+def test_our_own_mail_is_a_loop(msg: InboundMessage) -> None:
+    """Mail from, through or back to our own addresses never gets an ack."""
+    assert rule_of(msg) == "loop"
 
 
-def test_sender_header_from_support_is_a_loop() -> None:
-    """A Sender: of a support address marks our own mail, whatever the From says."""
-    verdict = evaluate(message(sender=Address("", "support@example.com")), RuleContext(SUPPORT))
-    assert verdict.rule == "loop"
+def test_a_message_id_we_generated_is_a_loop() -> None:
+    """Our own acknowledgement coming back is recognised by its Message-ID."""
+    assert rule_of(message(), own_message=True) == "loop"
 
 
-def test_our_own_thread_header_is_a_loop() -> None:
-    """Mail carrying our X-Mailbridge-Thread header came from us."""
-    verdict = evaluate(message(headers=(("x-mailbridge-thread", "ABCDEF"),)),
-                       RuleContext(SUPPORT))
-    assert verdict.rule == "loop"
+@pytest.mark.parametrize("ctype", ["multipart/report", "message/delivery-status",
+                                   "message/disposition-notification"])
+def test_reports_are_bounces(ctype: str) -> None:
+    """Delivery, read and feedback reports are never answered."""
+    assert rule_of(message(content_type=ctype, return_path="")) == "bounce"
 
 
-def test_follow_up_in_a_known_thread_is_not_acknowledged() -> None:
-    """A second message in a known thread gets no second ack; the reason names the thread."""
-    verdict = evaluate(message(), RuleContext(SUPPORT, thread="K7M2QD"))
+@pytest.mark.parametrize("header", ["List-Id", "List-Unsubscribe", "List-Post", "List-Help",
+                                    "List-Subscribe", "List-Owner", "List-Archive",
+                                    "Mailing-List", "X-Mailing-List"])
+def test_list_mail_is_not_acknowledged(header: str) -> None:
+    """Any list header marks list mail."""
+    assert rule_of(message(headers=((header.lower(), "<x.lists.example.org>"),))) == "list"
+
+
+@pytest.mark.parametrize("value", ["bulk", "list", "junk", " Bulk "])
+def test_precedence_bulk_list_junk(value: str) -> None:
+    """Precedence: bulk, list or junk marks bulk mail."""
+    assert rule_of(message(headers=(("precedence", value),))) == "bulk"
+    assert rule_of(message(headers=(("precedence", "first-class"),))) == "new_thread"
+
+
+@pytest.mark.parametrize("headers", [
+    (("x-autoreply", "yes"),), (("x-autorespond", "x"),),
+    (("x-auto-response-suppress", "DR, OOF, AutoReply"),),
+    (("x-auto-response-suppress", "All"),),
+    (("x-ms-exchange-inbox-rules-loop", "a@example.org"),),
+    (("x-autogenerated", "Reply"),), (("x-fc-machinegenerated", "true"),),
+])
+def test_auto_replies_without_auto_submitted(headers: tuple[tuple[str, str], ...]) -> None:
+    """Auto-replies that forget Auto-Submitted are recognised by their other markers."""
+    assert rule_of(message(headers=headers)) == "auto_reply"
+
+
+@pytest.mark.parametrize("subject", [
+    "Out of Office: Help", "Automatic reply: Invoice", "Auto-Reply: x", "Autoreply",
+    "Abwesenheitsnotiz: Rechnung", "Automatische Antwort: Rechnung", "Réponse automatique : x",
+    "Respuesta automática: x", "Risposta automatica: x", "Automatisch antwoord: x",
+    "Afwezig: x", "Autosvar: x", "Frånvarande: x", "Absence: x"])
+def test_auto_reply_subjects_in_several_languages(subject: str) -> None:
+    """The usual automatic-reply subjects are recognised in several languages."""
+    assert rule_of(message(subject=subject)) == "auto_reply"
+
+
+@pytest.mark.parametrize("subject", ["Absence of invoice 22", "Office move next week",
+                                     "Reply about my order"])
+def test_ordinary_subjects_are_not_auto_replies(subject: str) -> None:
+    """A person's subject that only contains such words is still a person's."""
+    assert rule_of(message(subject=subject)) == "new_thread"
+
+
+@pytest.mark.parametrize("addr", ["MAILER-DAEMON@mx.example.org", "postmaster@example.org",
+                                  "owner-users@lists.example.org", "users-request@example.org",
+                                  "noreply@example.org", "no-reply@example.org",
+                                  "no_reply@example.org", "donotreply@example.org",
+                                  "do-not-reply@example.org", "noreply-billing@example.org"])
+def test_robot_senders(addr: str) -> None:
+    """System and no-reply senders are robots."""
+    assert rule_of(message(from_=(Address("", addr),), return_path=addr)) == "robot_sender"
+
+
+def test_configured_robot_patterns() -> None:
+    """Operators can add their own robot patterns."""
+    policy = replace(POLICY, robot_senders=("alerts@*", "*-bot"))
+    for addr in ("alerts@monitoring.example.org", "deploy-bot@example.org"):
+        verdict = evaluate(message(from_=(Address("", addr),)), RuleContext(policy))
+        assert verdict.rule == "robot_sender"
+
+
+def test_spam_flag_and_configured_header() -> None:
+    """Spam flagged by the server gets no ack, with the header configurable."""
+    assert rule_of(message(headers=(("x-spam-flag", "YES"),))) == "spam"
+    policy = replace(POLICY, spam_header="x-spam-status", spam_value="yes")
+    verdict = evaluate(message(headers=(("x-spam-status", "Yes"),)), RuleContext(policy))
+    assert verdict.rule == "spam"
+
+
+def test_dmarc_failure_from_the_trusted_server_only_when_enabled() -> None:
+    """A DMARC fail stamped by our own server suppresses the ack when the operator asks."""
+    results = (("authentication-results",
+                "mx.example.com; spf=fail smtp.mailfrom=example.org; dmarc=fail (p=reject)"),)
+    assert rule_of(message(headers=results)) == "new_thread"
+    policy = replace(POLICY, dmarc_check=True, trusted_authserv_id="mx.example.com")
+    assert evaluate(message(headers=results), RuleContext(policy)).rule == "dmarc_fail"
+    forged = (("authentication-results", "evil.example; dmarc=fail"),)
+    assert evaluate(message(headers=forged), RuleContext(policy)).rule == "new_thread"
+
+
+def test_null_or_missing_return_path() -> None:
+    """No envelope sender to answer means no ack (RFC 3834 section 4)."""
+    assert rule_of(message(return_path="")) == "null_return_path"
+    assert rule_of(message(return_path=None)) == "null_return_path"
+    reply_to_mode = replace(POLICY, reply_to="reply-to")
+    assert evaluate(message(return_path=None), RuleContext(reply_to_mode)).reply
+
+
+def test_mail_not_addressed_to_support_unless_bcc_is_allowed() -> None:
+    """Mail without a support address in To/Cc is not answered unless the operator allows it."""
+    bcc = message(to=(Address("", "friend@example.org"),))
+    assert rule_of(bcc) == "not_addressed"
+    assert rule_of(message(to=(), cc=(Address("", "HELP@example.com"),))) == "new_thread"
+    relaxed = replace(POLICY, require_addressed=False)
+    assert evaluate(bcc, RuleContext(relaxed)).reply
+
+
+def test_follow_up_names_the_thread_and_how() -> None:
+    """A message in a known thread gets no second ack; the reason names thread and link."""
+    verdict = evaluate(message(), RuleContext(POLICY, thread="K7M2QD", thread_link="by subject"))
     assert (verdict.reply, verdict.rule) == (False, "follow_up")
-    assert "K7M2QD" in verdict.detail
+    assert "K7M2QD" in verdict.detail and "by subject" in verdict.detail
 
 
-def test_missing_from_is_explained() -> None:
-    """A message without a From address is recorded as unanswerable, not acknowledged."""
-    verdict = evaluate(message(from_=()), RuleContext(SUPPORT))
-    assert (verdict.reply, verdict.rule) == (False, "no_sender")
+def test_caps() -> None:
+    """The per-sender and global caps suppress, with the counts in the reason."""
+    assert rule_of(message(), sender_acks=2) == "new_thread"
+    assert rule_of(message(), sender_acks=3) == "sender_cap"
+    assert rule_of(message(), acks_last_minute=60) == "global_cap"
 
 
-def test_duplicate_message_id_is_not_acknowledged() -> None:
-    """The same Message-ID delivered twice gets one ack."""
-    verdict = evaluate(message(), RuleContext(SUPPORT, duplicate=True))
-    assert verdict.rule == "duplicate"
+def test_missing_from_and_duplicates() -> None:
+    """No From address, or a Message-ID seen before, get no ack."""
+    assert rule_of(message(from_=())) == "no_sender"
+    assert rule_of(message(), duplicate=True) == "duplicate"
 
 
-@given(value=st.text(min_size=1).filter(lambda v: v.strip().split(";")[0].strip().lower()
-                                        != "no"),
-       thread=st.one_of(st.none(), st.just("ABCDEF")))
-def test_automatic_mail_is_never_acknowledged(value: str, thread: str | None) -> None:
+def test_recipient_is_the_envelope_sender_by_default() -> None:
+    """The ack goes to Return-Path by default, and to Reply-To, else From, when configured."""
+    web_form = message(from_=(Address("Web form", "forms@example.org"),),
+                       return_path="bounces+123@mailer.example.org",
+                       reply_to=(Address("Bo", "bo@example.net"),))
+    assert recipient(web_form, POLICY) == Address("Web form", "bounces+123@mailer.example.org")
+    helpdesk = replace(POLICY, reply_to="reply-to")
+    assert recipient(web_form, helpdesk) == Address("Bo", "bo@example.net")
+    assert recipient(message(), helpdesk) == ANA
+
+
+_AUTOMATIC_HEADERS = st.sampled_from([
+    ("auto-submitted", "auto-replied"), ("list-id", "<l.example.org>"), ("precedence", "bulk"),
+    ("x-autoreply", "yes"), ("x-spam-flag", "YES"), ("x-loop", "support@example.com")])
+_ANY_HEADER = st.tuples(st.sampled_from(["subject", "x-priority", "references", "x-mailer",
+                                         "importance", "auto-submitted"]),
+                        st.text(max_size=40))
+
+
+@given(marker=_AUTOMATIC_HEADERS, noise=st.lists(_ANY_HEADER, max_size=5),
+       thread=st.one_of(st.none(), st.just("ABCDEF")), addressed=st.booleans())
+def test_automatic_mail_is_never_acknowledged(
+        marker: tuple[str, str], noise: list[tuple[str, str]], thread: str | None,
+        addressed: bool) -> None:
     """Whatever else it carries, a message marked automatic is never acknowledged."""
-    verdict = evaluate(message(headers=(("auto-submitted", value),)),
-                       RuleContext(SUPPORT, thread=thread))
+    to = (Address("", "support@example.com"),) if addressed else ()
+    verdict = evaluate(message(headers=(marker, *noise), to=to),
+                       RuleContext(POLICY, thread=thread))
     assert not verdict.reply
+    assert verdict.rule in AUTOMATIC_RULES, "the automatic marker decides, before any other"

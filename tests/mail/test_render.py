@@ -24,7 +24,7 @@ OUTLOOK_ID = "<AM0PR04MB6417D3A5B4E8C4A0B4F7E1B2C9A42@AM0PR04MB6417.eurprd04.pro
 EXPECTED_HEADERS = {
     "from", "to", "reply-to", "subject", "date", "message-id", "in-reply-to", "references",
     "auto-submitted", "x-auto-response-suppress", "x-mailbridge-thread", "mime-version",
-    "content-type",
+    "content-type", "x-loop",
 }  # fmt: skip
 
 HOSTILE = st.lists(
@@ -155,6 +155,7 @@ def test_headers_make_a_threaded_auto_reply(renderer: Renderer) -> None:
     assert str(wire["Auto-Submitted"]) == "auto-replied"
     assert str(wire["X-Auto-Response-Suppress"]) == "All"
     assert str(wire["X-Mailbridge-Thread"]) == "MB-1042"
+    assert str(wire["X-Loop"]) == "support@acme.example"
     assert {k.lower() for k in wire} == EXPECTED_HEADERS
 
 

@@ -1,0 +1,212 @@
+"""The value types of the configuration's fields: one TOML value checked and converted.
+
+This module owns the checks that need no other key; pydantic applies them field by field, and
+each raises ValueError with the sentence the operator reads. Public API, used by the settings
+in `mailbridge.config` (which re-exports `Secret`):
+
+- `Secret`, a password that shows as `Secret('**********')` until `.reveal()`.
+- Annotated field types: `Address`, `EnvelopeSender`, `Host`, `NonEmpty`, `Port`, `StrictBool`,
+  `Tls`, `Timezone`, `StoreUrl`, `Listen`, `Duration`, `PositiveDuration`, `IdleRefresh`,
+  `Seconds`.
+- `split_listen("host:port") -> (host, port)`, `mask_url(url)` (the password hidden) and
+  `ADDRESS_PATTERN`, the shape of an address.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import ipaddress
+import re
+import zoneinfo
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    PlainSerializer,
+)
+from pydantic_core import CoreSchema, core_schema
+
+from mailbridge.config_problems import show
+from mailbridge.durations import DURATION_LIKE, format_duration, parse_duration
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+class Secret:
+    """A password. repr, str and serialisation show stars; only `reveal()` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._coerce, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+    @classmethod
+    def _coerce(cls, value: object) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        raise ValueError("expected a string (the value is not shown)")
+
+
+# -- field types -------------------------------------------------------------------------------
+
+ADDRESS_PATTERN = re.compile(r'[^@\s<>()\[\],;:"]+@[^@\s<>()\[\],;:"]+')
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
+_STORE_SCHEMES = ("sqlite://", "postgresql://", "postgresql+psycopg://")
+
+
+def _address(value: str) -> str:
+    domain = value.rpartition("@")[2]
+    if ADDRESS_PATTERN.fullmatch(value) and not domain.startswith(".") and ".." not in domain:
+        return value
+    hint = "; write only the address here, without a name or <>" if "<" in value else ""
+    raise ValueError(f'expected an address like "support@example.com", got {show(value)}{hint}')
+
+
+def _envelope_sender(value: str) -> str:
+    return value if value == "" else _address(value)
+
+
+def _host(value: str) -> str:
+    if _HOSTNAME.fullmatch(value) and ".." not in value:
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        shown = show(value)
+    raise ValueError(f'expected a host name like "mail.example.com" (no scheme/port), got {shown}')
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _timezone(value: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        close = difflib.get_close_matches(value, zoneinfo.available_timezones(), n=1)
+        hint = f'; did you mean "{close[0]}"?' if close else '; e.g. "Europe/Berlin" or "UTC"'
+        raise ValueError(f"unknown IANA time zone {show(value)}{hint}") from None
+    return value
+
+
+def _store_url(value: str) -> str:
+    if value.startswith(_STORE_SCHEMES):
+        return value
+    schemes, shown = ", ".join(_STORE_SCHEMES), show(mask_url(value))
+    raise ValueError(f"expected a URL starting with {schemes}, got {shown}")
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in scheme://user:password@host, for repr and error messages."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """Split "host:port" or "[ipv6]:port" into (host, port); raise ValueError otherwise."""
+    if listen.startswith("["):
+        host, _, rest = listen[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = listen.rpartition(":")
+    bracketed = listen.startswith("[")
+    if not host or (":" in host and not bracketed) or not (port.isascii() and port.isdigit()):
+        raise ValueError(
+            f'expected "host:port" like "127.0.0.1:9464" or "[::1]:9464", got {show(listen)}'
+        )
+    if int(port) > 65_535:
+        raise ValueError(f"port must be at most 65535, got {port} in {show(listen)}")
+    return host, int(port)
+
+
+def _listen(value: str) -> str:
+    split_listen(value)
+    return value
+
+
+def _to_timedelta(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            pass
+    bare = (isinstance(value, str) and value.strip().isdecimal()) or (
+        isinstance(value, int | float) and not isinstance(value, bool))
+    hint = '; a bare number has no unit, write e.g. "30s" or "30m"' if bare else ""
+    raise ValueError(f"{DURATION_LIKE}, got {show(value)}{hint}")
+
+
+def _positive(td: timedelta) -> timedelta:
+    if td <= timedelta(0):
+        raise ValueError('must be longer than "0s"')
+    return td
+
+
+def _idle_limit(td: timedelta) -> timedelta:
+    if td > timedelta(minutes=29):
+        raise ValueError(
+            f'must be at most "29m" (RFC 2177: servers may end an IDLE after 30 minutes), '
+            f'got "{format_duration(td)}"'
+        )
+    return td
+
+
+def _to_seconds(value: object) -> float:
+    return _positive(_to_timedelta(value)).total_seconds()
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Host = Annotated[str, AfterValidator(_host)]
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65_535)]
+StrictBool = Annotated[bool, Field(strict=True)]
+Tls = Literal["implicit", "starttls", "none"]
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_timedelta),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+Seconds = Annotated[float, BeforeValidator(_to_seconds)]
+
+EnvelopeSender = Annotated[str, AfterValidator(_envelope_sender)]
+Timezone = Annotated[str, AfterValidator(_timezone)]
+StoreUrl = Annotated[str, AfterValidator(_store_url)]
+Listen = Annotated[str, AfterValidator(_listen)]
+IdleRefresh = Annotated[PositiveDuration, AfterValidator(_idle_limit)]

@@ -1,0 +1,133 @@
+"""Which part of a message holds its text: `first_text_section(bodystructure) -> TextSection`.
+
+This module owns reading an imapclient BODYSTRUCTURE, so the IMAP watcher fetches one text
+part instead of the whole message. Like the rest of `mailbridge.mail` it never raises, and
+its walk is bounded by `MAX_PARTS` parts and `MAX_DEPTH` levels. Public API (re-exported by
+`mailbridge.mail.parse`):
+
+- `first_text_section(bodystructure)` and `TextSection`: which part to fetch.
+- `choose(candidates)`: the first "plain" item, else the first "html" one; `parse` chooses
+  among the parts of a complete message with it too.
+- `MAX_PARTS`, `MAX_DEPTH`: the bounds of every walk over a MIME structure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+MAX_PARTS = 500
+MAX_DEPTH = 30
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TextSection:
+    """Where the first text part of a message is, for `BODY.PEEK[<section>]`."""
+
+    section: str
+    """The IMAP part number: "1", "1.2"; "1" for a single-part message."""
+    encoding: str
+    """The Content-Transfer-Encoding, lower-case: "base64", "quoted-printable", "7bit"."""
+    charset: str | None
+    subtype: str
+    """"plain" or "html"."""
+    size: int
+    """The encoded size in octets, as the server reported it."""
+
+
+def first_text_section(bodystructure: object) -> TextSection | None:
+    """The first text/plain part that is not an attachment, else the first text/html.
+
+    `bodystructure` is what imapclient returns for BODYSTRUCTURE: a BodyData
+    whose first item is the list of parts for a multipart, or the single part
+    (type, subtype, params, id, description, encoding, size, ...) with bytes
+    values. Parts of attached messages (message/rfc822) are not searched.
+    Returns None when there is no such part or the structure makes no sense.
+    """
+    try:
+        return choose(_imap_text_parts(bodystructure))
+    except Exception:
+        return None
+
+
+def choose(candidates: Sequence[tuple[str, _T]]) -> _T | None:
+    """The item of the first "plain" candidate, else of the first "html" one, else None."""
+    for wanted in ("plain", "html"):
+        for subtype, item in candidates:
+            if subtype == wanted:
+                return item
+    return None
+
+
+# --- IMAP BODYSTRUCTURE ------------------------------------------------------------
+
+
+def _imap_text_parts(structure: object) -> list[tuple[str, TextSection]]:
+    found: list[tuple[str, TextSection]] = []
+    stack: list[tuple[object, str, int]] = [(structure, "", 0)]
+    visited = 0
+    while stack and visited < MAX_PARTS:
+        node, section, depth = stack.pop()
+        visited += 1
+        if not isinstance(node, tuple | list) or not node:
+            continue
+        children = _imap_children(node)
+        if children is not None:
+            if depth < MAX_DEPTH:
+                prefix = f"{section}." if section else ""
+                numbered = [(child, f"{prefix}{i}") for i, child in enumerate(children, 1)]
+                stack.extend((child, number, depth + 1) for child, number in reversed(numbered))
+            continue
+        part = _imap_text_part(node, section or "1")
+        if part is not None:
+            found.append((part.subtype, part))
+    return found
+
+
+def _imap_children(node: Sequence[object]) -> Sequence[object] | None:
+    """The parts of a multipart node, or None for a single part.
+
+    imapclient's BodyData nests the parts in a list as the first item; a raw
+    parsed response has them as the leading tuples.
+    """
+    if isinstance(node[0], list):
+        return node[0]
+    if isinstance(node[0], tuple):
+        count = next((i for i, item in enumerate(node) if not isinstance(item, tuple)), len(node))
+        return list(node[:count])
+    return None
+
+
+def _imap_text_part(node: Sequence[object], section: str) -> TextSection | None:
+    if len(node) < 7 or _atom(node[0]) != "text" or _atom(node[1]) not in ("plain", "html"):
+        return None
+    disposition = node[9] if len(node) > 9 else None
+    if (
+        isinstance(disposition, tuple | list)
+        and disposition
+        and _atom(disposition[0]) == "attachment"
+    ):
+        return None
+    params = node[2] if isinstance(node[2], tuple | list) else ()
+    keys = [_atom(item) for item in params[0::2]]
+    charset = _text(params[keys.index("charset") * 2 + 1]) if "charset" in keys else None
+    return TextSection(
+        section=section,
+        encoding=_atom(node[5]) or "7bit",
+        charset=charset or None,
+        subtype=_atom(node[1]),
+        size=node[6] if isinstance(node[6], int) else 0,
+    )
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    return value if isinstance(value, str) else ""
+
+
+def _atom(value: object) -> str:
+    return _text(value).strip().lower()

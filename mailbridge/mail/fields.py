@@ -1,0 +1,307 @@
+"""The header fields of a received message: bounded before parsing, read one by one after.
+
+This module owns the header block, top level and MIME parts alike. `bound_fields` cuts every
+field the email package would parse in quadratic time; `build_message` then reads each field
+of the parsed message with the modern `email.headerregistry` classes, one bounded value at a
+time, each inside its own guard, so a bad field costs that field and adds a problem. Public
+API, used by `mailbridge.mail.parse` (which re-exports the limits):
+
+- `bound_fields(raw, defects) -> bytes`: `raw` with every over-long header field cut.
+- `build_message(msg, *, text, size, defects) -> InboundMessage`: the fields of `msg`,
+  with `text` and `size` as given.
+- `empty_message(size, defects) -> InboundMessage`: a message of which nothing could be read.
+- The limits `MAX_TOP_FIELD`, `MAX_MIME_FIELD`, `MAX_HEADERS`, `MAX_VALUE`, `MAX_DECODE`,
+  `MAX_ADDRESSES`, `MAX_REFERENCES`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import HeaderRegistry
+from email.message import Message
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+from mailbridge.core.model import Address, InboundMessage
+from mailbridge.mail.bodystructure import MAX_PARTS
+from mailbridge.mail.defects import Defects, excerpt, guard
+
+MAX_TOP_FIELD = 64 * 1024
+MAX_MIME_FIELD = 2 * 1024
+MAX_HEADERS = 500
+MAX_VALUE = 4096
+"""Characters of one header value that are decoded, parsed and kept."""
+MAX_DECODE = 128 * 1024
+"""Characters of RFC 2047 decoding for all kept headers together."""
+MAX_ADDRESSES = 100
+MAX_REFERENCES = 50
+
+_T = TypeVar("_T")
+_ADDRESS_HEADERS = HeaderRegistry()
+_UNSTRUCTURED = HeaderRegistry(use_default_map=False)
+_ID_TOKEN = re.compile(r"<[^<>\s]+>")
+_HEADER_LINE = re.compile(rb"[!-9;-~]*:")
+_BOUNDARY_LINE = re.compile(
+    rb"--[0-9A-Za-z'()+_,./:=?-](?:[0-9A-Za-z'()+_,./:=? -]{0,68}[0-9A-Za-z'()+_,./:=?-])?"
+    rb"[ \t]*(?:\r\n|\r|\n)?\Z"
+)
+_HEADER_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+# --- bounding --------------------------------------------------------------------
+
+
+def bound_fields(raw: bytes, defects: Defects) -> bytes:
+    """`raw` with every over-long header field cut, in the top and MIME part headers.
+
+    A line that looks like a MIME boundary starts a header block; a blank or
+    non-header line ends it, as in the email package's own parser.
+    """
+    out: list[bytes] = []
+    in_header, top, size, limit = True, True, 0, MAX_TOP_FIELD
+    for index, line in enumerate(raw.splitlines(keepends=True)):
+        if not in_header:
+            if line.startswith(b"--") and _BOUNDARY_LINE.match(line):
+                in_header = True
+            out.append(line)
+            continue
+        if line[:1] in (b" ", b"\t"):
+            size += len(line)
+        elif _HEADER_LINE.match(line) or (index == 0 and line.startswith(b"From ")):
+            size = len(line)
+            content = line[:8].lower() == b"content-"
+            limit = MAX_TOP_FIELD if top and not content else MAX_MIME_FIELD
+        else:
+            in_header, top = False, False
+            out.append(line)
+            continue
+        if size <= limit:
+            out.append(line)
+            continue
+        keep = len(line) - (size - limit)
+        if keep > 0:
+            out.append(line[:keep].rstrip(b"\r\n") + b"\r\n")
+        defects.add(f"a header field longer than {limit // 1024} KiB was cut")
+    return b"".join(out)
+
+
+# --- headers -----------------------------------------------------------------------
+
+
+def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> InboundMessage:
+    """The header fields of `msg`, with `text` and `size` as given; each bad field a problem."""
+    items = [(str(name), str(value)) for name, value in msg.raw_items()]
+    index: dict[str, list[str]] = {}
+    for name, value in items:
+        index.setdefault(name.lower(), []).append(value)
+
+    def field(name: str, default: _T, read: Callable[[], _T]) -> _T:
+        return guard(defects, f"{name} header", default, read)
+
+    guard(defects, "MIME structure", None, lambda: _mime_defects(msg, defects))
+    return InboundMessage(
+        message_id=field("Message-ID", None, lambda: _message_id(index, defects)),
+        from_=field("From", (), lambda: _from(index, defects)),
+        sender=field("Sender", None, lambda: _sender(index, defects)),
+        reply_to=field("Reply-To", (), lambda: _addresses(index, "Reply-To", defects)),
+        to=field("To", (), lambda: _addresses(index, "To", defects)),
+        cc=field("Cc", (), lambda: _addresses(index, "Cc", defects)),
+        return_path=field("Return-Path", None, lambda: _return_path(index)),
+        subject=field("Subject", "", lambda: _subject(index, defects)),
+        date=field("Date", None, lambda: _date(index, defects)),
+        in_reply_to=field("In-Reply-To", (), lambda: _ids(index, "in-reply-to")),
+        references=field("References", (), lambda: _ids(index, "references")),
+        headers=guard(defects, "header list", (), lambda: _header_pairs(items, defects)),
+        content_type=field("Content-Type", "text/plain", lambda: _content_type(msg)),
+        text=text,
+        defects=defects.result(),
+        size=size,
+    )
+
+
+def empty_message(size: int, defects: Defects) -> InboundMessage:
+    """A message of which nothing could be read: only `size` and the problems."""
+    return InboundMessage(
+        message_id=None, from_=(), sender=None, reply_to=(), to=(), cc=(),
+        return_path=None, subject="", date=None, in_reply_to=(), references=(),
+        defects=defects.result(), size=size,
+    )  # fmt: skip
+
+
+def _unicode(value: str, name: str, defects: Defects) -> str:
+    """A raw header value as text: unfolded, 8-bit bytes read as UTF-8 or windows-1252."""
+    value = re.sub(r"\r\n|\r|\n", "", value)
+    if value.isascii():
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        defects.add(f"{name} header has 8-bit bytes that are not UTF-8, read as windows-1252")
+        return data.decode("cp1252", "replace")
+
+
+def _tidy(text: str) -> str:
+    """Header text without control characters, surrogates or repeated whitespace."""
+    text = _SURROGATES.sub("\ufffd", text.replace("\t", " "))
+    return " ".join(_HEADER_CONTROLS.sub("", text).split())
+
+
+def _bounded(index: dict[str, list[str]], name: str, defects: Defects) -> str | None:
+    """The first value of header `name` as text, cut to MAX_VALUE characters."""
+    values = index.get(name.lower())
+    if not values:
+        return None
+    text = _unicode(values[0], name, defects)
+    if len(text) > MAX_VALUE:
+        defects.add(f"{name} header longer than {MAX_VALUE} characters, cut")
+        text = text[:MAX_VALUE]
+    return text
+
+
+def _decode_words(name: str, text: str) -> str:
+    """RFC 2047 encoded words decoded; the text unchanged when that fails."""
+    if "=?" not in text:
+        return text
+    try:
+        return str(_UNSTRUCTURED(name, text))
+    except Exception:
+        return text
+
+
+def _subject(index: dict[str, list[str]], defects: Defects) -> str:
+    text = _bounded(index, "Subject", defects)
+    return "" if text is None else _tidy(_decode_words("subject", text))
+
+
+def _addresses(index: dict[str, list[str]], name: str, defects: Defects) -> tuple[Address, ...]:
+    text = _bounded(index, name, defects)
+    if text is None or not text.strip():
+        return ()
+    try:
+        header = _ADDRESS_HEADERS(name.lower(), text)
+        found: Sequence[HeaderAddress] = getattr(header, "addresses", ())
+    except Exception:
+        defects.add(f"{name} header unreadable: {excerpt(text)}")
+        return ()
+    usable = [a for a in found if a.username and a.domain]
+    if len(usable) < len(found) or (not found and ":" not in text):
+        defects.add(f"{name} header has no usable address: {excerpt(text)}")
+    if len(usable) > MAX_ADDRESSES:
+        defects.add(f"{name} header has {len(usable)} addresses, first {MAX_ADDRESSES} kept")
+    return tuple(
+        Address(name=_tidy(a.display_name), addr=_tidy(a.addr_spec)) for a in usable[:MAX_ADDRESSES]
+    )
+
+
+def _from(index: dict[str, list[str]], defects: Defects) -> tuple[Address, ...]:
+    count = len(index.get("from", ()))
+    if count == 0:
+        defects.add("From header missing")
+        return ()
+    if count > 1:
+        defects.add(f"From header appears {count} times, the first was used")
+    found = _addresses(index, "From", defects)
+    if len(found) > 1:
+        defects.add(f"From header has {len(found)} addresses")
+    return found
+
+
+def _sender(index: dict[str, list[str]], defects: Defects) -> Address | None:
+    found = _addresses(index, "Sender", defects)
+    return found[0] if found else None
+
+
+def _return_path(index: dict[str, list[str]]) -> str | None:
+    values = index.get("return-path")
+    if not values:
+        return None
+    text = _tidy(_unicode(values[0][:MAX_VALUE], "Return-Path", Defects()))
+    match = re.search(r"<([^<>]*)>", text)
+    spec = (match.group(1) if match else text).strip()
+    if spec.startswith("@") and ":" in spec:  # an obsolete source route: @relay:user@host
+        spec = spec.split(":", 1)[1]
+    return spec
+
+
+def _message_id(index: dict[str, list[str]], defects: Defects) -> str | None:
+    text = _bounded(index, "Message-ID", defects)
+    if text is None:
+        defects.add("Message-ID header missing")
+        return None
+    text = _tidy(text)
+    match = _ID_TOKEN.search(text)
+    if match:
+        return match.group(0)
+    if re.fullmatch(r"[^<>\s]+@[^<>\s]+", text):
+        defects.add("Message-ID header lacks angle brackets")
+        return f"<{text}>"
+    defects.add(f"Message-ID header unusable: {excerpt(text)}")
+    return None
+
+
+def _ids(index: dict[str, list[str]], name: str) -> tuple[str, ...]:
+    """Every "<id>" token of all `name` headers; the last MAX_REFERENCES of them."""
+    text = " ".join(index.get(name, ()))[-MAX_TOP_FIELD:]
+    tokens = _ID_TOKEN.findall(_tidy(_unicode(text, name, Defects())))
+    return tuple(tokens[-MAX_REFERENCES:])
+
+
+def _date(index: dict[str, list[str]], defects: Defects) -> datetime | None:
+    text = _bounded(index, "Date", defects)
+    if text is None:
+        defects.add("Date header missing")
+        return None
+    text = _tidy(text)[:200]
+    try:
+        parsed: datetime | None = parsedate_to_datetime(text)
+    except Exception:
+        parsed = None
+    if parsed is None:
+        defects.add(f"Date header unparseable: {excerpt(text)}")
+        return None
+    if parsed.tzinfo is None:
+        defects.add("Date header has no time zone, assumed UTC")
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        defects.add(f"Date header out of range: {excerpt(text)}")
+        return None
+
+
+def _header_pairs(items: list[tuple[str, str]], defects: Defects) -> tuple[tuple[str, str], ...]:
+    if len(items) > MAX_HEADERS:
+        defects.add(f"{len(items)} headers, only the first {MAX_HEADERS} kept")
+    budget, cut, pairs = MAX_DECODE, 0, []
+    for name, value in items[:MAX_HEADERS]:
+        text = _unicode(value, name, defects)
+        if len(text) > MAX_VALUE:
+            text, cut = text[:MAX_VALUE], cut + 1
+        if "=?" in text and budget > 0:
+            budget -= len(text)
+            text = _decode_words(name, text)
+        pairs.append((_tidy(name).lower(), _tidy(text)))
+    if cut:
+        defects.add(f"{cut} header values longer than {MAX_VALUE} characters were cut")
+    return tuple(pairs)
+
+
+def _content_type(msg: Message) -> str:
+    return msg.get_content_type().lower()
+
+
+def _mime_defects(msg: Message, defects: Defects) -> None:
+    """The email package's own findings, as sentences."""
+    for count, part in enumerate(msg.walk()):
+        if count >= MAX_PARTS:
+            break
+        for found in getattr(part, "defects", ()):
+            name = type(found).__name__.removesuffix("Defect")
+            words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", name).lower()
+            defects.add(f"MIME structure: {words}")
+
