@@ -276,3 +276,55 @@ def test_a_server_without_idle_is_polled(tmp_path: Path, smtp_peer: SmtpPeer) ->
             wait_for(lambda: "idle=False" in daemon.log(), timeout=10, message=daemon.log)
             server.append(customer_mail(1))
             smtp_peer.wait_for_count(1, timeout=10)
+
+
+DSN = b"""Return-Path: <>
+From: Mail Delivery System <MAILER-DAEMON@mx.example.org>
+To: support@example.com
+Subject: Undelivered Mail Returned to Sender
+Message-ID: <dsn-1@mx.example.org>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+This is the mail system at host mx.example.org. Your message could not be delivered.
+--b1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.org
+Final-Recipient: rfc822; gone@example.org
+Action: failed
+Status: 5.1.1
+--b1--
+"""
+
+
+def test_robots_get_nothing_and_a_reply_to_the_ack_joins_its_thread(
+        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """An out-of-office reply to our ack, a bounce and list mail get no mail; a reply joins."""
+    with Daemon(config) as daemon:
+        dovecot.append(customer_mail(1, addr="ana@example.org", subject="Broken login"))
+        [ack] = smtp_peer.wait_for_count(1, timeout=10)
+        ack_id, subject = str(ack.message["Message-ID"]), str(ack.message["Subject"])
+        dovecot.append(customer_mail(2, addr="ana@example.org",
+                                     subject=f"Automatic reply: {subject}",
+                                     In_Reply_To=ack_id, X_Auto_Response_Suppress="All"))
+        dovecot.append(DSN)
+        dovecot.append(customer_mail(3, addr="users@lists.example.org", subject="[users] digest",
+                                     List_Id="<users.lists.example.org>",
+                                     Precedence="list"))
+        dovecot.append(customer_mail(4, addr="ana@example.org", subject=subject,
+                                     In_Reply_To=ack_id, References=ack_id,
+                                     body="Thanks, here is the screenshot."))
+        wait_for(lambda: recorded(daemon) == 5, timeout=15, message=daemon.log)
+        store = daemon.store()
+        rows = store.messages()
+        store.close()
+    assert [(r.action, r.rule) for r in rows] == [
+        ("acknowledge", "new_thread"), ("ignore", "auto_reply"), ("ignore", "auto_submitted"),
+        ("ignore", "list"), ("ignore", "follow_up")]
+    assert rows[4].thread_id == rows[0].thread_id
+    assert len(smtp_peer.messages) == 1
