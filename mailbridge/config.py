@@ -176,7 +176,7 @@ class RulesSettings(_Section):
     trusted_authserv_id: str = ""
     sender_cap: Annotated[int, Field(strict=True, ge=1)] = 3
     sender_cap_window: PositiveDuration = timedelta(hours=24)
-    global_cap_per_minute: Annotated[int, Field(strict=True, ge=1)] = 60
+    global_cap_per_minute: Annotated[int, Field(strict=True, ge=1)] = 120
 
 
 class ThreadsSettings(_Section):

@@ -66,7 +66,12 @@ class Ingestor:
         self.renderer = renderer
         self.entropy = entropy
         self.agents = tuple(Agent(a.name, a.email) for a in config.agents)
-        self.agent_emails = tuple(a.email.lower() for a in config.agents)
+        self.agent_emails = frozenset(a.email.lower() for a in config.agents)
+        self.windows = threads.Windows(same_subject=config.threads.same_subject_window,
+                                       burst=config.threads.burst_window)
+        # How far back a customer's threads matter: subject matching, bursts, the cap.
+        self.history = max(config.threads.same_subject_window, config.threads.burst_window,
+                           config.rules.sender_cap_window)
         r = config.rules
         self.policy = rules.RulePolicy(
             support_addresses=frozenset(config.support.addresses), reply_to=r.reply_to,
@@ -109,24 +114,28 @@ class Ingestor:
                            received: datetime, now: datetime) -> Outcome:
         author = message.author
         customer = author.addr.lower() if author else ""
-        thread_id, link = self._find_thread(tx, message, customer, received)
         mid = message.message_id
+        index_key = threads.thread_index_key(message.header("thread-index"))
+        known = tx.known_ids([k for k in (mid, *threads.linked_ids(message), index_key) if k])
+        recent = tx.recent_threads(customer, received - self.history) if customer else []
+        ref = threads.subject_ref(message.subject)
+        thread_id, link = threads.find_thread(
+            message, known={key: thread for key, (thread, _) in known.items()},
+            ref_owner=tx.thread_customer(ref) if ref else None, customer=customer,
+            agents=self.agent_emails, recent=recent, windows=self.windows, now=received)
+        seen = known.get(mid or "", ("", ""))[1]
         context = rules.RuleContext(
-            policy=self.policy, thread=thread_id, thread_link=link,
-            duplicate=bool(mid) and tx.message_id_recorded(mid or ""),
-            own_message=bool(mid) and tx.own_message(mid or ""),
-        )
+            policy=self.policy, thread=thread_id, thread_link=link, duplicate=seen == "in",
+            own_message=seen == "out")
         verdict = rules.evaluate(message, context)
-        if verdict.reply:  # only now count, for the caps: most mail never gets here
-            context = replace(
-                context,
-                sender_acks=tx.threads_started(received - self.config.rules.sender_cap_window,
-                                               customer),
-                acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
+        if verdict.reply:  # only now count for the global cap: most mail never gets here
+            since = received - self.config.rules.sender_cap_window
+            context = replace(context, sender_acks=sum(t.created_at >= since for t in recent),
+                              acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
             verdict = rules.evaluate(message, context)
         agent = due = ack_to = ack_id = None
-        target = rules.recipient(message, self.policy)
         if verdict.reply:
+            target = rules.recipient(message, self.policy)
             assert target is not None, "the rules refuse mail without a recipient"
             thread_id = self._new_thread_id(tx)
             agent = roster.round_robin(self.agents, tx.take_turn("round_robin"))
@@ -142,39 +151,10 @@ class Ingestor:
             rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects),
         )
         if thread_id and not context.duplicate:
-            for key in (mid, threads.thread_index_key(message.header("thread-index"))):
-                if key:
-                    tx.know_id(key, thread_id, "in")
+            for key in (mid, index_key):
+                if key and key not in known:
+                    tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
         return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received)
-
-    def _find_thread(self, tx: Tx, message: InboundMessage, customer: str,
-                     received: datetime) -> tuple[str | None, str]:
-        """The thread `message` continues and how we know, or (None, "")."""
-        found = tx.thread_for_ids(threads.linked_ids(message))
-        if found is not None:
-            return found, "it answers a message of that thread"
-        ref = threads.subject_ref(message.subject)
-        # A guessed reference must not join a stranger's thread.
-        owner = tx.thread_customer(ref) if ref is not None and customer else None
-        if owner is not None and customer in (owner, *self.agent_emails):
-            return ref, "its subject carries the thread reference"
-        found = tx.thread_for_ids([k for k in [threads.thread_index_key(
-            message.header("thread-index"))] if k])
-        if found is not None:
-            return found, "Outlook's Thread-Index names the same conversation"
-        if not customer:
-            return None, ""
-        window = self.config.threads
-        key = threads.normalize_subject(message.subject)
-        if key:
-            found = tx.open_thread_by_subject(customer, key,
-                                              received - window.same_subject_window)
-            if found is not None:
-                return found, "the same customer wrote again with the same subject"
-        found = tx.latest_thread(customer, received - window.burst_window)
-        if found is not None:
-            return found, "the same customer wrote again moments after"
-        return None, ""
 
     def _new_thread_id(self, tx: Tx) -> str:
         while True:

@@ -59,7 +59,7 @@ class RulePolicy:
     dmarc_check: bool = False
     trusted_authserv_id: str = ""
     sender_cap: int = 3
-    global_cap_per_minute: int = 60
+    global_cap_per_minute: int = 120
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Which thread a message belongs to, and the short references we hand out.
 
-Public API: `linked_ids`, `subject_ref`, `make_ref`, `REF_ALPHABET`.
+Public API: `find_thread`, `RecentThread`, `Windows`, `linked_ids`, `subject_ref`,
+`normalize_subject`, `thread_index_key`, `make_ref`, `REF_ALPHABET`.
 
-The service looks the candidate ids up in the store and passes what it found
-back in; nothing here touches the store.
+The service looks the candidate ids and the customer's recent threads up in the
+store and passes what it found in; nothing here touches the store.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from mailbridge.core.model import InboundMessage
 
@@ -76,3 +80,49 @@ def thread_index_key(value: str | None) -> str | None:
     if len(raw) < 22:
         return None
     return "thread-index:" + raw[:22].hex()
+
+
+@dataclass(frozen=True)
+class RecentThread:
+    """One of the customer's recent threads, as the store returns them, newest first."""
+
+    id: str
+    subject_key: str
+    created_at: datetime
+    resolved: bool = False
+
+
+@dataclass(frozen=True)
+class Windows:
+    same_subject: timedelta
+    burst: timedelta
+
+
+def find_thread(message: InboundMessage, *, known: Mapping[str, str], ref_owner: str | None,
+                customer: str, agents: frozenset[str], recent: Sequence[RecentThread],
+                windows: Windows, now: datetime) -> tuple[str | None, str]:
+    """The thread `message` continues and how we know, or (None, "").
+
+    `known` maps Message-IDs and Thread-Index keys we stored to their threads;
+    `ref_owner` is the customer of the thread named by the subject reference.
+    Never by subject alone across different senders: `recent` holds only this
+    customer's threads.
+    """
+    for mid in linked_ids(message):
+        if mid in known:
+            return known[mid], "it answers a message of that thread"
+    ref = subject_ref(message.subject)
+    # A guessed reference must not join a stranger's thread.
+    if ref is not None and ref_owner is not None and customer in (ref_owner, *agents):
+        return ref, "its subject carries the thread reference"
+    index = thread_index_key(message.header("thread-index"))
+    if index is not None and index in known:
+        return known[index], "Outlook's Thread-Index names the same conversation"
+    key = normalize_subject(message.subject)
+    for thread in recent:
+        if key and thread.subject_key == key and not thread.resolved \
+                and thread.created_at >= now - windows.same_subject:
+            return thread.id, "the same customer wrote again with the same subject"
+    if recent and recent[0].created_at >= now - windows.burst:
+        return recent[0].id, "the same customer wrote again moments after"
+    return None, ""

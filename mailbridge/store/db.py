@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, func, up
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, select
 
+from mailbridge.core.threads import RecentThread
 from mailbridge.store.migrations import migrate
 from mailbridge.store.tables import Counter, Cursor, KnownId, Message, OutboxItem, Thread
 
@@ -133,19 +134,25 @@ class Tx:
         return self._first(select(m.id).where(
             m.mailbox == mailbox, m.uidvalidity == uidvalidity, m.uid == uid)) is not None
 
-    def message_id_recorded(self, message_id: str) -> bool:
-        m = MESSAGES.c
-        return self._first(select(m.id).where(m.message_id == message_id)) is not None
-
-    def thread_for_ids(self, message_ids: Sequence[str]) -> str | None:
-        """The thread of the first of `message_ids` we know, in the order given."""
-        if not message_ids:
-            return None
+    def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
+        if not keys:
+            return {}
         k = KNOWN_IDS.c
+        rows = self._conn.execute(select(k.message_id, k.thread_id, k.direction)
+                                  .where(k.message_id.in_(list(dict.fromkeys(keys)))))
+        return {row.message_id: (row.thread_id, row.direction) for row in rows}
+
+    def recent_threads(self, customer: str, since: datetime,
+                       limit: int = 50) -> list[RecentThread]:
+        """The customer's threads started since `since`, newest first."""
+        t = THREADS.c
         rows = self._conn.execute(
-            select(k.message_id, k.thread_id).where(k.message_id.in_(list(message_ids))))
-        by_id = {row.message_id: row.thread_id for row in rows}
-        return next((by_id[mid] for mid in message_ids if mid in by_id), None)
+            select(t.id, t.subject_key, t.created_at, t.state)
+            .where(t.customer == customer, t.created_at >= since)
+            .order_by(t.created_at.desc()).limit(limit))
+        return [RecentThread(r.id, r.subject_key, r.created_at, r.state == "resolved")
+                for r in rows]
 
     def thread_customer(self, thread_id: str) -> str | None:
         """The customer address of a thread, or None when there is no such thread."""
@@ -153,34 +160,9 @@ class Tx:
         row = self._first(select(t.customer).where(t.id == thread_id))
         return None if row is None else str(row.customer)
 
-    def own_message(self, message_id: str) -> bool:
-        """Whether `message_id` is one of the Message-IDs we generated."""
-        k = KNOWN_IDS.c
-        return self._first(select(k.thread_id).where(
-            k.message_id == message_id, k.direction == "out")) is not None
-
-    def open_thread_by_subject(self, customer: str, subject_key: str,
-                               since: datetime) -> str | None:
-        """The newest open thread of `customer` with this normalised subject since `since`."""
-        t = THREADS.c
-        row = self._first(select(t.id).where(
-            t.customer == customer, t.subject_key == subject_key, t.created_at >= since,
-            t.state != "resolved").order_by(t.created_at.desc()).limit(1))
-        return None if row is None else str(row.id)
-
-    def latest_thread(self, customer: str, since: datetime) -> str | None:
-        """The newest thread `customer` started since `since`."""
-        t = THREADS.c
-        row = self._first(select(t.id).where(t.customer == customer, t.created_at >= since)
-                          .order_by(t.created_at.desc()).limit(1))
-        return None if row is None else str(row.id)
-
-    def threads_started(self, since: datetime, customer: str | None = None) -> int:
-        """How many threads were started (acknowledged) since `since`, by one customer or all."""
-        t = THREADS.c
-        query = select(func.count()).select_from(THREADS).where(t.created_at >= since)
-        if customer is not None:
-            query = query.where(t.customer == customer)
+    def threads_started(self, since: datetime) -> int:
+        """How many threads were started (acknowledged) since `since`."""
+        query = select(func.count()).select_from(THREADS).where(THREADS.c.created_at >= since)
         return int(self._conn.execute(query).scalar_one())
 
     def thread(self, thread_id: str) -> Thread | None:
@@ -202,12 +184,6 @@ class Tx:
 
     def add(self, row: SQLModel) -> None:
         self.session.add(row)
-
-    def know_id(self, message_id: str, thread_id: str, direction: str) -> None:
-        k = KNOWN_IDS.c
-        if self._first(select(k.thread_id).where(k.message_id == message_id)) is None:
-            self.insert(KnownId, message_id=message_id, thread_id=thread_id,
-                        direction=direction)
 
     def advance_cursor(self, mailbox: str, uidvalidity: int, uid: int, now: datetime) -> None:
         c = CURSORS.c

@@ -186,7 +186,8 @@ def test_caps() -> None:
     """The per-sender and global caps suppress, with the counts in the reason."""
     assert rule_of(message(), sender_acks=2) == "new_thread"
     assert rule_of(message(), sender_acks=3) == "sender_cap"
-    assert rule_of(message(), acks_last_minute=60) == "global_cap"
+    assert rule_of(message(), acks_last_minute=119) == "new_thread"
+    assert rule_of(message(), acks_last_minute=120) == "global_cap"
 
 
 def test_missing_from_and_duplicates() -> None:

@@ -49,3 +49,31 @@ def test_first_response_due_is_wall_clock_for_now() -> None:
     received = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
     assert sla.first_response_due(received, timedelta(hours=4)) == \
         datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
+
+
+def test_find_thread_never_joins_by_subject_across_senders() -> None:
+    """Only the customer's own recent threads are candidates; the order of links is kept."""
+    from datetime import timedelta
+
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    windows = threads.Windows(same_subject=timedelta(days=7), burst=timedelta(minutes=2))
+    msg = InboundMessage(
+        message_id="<n@x>", from_=(Address("", "ana@x"),), sender=None, reply_to=(), to=(),
+        cc=(), return_path="ana@x", subject="Re: Invoice", date=None, in_reply_to=("<a@x>",),
+        references=())
+    recent = [threads.RecentThread("SUBJCT", "invoice", now - timedelta(days=1))]
+
+    def find(**kw: object) -> tuple[str | None, str]:
+        args: dict[str, object] = {"known": {}, "ref_owner": None, "customer": "ana@x",
+                                   "agents": frozenset(), "recent": [], "windows": windows,
+                                   "now": now}
+        return threads.find_thread(msg, **{**args, **kw})  # type: ignore[arg-type]
+
+    assert find(known={"<a@x>": "HEADER"}, recent=recent)[0] == "HEADER"
+    assert find(recent=recent)[0] == "SUBJCT"
+    resolved = [threads.RecentThread("SUBJCT", "invoice", now - timedelta(days=1), True)]
+    assert find(recent=resolved) == (None, "")
+    old = [threads.RecentThread("SUBJCT", "invoice", now - timedelta(days=8))]
+    assert find(recent=old) == (None, "")
+    burst = [threads.RecentThread("BURSTT", "other", now - timedelta(seconds=30))]
+    assert find(recent=burst)[0] == "BURSTT"
