@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--now", type=_iso_time, help="fix the clock (ISO-8601, with offset)")
     replay.add_argument("--json", action="store_true", help="one JSON object per line")
     replay.add_argument("paths", nargs="+", type=Path, help=".eml files, folders, Maildirs, mbox")
+    threads = sub.add_parser("threads", help="open threads, most urgent first")
+    threads.add_argument("--config", required=True, type=Path)
+    threads.add_argument("--state", action="append",
+                         choices=["awaiting_agent", "awaiting_customer", "resolved"],
+                         help="only these states (repeatable; default: the open ones)")
+    threads.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
 
 
@@ -123,6 +129,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_threads(args: argparse.Namespace) -> int:
+    from mailbridge.clock import SystemClock
+    from mailbridge.store.db import Store
+    from mailbridge.threads_view import print_threads
+
+    config = load_config(args.config)
+    store = Store.open(config.store.url)
+    try:
+        states = args.state or ["awaiting_agent", "awaiting_customer"]
+        print_threads(store, states=states, now=SystemClock().now(), out=sys.stdout,
+                      json_lines=args.json)
+    finally:
+        store.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -132,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args.config)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "threads":
+            return _cmd_threads(args)
         return _cmd_replay(args)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)

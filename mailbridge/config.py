@@ -9,7 +9,9 @@ This module owns the file; nothing else in mailbridge reads it. Public API:
   (re-exported from `mailbridge.durations`).
 - `default_state_dir(environ) -> Path`: $STATE_DIRECTORY, else the XDG state directory.
 - `Config` and its sections (`SupportSettings`, `ImapSettings`, `SmtpSettings`,
-  `StoreSettings`, `HttpSettings`, `AgentSettings`, `SlaSettings`, `DaemonSettings`), and
+  `StoreSettings`, `HttpSettings`, `AgentSettings`, `DaemonSettings`; and `SlaSettings`,
+  `CalendarSettings`, `HolidaySettings`, `PolicySettings`, `MatchSettings` from
+  `mailbridge.config_sla`, which also checks names and calendar references), and
   `Secret`, a password that shows as `Secret('**********')` until `.reveal()` (re-exported
   from `mailbridge.config_types`, which holds the value types of every field).
 
@@ -31,7 +33,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mailbridge.config_problems import AGENTS_NEEDED, describe, rank, show, unknown
+from mailbridge.config_problems import AGENTS_NEEDED, rank, show, unknown
+from mailbridge.config_sla import (
+    CalendarSettings,
+    HolidaySettings,
+    MatchSettings,
+    PolicySettings,
+    SlaSettings,
+    describe_error,
+    reference_problems,
+)
 from mailbridge.config_types import (
     ADDRESS_PATTERN,
     Address,
@@ -56,9 +67,10 @@ from mailbridge.durations import format_duration, parse_duration
 from mailbridge.errors import ConfigError
 
 __all__ = [
-    "AgentSettings", "Config", "DaemonSettings", "HttpSettings", "ImapSettings", "Secret",
-    "SlaSettings", "SmtpSettings", "StoreSettings", "SupportSettings", "default_state_dir",
-    "demo_config", "format_duration", "load_config", "parse_duration",
+    "AgentSettings", "CalendarSettings", "Config", "DaemonSettings", "HolidaySettings",
+    "HttpSettings", "ImapSettings", "MatchSettings", "PolicySettings", "Secret", "SlaSettings",
+    "SmtpSettings", "StoreSettings", "SupportSettings", "default_state_dir", "demo_config",
+    "format_duration", "load_config", "parse_duration",
 ]
 
 
@@ -108,6 +120,7 @@ class ImapSettings(_Section):
     poll_interval: PositiveDuration = timedelta(seconds=60)
     fetch_batch: Annotated[int, Field(strict=True, ge=1, le=1000)] = 200
     backfill: Duration = timedelta(hours=1)
+    sent_folders: tuple[NonEmpty, ...] = ("Sent",)
 
     @model_validator(mode="before")
     @classmethod
@@ -160,10 +173,6 @@ class AgentSettings(_Section):
     email: Address
 
 
-class SlaSettings(_Section):
-    first_response: PositiveDuration = timedelta(hours=4)
-
-
 class RulesSettings(_Section):
     """Who gets an acknowledgement (see `mailbridge.core.rules`)."""
 
@@ -212,6 +221,8 @@ class Config(_Section):
     http: HttpSettings = Field(default_factory=HttpSettings)
     agents: tuple[AgentSettings, ...]
     sla: SlaSettings = Field(default_factory=SlaSettings)
+    calendars: tuple[CalendarSettings, ...] = ()
+    policies: tuple[PolicySettings, ...] = ()
     rules: RulesSettings = Field(default_factory=RulesSettings)
     threads: ThreadsSettings = Field(default_factory=ThreadsSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
@@ -231,9 +242,21 @@ class Config(_Section):
                 )
         return agents
 
+    @model_validator(mode="after")
+    def _references_known(self) -> Config:
+        problems = reference_problems(
+            [{"name": c.name} for c in self.calendars],
+            [{"name": p.name, "calendar": p.calendar} for p in self.policies],
+            {"calendar": self.sla.calendar},
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
-_SECTIONS: dict[str, type[_Section]] = {  # in the order of config.example.toml
+
+_SECTIONS: dict[str, type[BaseModel]] = {  # in the order of config.example.toml
     "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
+    "calendars": CalendarSettings, "policies": PolicySettings,
     "rules": RulesSettings, "threads": ThreadsSettings, "imap": ImapSettings,
     "smtp": SmtpSettings, "store": StoreSettings,
     "http": HttpSettings, "daemon": DaemonSettings,
@@ -253,10 +276,12 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     raw = _read_toml(file)
     problems: list[str] = []
     data = _prepare(raw, file.absolute(), env, problems)
+    problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems += [describe(error, _SECTIONS) for error in exc.errors(include_url=False)]
+        for error in exc.errors(include_url=False):
+            problems += describe_error(error, _SECTIONS)
     if problems:
         ordered = sorted(dict.fromkeys(problems), key=lambda problem: rank(problem, _SECTIONS))
         raise ConfigError(str(path), ordered)

@@ -7,7 +7,8 @@ in `mailbridge.config` (which re-exports `Secret`):
 - `Secret`, a password that shows as `Secret('**********')` until `.reveal()`.
 - Annotated field types: `Address`, `EnvelopeSender`, `Host`, `NonEmpty`, `Port`, `StrictBool`,
   `Tls`, `Timezone`, `StoreUrl`, `Listen`, `Duration`, `PositiveDuration`, `IdleRefresh`,
-  `Seconds`.
+  `Seconds`, and for the SLA settings `WeekHours` (read with `mailbridge.core.calendar`'s
+  `parse_hours`), `ClosedDays` (`parse_closed`), `Regex` (compiled), `Objective` (0 < x < 1).
 - `split_listen("host:port") -> (host, port)`, `mask_url(url)` (the password hidden) and
   `ADDRESS_PATTERN`, the shape of an address.
 """
@@ -19,7 +20,9 @@ import hmac
 import ipaddress
 import re
 import zoneinfo
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import date, time, timedelta
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,10 +31,12 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     PlainSerializer,
+    PlainValidator,
 )
 from pydantic_core import CoreSchema, core_schema
 
 from mailbridge.config_problems import show
+from mailbridge.core.calendar import DAY_NAMES, parse_closed, parse_hours
 from mailbridge.durations import DURATION_LIKE, format_duration, parse_duration
 
 # -- secrets -----------------------------------------------------------------------------------
@@ -210,3 +215,77 @@ Timezone = Annotated[str, AfterValidator(_timezone)]
 StoreUrl = Annotated[str, AfterValidator(_store_url)]
 Listen = Annotated[str, AfterValidator(_listen)]
 IdleRefresh = Annotated[PositiveDuration, AfterValidator(_idle_limit)]
+
+
+# -- SLA field types ---------------------------------------------------------------------------
+
+_HOURS_LIKE = 'expected a table like { mon = ["09:00-17:00"], sat = [] }'
+
+
+def _hours(value: object) -> Mapping[int, tuple[tuple[time, time], ...]]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{_HOURS_LIKE}, got {show(value)}")
+    if value and all(isinstance(day, int) for day in value):  # settings built in code
+        value = format_hours(value)
+    return MappingProxyType(parse_hours(value))
+
+
+def format_hours(hours: Mapping[int, tuple[tuple[time, time], ...]]) -> dict[str, list[str]]:
+    """Weekly hours as the file writes them: {"mon": ["09:00-17:00"], ...}."""
+    def clock(t: time, *, end: bool) -> str:
+        return "24:00" if end and t == time(0) else t.strftime("%H:%M")
+    return {
+        DAY_NAMES[day]: [f"{clock(s, end=False)}-{clock(e, end=True)}" for s, e in spans]
+        for day, spans in sorted(hours.items())
+    }
+
+
+def _closed(value: object) -> frozenset[date]:
+    if isinstance(value, set | frozenset):
+        value = sorted(value)
+    if not isinstance(value, list | tuple):
+        raise ValueError(
+            f'expected an array of dates like ["2026-12-24", "2026-12-27..2026-12-31"], '
+            f"got {show(value)}"
+        )
+    # TOML has a date type too: closed = [2026-12-24] reads the same as "2026-12-24".
+    items = [item.isoformat() if type(item) is date else item for item in value]
+    return parse_closed(items)
+
+
+def _regex(value: object) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError(f'expected a regular expression like "(?i)outage", got {show(value)}')
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{show(value)} is not a regular expression: {exc}") from None
+
+
+def _objective(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a fraction such as 0.95, got {show(value)}")
+    if not 0 < value < 1:
+        hint = f"; write {value / 100:g} for {value:g}%" if 1 < value < 100 else ""
+        raise ValueError(f"must lie between 0 and 1 (0.95 is 95%), got {show(value)}{hint}")
+    return float(value)
+
+
+WeekHours = Annotated[
+    Mapping[int, tuple[tuple[time, time], ...]],
+    PlainValidator(_hours),
+    PlainSerializer(format_hours, when_used="json"),
+]
+ClosedDays = Annotated[
+    frozenset[date],
+    PlainValidator(_closed),
+    PlainSerializer(lambda days: [d.isoformat() for d in sorted(days)], when_used="json"),
+]
+Regex = Annotated[
+    re.Pattern[str],
+    PlainValidator(_regex),
+    PlainSerializer(lambda pattern: pattern.pattern, when_used="json"),
+]
+Objective = Annotated[float, PlainValidator(_objective)]

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from mailbridge.clock import Clock as TimeSource
 from mailbridge.config import Config
 from mailbridge.core import agents as roster
-from mailbridge.core import rules, sla, threads
+from mailbridge.core import eta, rules, threads
 from mailbridge.core.model import AckContext, Address, Agent, InboundMessage, Verdict
+from mailbridge.deadlines import Deadlines, NewThread
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
+from mailbridge.policies import build_policies
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import KnownId, Message, OutboxItem, Thread
 
@@ -59,12 +62,14 @@ class Outcome:
 class Ingestor:
     """Decides and records inbound messages against one store."""
 
-    def __init__(self, config: Config, store: Store, renderer: Renderer, *,
-                 entropy: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(self, config: Config, store: Store, renderer: Renderer, deadlines: Deadlines,
+                 *, entropy: Callable[[int], bytes] = os.urandom) -> None:
         self.config = config
         self.store = store
         self.renderer = renderer
+        self.deadlines = deadlines
         self.entropy = entropy
+        self.sent_folders = frozenset(config.imap.sent_folders if config.imap else ())
         self.agents = tuple(Agent(a.name, a.email) for a in config.agents)
         self.agent_emails = frozenset(a.email.lower() for a in config.agents)
         self.windows = threads.Windows(same_subject=config.threads.same_subject_window,
@@ -80,6 +85,16 @@ class Ingestor:
             spam_header=r.spam_header.lower(), spam_value=r.spam_value.lower(),
             dmarc_check=r.dmarc_check, trusted_authserv_id=r.trusted_authserv_id,
             sender_cap=r.sender_cap, global_cap_per_minute=r.global_cap_per_minute)
+        # Staff mail is judged only on being automatic: agents are not customers.
+        self.staff_policy = replace(self.policy, support_addresses=frozenset(),
+                                    require_addressed=False)
+
+    @classmethod
+    def create(cls, config: Config, store: Store, clock: TimeSource) -> Ingestor:
+        """An ingestor with its renderer, policies and deadlines built from `config`."""
+        renderer = Renderer()
+        deadlines = Deadlines(config, build_policies(config), store, renderer, clock)
+        return cls(config, store, renderer, deadlines)
 
     def ingest(self, message: InboundMessage, source: Source, *, received: datetime,
                now: datetime) -> Outcome:
@@ -110,6 +125,12 @@ class Ingestor:
                 tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
+    def _is_staff(self, sender: str, source: Source) -> bool:
+        """Mail from an agent (anywhere) or from the support address in a Sent folder."""
+        if sender in self.agent_emails:
+            return True
+        return source.mailbox in self.sent_folders and sender in self.policy.support_addresses
+
     def _decide_and_record(self, tx: Tx, message: InboundMessage, source: Source,
                            received: datetime, now: datetime) -> Outcome:
         author = message.author
@@ -117,13 +138,19 @@ class Ingestor:
         mid = message.message_id
         index_key = threads.thread_index_key(message.header("thread-index"))
         known = tx.known_ids([k for k in (mid, *threads.linked_ids(message), index_key) if k])
-        recent = tx.recent_threads(customer, received - self.history) if customer else []
+        staff = self._is_staff(customer, source)
+        recent = tx.recent_threads(customer, received - self.history) \
+            if customer and not staff else []
         ref = threads.subject_ref(message.subject)
         thread_id, link = threads.find_thread(
             message, known={key: thread for key, (thread, _) in known.items()},
             ref_owner=tx.thread_customer(ref) if ref else None, customer=customer,
-            agents=self.agent_emails, recent=recent, windows=self.windows, now=received)
+            agents=self.agent_emails | (self.policy.support_addresses if staff else frozenset()),
+            recent=recent, windows=self.windows, now=received)
         seen = known.get(mid or "", ("", ""))[1]
+        if staff:
+            return self._staff_message(tx, message, source, received=received, now=now,
+                                       thread_id=thread_id, duplicate=seen != "")
         context = rules.RuleContext(
             policy=self.policy, thread=thread_id, thread_link=link, duplicate=seen == "in",
             own_message=seen == "out")
@@ -139,10 +166,13 @@ class Ingestor:
             assert target is not None, "the rules refuse mail without a recipient"
             thread_id = self._new_thread_id(tx)
             agent = roster.round_robin(self.agents, tx.take_turn("round_robin"))
-            due = sla.first_response_due(received, self.config.sla.first_response)
+            new = self.deadlines.open_thread(tx, message, source.mailbox, received)
+            due = new.clock.first_response_due
             ack_id = self._queue_ack(tx, message, source, customer, target, thread_id=thread_id,
-                                     agent=agent, due=due, received=received, now=now)
+                                     agent=agent, new=new, received=received, now=now)
             ack_to = target.addr
+        elif verdict.rule == "follow_up" and thread_id is not None:
+            self.deadlines.customer_wrote(tx, thread_id, received)
         tx.insert(
             Message, source=source.describe(), mailbox=source.mailbox,
             uidvalidity=source.uidvalidity, uid=source.uid, message_id=mid, sender=customer,
@@ -156,6 +186,41 @@ class Ingestor:
                     tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
         return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received)
 
+    def _staff_message(self, tx: Tx, message: InboundMessage, source: Source, *,
+                       received: datetime, now: datetime, thread_id: str | None,
+                       duplicate: bool) -> Outcome:
+        """An agent's mail: a reply stops the thread's clock; never an acknowledgement."""
+        automatic = rules.evaluate(message, rules.RuleContext(policy=self.staff_policy))
+        author = message.author
+        name = author.name or author.addr if author else ""
+        if duplicate:
+            verdict = Verdict(False, "duplicate", f"Message-ID {message.message_id} was "
+                                                  "already recorded")
+        elif automatic.rule in rules.AUTOMATIC_RULES - {"loop", "null_return_path"}:
+            verdict = Verdict(False, "agent_auto_reply", "an agent's automatic reply is not "
+                                                         f"a response ({automatic.detail})")
+        elif thread_id is None:
+            verdict = Verdict(False, "agent_mail", "from an agent, but in no known thread")
+        else:
+            responded = self.deadlines.agent_replied(tx, thread_id, received, name)
+            timing = ""
+            if responded is not None:
+                timing = (f"; {responded.kind.replace('_', ' ')} "
+                          f"{'met' if responded.met else 'missed'} its deadline")
+            verdict = Verdict(False, "agent_reply", f"{name} answered thread {thread_id}{timing}")
+        tx.insert(
+            Message, source=source.describe(), mailbox=source.mailbox,
+            uidvalidity=source.uidvalidity, uid=source.uid, message_id=message.message_id,
+            sender=author.addr.lower() if author else "", subject=message.subject,
+            received_at=received, recorded_at=now, size=message.size,
+            thread_id=thread_id if verdict.rule == "agent_reply" else None, action="ignore",
+            rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects))
+        if verdict.rule == "agent_reply" and thread_id and message.message_id:
+            tx.insert(KnownId, message_id=message.message_id, thread_id=thread_id,
+                      direction="agent")
+        return Outcome(source, message.message_id, verdict, thread_id, None, None, None, None,
+                       received)
+
     def _new_thread_id(self, tx: Tx) -> str:
         while True:
             candidate = threads.make_ref(self.entropy(threads.REF_LENGTH))
@@ -163,22 +228,26 @@ class Ingestor:
                 return candidate
 
     def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, customer: str,
-                   target: Address, *, thread_id: str, agent: Agent, due: datetime,
+                   target: Address, *, thread_id: str, agent: Agent, new: NewThread,
                    received: datetime, now: datetime) -> str:
         """Write the thread, the rendered acknowledgement and its Message-ID; return the id."""
         support = self.config.support
+        due = new.clock.first_response_due
+        assert due is not None
         context = AckContext(
             support_name=support.name, support_address=support.address,
             customer_name=target.name, customer_address=target.addr, subject=message.subject,
-            thread_ref=thread_id, agent=agent, due=due, timezone=support.timezone,
-            received=received,
+            thread_ref=thread_id, agent=agent, due=new.promise, timezone=support.timezone,
+            received=received, customer_offset=eta.customer_offset(message.date),
+            opens_at=new.opens_at,
         )
         ack_id = make_message_id(support.domain)
         ack = self.renderer.render_ack(context, message, message_id=ack_id, date=now, now=now)
         tx.insert(Thread, id=thread_id, created_at=received, customer=customer,
                   subject=message.subject, agent_name=agent.name, agent_email=agent.email,
                   state="awaiting_agent", first_response_due=due,
-                  subject_key=threads.normalize_subject(message.subject))
+                  subject_key=threads.normalize_subject(message.subject),
+                  **self.deadlines.thread_columns(new, now))
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread_id, kind="ack", mailbox=source.mailbox,
                   message_id=ack_id, envelope_from=envelope_from, recipient=target.addr,

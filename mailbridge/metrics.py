@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from mailbridge import __version__
 
-MESSAGE_KINDS = ("customer", "follow_up", "automatic", "ignored", "error")
+MESSAGE_KINDS = ("customer", "follow_up", "agent", "automatic", "bounce", "ignored", "error")
 FAILURE_REASONS = ("smtp_temporary", "smtp_permanent", "interrupted")
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 
@@ -21,8 +21,17 @@ LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0
 KIND_BY_RULE = {
     "new_thread": "customer",
     "follow_up": "follow_up",
+    "agent_reply": "agent",
+    "agent_mail": "agent",
+    "agent_auto_reply": "automatic",
     "auto_submitted": "automatic",
+    "auto_reply": "automatic",
+    "list": "automatic",
+    "bulk": "automatic",
+    "robot_sender": "automatic",
     "loop": "automatic",
+    "bounce": "bounce",
+    "null_return_path": "bounce",
     "internal_error": "error",
 }
 

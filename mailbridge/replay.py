@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailbridge.clock import SystemClock
 from mailbridge.config import Config
+from mailbridge.deadlines import Deadlines
 from mailbridge.errors import ConfigError
 from mailbridge.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.mail.render import Renderer
+from mailbridge.report import ThreadSummary, policy_records, summaries, thread_record
 from mailbridge.store.db import Store
 
 REPLAY_MAILBOX = "replay"
@@ -86,23 +88,58 @@ def replay(config: Config, paths: Sequence[Path], *, now: datetime | None, out: 
     """Print one line per message; return how many were read."""
     check_paths(paths)
     store = Store.open("sqlite://")
-    ingestor = Ingestor(config, store, Renderer())
+    ingestor = Ingestor.create(config, store, SystemClock())
+    deadlines = ingestor.deadlines
     count = 0
+    latest: datetime | None = None
     try:
         for count, (label, raw) in enumerate(iter_sources(paths), start=1):
             message = parse_message(raw)
             when = now or message.date or datetime.now(UTC)
+            latest = when if latest is None else max(latest, when)
+            _catch_up(deadlines, when)  # deadlines that passed before this message
             outcome = ingestor.ingest(message, Source(REPLAY_MAILBOX, label=label),
                                       received=when, now=when)
             print(_line(outcome, json_lines), file=out, flush=False)
             if progress is not None and count % 50 == 0:
                 print(f"\r{count} messages", end="", file=progress, flush=True)
+        if latest is not None:
+            _catch_up(deadlines, latest)
+        _print_sla(summaries(store), out, json_lines)
     finally:
         store.close()
         out.flush()
         if progress is not None and count >= 50:
             print(f"\r{count} messages", file=progress)
     return count
+
+
+def _catch_up(deadlines: Deadlines, when: datetime) -> None:
+    while deadlines.run_due(when):
+        pass
+
+
+def _print_sla(items: list[ThreadSummary], out: TextIO, json_lines: bool) -> None:
+    if json_lines:
+        for item in items:
+            print(json.dumps(thread_record(item)), file=out)
+        for record in policy_records(items):
+            print(json.dumps(record), file=out)
+        return
+    if not items:
+        return
+    print("\nthread  policy      first response      met    breaches", file=out)
+    for item in items:
+        took = "-" if item.first_response_seconds is None else \
+            f"{item.first_response_seconds / 60:.0f} min"
+        met = {True: "yes", False: "no", None: "-"}[item.first_response_met]
+        print(f"{item.thread}  {item.policy:<10}  {took:<18}  {met:<5}  "
+              f"{', '.join(item.breaches) or '-'}", file=out)
+    for record in policy_records(items):
+        share = "-" if record["attainment"] is None else f"{record['attainment']:.0%}"
+        print(f"policy {record['policy']}: {record['threads']} threads, first response met "
+              f"{record['first_response_met']}, missed {record['first_response_missed']}, "
+              f"attainment {share}", file=out)
 
 
 def progress_stream() -> TextIO | None:

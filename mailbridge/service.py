@@ -32,9 +32,9 @@ from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport, Transport
 from mailbridge.logs import fields
 from mailbridge.mail.parse import parse_message
-from mailbridge.mail.render import Renderer
 from mailbridge.metrics import Metrics
 from mailbridge.notify import sd_notify, watchdog_interval
+from mailbridge.scheduler import Scheduler
 from mailbridge.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Service:
         self.config = config
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
-        mailboxes = [config.imap.mailbox] if config.imap else []
+        mailboxes = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
         self.metrics = Metrics(self.registry, mailboxes)
         self.transport = transport
         self.on_outcome = on_outcome
@@ -64,6 +64,7 @@ class Service:
         self.store: Store | None = None
         self.ingestor: Ingestor | None = None
         self.sender: OutboxSender | None = None
+        self.scheduler: Scheduler | None = None
         self.http: HttpServer | None = None
         self.watchers: list[ImapWatcher] = []
         self.started = asyncio.Event()
@@ -97,7 +98,7 @@ class Service:
         self._loop = asyncio.get_running_loop()
         config = self.config
         self.store = await asyncio.to_thread(Store.open, config.store.url)
-        self.ingestor = Ingestor(config, self.store, Renderer())
+        self.ingestor = Ingestor.create(config, self.store, self.clock)
         self.http = HttpServer(config.http.host, config.http.port, self.registry,
                                lambda: self.ready)
         await self.http.start()
@@ -109,12 +110,17 @@ class Service:
         self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
                                    on_sent=self.on_sent)
         self._tasks.append(asyncio.create_task(self.sender.run(self._stopping_sender)))
+        self.scheduler = Scheduler(self.ingestor.deadlines, self.store, self.clock,
+                                   on_work=self.sender.wake)
+        self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop)))
         if config.imap is not None:
-            watcher = ImapWatcher(config.imap, mailbox=config.imap.mailbox, store=self.store,
-                                  deliver=self._deliver_threadsafe, clock=self.clock,
-                                  metrics=self.metrics)
-            watcher.start()
-            self.watchers.append(watcher)
+            for mailbox in (config.imap.mailbox, *config.imap.sent_folders):
+                watcher = ImapWatcher(config.imap, mailbox=mailbox, store=self.store,
+                                      deliver=functools.partial(self._deliver_threadsafe,
+                                                                mailbox),
+                                      clock=self.clock, metrics=self.metrics)
+                watcher.start()
+                self.watchers.append(watcher)
         self.ready = True
         self.started.set()
         sd_notify("READY=1")
@@ -165,11 +171,10 @@ class Service:
 
     # -- ingest ----------------------------------------------------------------------
 
-    def _deliver_threadsafe(self, batch: Sequence[Fetched]) -> None:
+    def _deliver_threadsafe(self, mailbox: str, batch: Sequence[Fetched]) -> None:
         """Called on a watcher thread: record each message, waking the sender after each."""
         for item in batch:
-            source = Source(mailbox=self.config.imap.mailbox if self.config.imap else "",
-                            uidvalidity=item.uidvalidity, uid=item.uid)
+            source = Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid)
             received = item.internaldate or self.clock.now()
             if item.message is None:
                 step = functools.partial(
@@ -192,6 +197,10 @@ class Service:
         if self._loop is not None and self.sender is not None:
             self._loop.call_soon_threadsafe(self.sender.wake)
 
+    def _wake_scheduler(self) -> None:
+        if self._loop is not None and self.scheduler is not None:
+            self._loop.call_soon_threadsafe(self.scheduler.wake)
+
     def _ingest(self, message: InboundMessage, source: Source, received: datetime) -> Outcome:
         return self._ingestor().ingest(message, source, received=received, now=self.clock.now())
 
@@ -209,6 +218,8 @@ class Service:
                                                       size=size, received=now, now=now)
         if outcome.ack_message_id is not None:
             self._wake_sender()
+        if outcome.thread is not None:
+            self._wake_scheduler()  # the thread's next due time may have moved
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)
             log.info("message %s", fields(

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *, imap_tls: str = "none",
                  extra_imap: str = "", extra_smtp: str = "", extra_rules: str = "",
-                 extra: str = "") -> Path:
+                 extra_sla: str = "", extra: str = "") -> Path:
     """A complete mailbridge config for the two test servers; returns its path."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mailbridge.toml"
@@ -42,6 +42,7 @@ email = "sam@example.com"
 
 [sla]
 first_response = "4h"
+{extra_sla}
 
 [rules]
 {extra_rules}

@@ -77,7 +77,16 @@ def test_replay_json_over_a_folder_gives_the_expected_decisions(
     code = main(["replay", "--config", str(EXAMPLE), "--json",
                  "--now", "2026-11-23T09:00:00+01:00", str(folder)])
     assert code == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = [r for r in records if r["type"] == "message"]
+    threads = [r for r in records if r["type"] == "thread"]
+    policies = [r for r in records if r["type"] == "policy"]
+    assert [r["type"] for r in records] == ["message"] * 4 + ["thread"] * 2 + ["policy"]
+    assert {t["thread"] for t in threads} == {lines[0]["thread"], lines[3]["thread"]}
+    assert all(t["first_response_met"] is None and t["breaches"] == [] for t in threads)
+    assert policies == [{"type": "policy", "policy": "default", "threads": 2, "answered": 0,
+                         "first_response_met": 0, "first_response_missed": 0,
+                         "attainment": None}]
     assert [(r["source"].rsplit("/", 1)[1], r["action"], r["rule"]) for r in lines] == [
         ("01-question.eml", "acknowledge", "new_thread"),
         ("02-follow-up.eml", "ignore", "follow_up"),
@@ -108,7 +117,7 @@ def test_replay_reads_mbox_and_maildir(
     code = main(["replay", "--config", str(EXAMPLE), str(tmp_path / "export.mbox"),
                  str(tmp_path / "Maildir")])
     assert code == 0
-    out = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out.split("\n\n")[0].splitlines()
     assert len(out) == 3 and all("acknowledge" in line for line in out)
     assert "export.mbox#1" in out[0] and "export.mbox#2" in out[1]
 
@@ -163,3 +172,43 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                             text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
+
+
+def _mail(name: str, addr: str, subject: str, date: str, **headers: str) -> bytes:
+    head = "".join(f"{k.replace('_', '-')}: {v}\n" for k, v in headers.items())
+    return (f"Return-Path: <{addr}>\nFrom: {name} <{addr}>\nTo: support@example.com\n"
+            f"Subject: {subject}\nDate: {date}\nMessage-ID: <{subject.rsplit(maxsplit=1)[-1]}@x>\n"
+            f"{head}\nHello\n").encode()
+
+
+def test_replay_reports_last_months_sla(
+        tmp_path: Path, credentials: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Over an export with agent replies, replay gives first-response times and attainment."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    mails = [
+        _mail("Ana", "ana@example.org", "Question q1", "Mon, 02 Nov 2026 09:00:00 +0000"),
+        _mail("Dana Whitfield", "dana@example.com", "Re: Question q1-answer",
+              "Mon, 02 Nov 2026 10:30:00 +0000", In_Reply_To="<q1@x>"),
+        _mail("Bo", "bo@example.net", "Other q2", "Mon, 02 Nov 2026 11:00:00 +0000"),
+        _mail("Sam Okafor", "sam@example.com", "Re: Other q2-answer",
+              "Mon, 02 Nov 2026 17:00:00 +0000", In_Reply_To="<q2@x>"),
+        _mail("Cy", "cy@example.net", "Never answered q3", "Tue, 03 Nov 2026 08:00:00 +0000"),
+        _mail("Dy", "dy@example.net", "Late news q4", "Wed, 04 Nov 2026 08:00:00 +0000"),
+    ]
+    for n, raw in enumerate(mails, start=1):
+        (folder / f"{n:02}.eml").write_bytes(raw)
+    assert main(["replay", "--config", str(EXAMPLE), "--json", str(folder)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rules = [r["rule"] for r in records if r["type"] == "message"]
+    assert rules == ["new_thread", "agent_reply", "new_thread", "agent_reply", "new_thread",
+                     "new_thread"]
+    threads = {t["first_response_due"][:16]: t for t in records if t["type"] == "thread"}
+    q1, q2 = threads["2026-11-02T13:00"], threads["2026-11-02T15:00"]
+    q3 = threads["2026-11-03T12:00"]
+    assert (q1["first_response_seconds"], q1["first_response_met"]) == (5400, True)
+    assert (q2["first_response_seconds"], q2["first_response_met"]) == (21600, False)
+    assert q3["first_response_met"] is None and q3["breaches"] == ["first_response"]
+    [policy] = [r for r in records if r["type"] == "policy"]
+    assert policy["first_response_met"] == 1 and policy["first_response_missed"] == 2
+    assert policy["attainment"] == round(1 / 3, 4)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,10 +13,14 @@ from pydantic import BaseModel, ValidationError
 
 from mailbridge.config import (
     AgentSettings,
+    CalendarSettings,
     Config,
     DaemonSettings,
+    HolidaySettings,
     HttpSettings,
     ImapSettings,
+    MatchSettings,
+    PolicySettings,
     RulesSettings,
     Secret,
     SlaSettings,
@@ -91,29 +95,51 @@ def test_example_loads(tmp_path: Path, credentials: Path) -> None:
     assert config.smtp.helo == "example.com"
     assert config.store.url == f"sqlite:///{tmp_path}/mailbridge.sqlite3"
     assert config.sla.first_response == timedelta(hours=4)
+    assert config.imap.sent_folders == ("Sent",)
+    [office] = config.calendars
+    assert (office.name, office.timezone, office.always_open) == (
+        "office", "Europe/Berlin", False)
+    assert office.hours is not None
+    assert office.hours[1] == ((time(9), time(12)), (time(13), time(17)))
+    assert office.hours[5] == office.hours[6] == ()
+    assert office.holidays == HolidaySettings(country="DE", subdivision="BE")
+    assert date(2026, 12, 24) in office.closed and date(2026, 12, 29) in office.closed
+    [vip] = config.policies
+    assert (vip.name, vip.calendar, vip.priority, vip.first_response) == (
+        "vip", "office", "high", timedelta(hours=1))
+    assert vip.match.senders == ("*@bigcustomer.example", "ceo@example.org")
+    assert [p.pattern for p in vip.match.subject] == [r"(?i)\b(outage|down)\b"]
 
 
 def test_example_documents_every_key() -> None:
-    """Each key of each section appears in the example, set or commented out."""
+    """Each key of each section and nested table appears in the example, set or commented out."""
     text = EXAMPLE.read_text(encoding="utf-8")
     documented: dict[str, set[str]] = {}
     section = ""
     for line in text.splitlines():
-        if header := re.fullmatch(r"\[\[?(\w+)\]\]?", line):
+        if header := re.fullmatch(r"\[\[?([\w.]+)\]\]?", line):
             section = header[1]
+            parent, _, table = section.rpartition(".")
+            if parent:  # [calendars.hours] documents the key "hours" of [[calendars]]
+                documented.setdefault(parent, set()).add(table)
         elif key := re.match(r"(?:# )?(\w+) = ", line):
             documented.setdefault(section, set()).add(key[1])
     sections: dict[str, type[BaseModel]] = {
         "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
+        "calendars": CalendarSettings, "policies": PolicySettings,
         "rules": RulesSettings, "threads": ThreadsSettings,
         "imap": ImapSettings, "smtp": SmtpSettings, "store": StoreSettings,
         "http": HttpSettings, "daemon": DaemonSettings,
     }
     assert set(sections) == set(Config.model_fields) - {"path"}
-    for name, model in sections.items():
+    nested: dict[str, type[BaseModel]] = {
+        "calendars.holidays": HolidaySettings, "policies.match": MatchSettings,
+    }
+    for name, model in {**sections, **nested}.items():
         extra = {"password_file"} if name in ("imap", "smtp") else set()
         expected = set(model.model_fields) | extra
         assert documented.get(name) == expected, name
+    assert documented["calendars.hours"] == {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 
 
 # -- defaults ---------------------------------------------------------------------------------
@@ -131,6 +157,80 @@ def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
     assert config.daemon.state_dir == tmp_path / "state"
     assert config.daemon.log_level == "info"
     assert config.daemon.shutdown_timeout == timedelta(seconds=10)
+    assert config.calendars == () and config.policies == ()
+
+
+def test_sla_defaults(tmp_path: Path) -> None:
+    """Without [sla] the default policy has only a first-response target, on "24/7"."""
+    sla = load(tmp_path, MINIMAL).sla
+    assert (sla.next_response, sla.periodic_update, sla.resolution) == (None, None, None)
+    assert (sla.calendar, sla.escalate_to, sla.objective) == ("24/7", None, 0.95)
+    assert (sla.status_update_before, sla.max_status_updates) == (timedelta(minutes=30), 2)
+    assert (sla.eta_percentile, sla.eta_window, sla.eta_min_samples) == (
+        80, timedelta(days=30), 10)
+    assert sla.resolve_after_quiet == timedelta(days=14)
+    assert sla.at_risk_horizon == timedelta(hours=1)
+
+
+CALENDAR = """
+[[calendars]]
+name = "office"
+[calendars.hours]
+mon = ["09:00-17:00"]
+"""
+
+
+def office(line: str) -> str:
+    """CALENDAR with one more key of the calendar itself (before its hours table)."""
+    return CALENDAR.replace("[calendars.hours]", f"{line}\n[calendars.hours]")
+
+
+POLICY = """
+[[policies]]
+name = "vip"
+first_response = "1h"
+"""
+
+
+def test_calendar_and_policy_defaults(tmp_path: Path) -> None:
+    """A calendar needs only a name and hours; a policy only a name and first_response."""
+    config = load(tmp_path, MINIMAL + CALENDAR + POLICY)
+    [office] = config.calendars
+    assert office.timezone is None  # the [support] timezone
+    assert office.hours == {0: ((time(9), time(17)),)}
+    assert (office.always_open, office.holidays, office.closed) == (False, None, frozenset())
+    [vip] = config.policies
+    assert vip.calendar is None  # [sla] calendar
+    assert (vip.priority, vip.objective, vip.escalate_to) == ("normal", 0.95, None)
+    assert (vip.next_response, vip.periodic_update, vip.resolution) == (None, None, None)
+    assert vip.match == MatchSettings() and vip.match.all is False
+
+
+def test_always_open_calendar_and_toml_dates(tmp_path: Path) -> None:
+    """always_open needs no hours; closed takes TOML dates as well as strings."""
+    text = MINIMAL + '[[calendars]]\nname = "night"\nalways_open = true\n'
+    text += 'closed = [2026-12-24, "2026-12-30..2026-12-31"]\n'
+    [night] = load(tmp_path, text).calendars
+    assert night.always_open and night.hours is None
+    assert night.closed == {date(2026, 12, 24), date(2026, 12, 30), date(2026, 12, 31)}
+
+
+def test_imap_sent_folders(tmp_path: Path) -> None:
+    """sent_folders lists the folders where agents' replies land; [] watches none."""
+    imap = load(tmp_path, IMAP + 'password = "pw"\nsent_folders = []\n').imap
+    assert imap is not None and imap.sent_folders == ()
+
+
+def test_sla_settings_round_trip(tmp_path: Path) -> None:
+    """Calendars and policies dump to the file's notation and validate back unchanged."""
+    config = load(tmp_path, MINIMAL + CALENDAR + POLICY + '[policies.match]\nsubject = ["x+"]\n')
+    for settings in (config.calendars[0], config.policies[0]):
+        model = type(settings)
+        assert model.model_validate(settings.model_dump()) == settings
+        assert model.model_validate_json(settings.model_dump_json()) == settings
+    dumped = config.calendars[0].model_dump(mode="json")
+    assert dumped["hours"] == {"mon": ["09:00-17:00"]}
+    assert config.policies[0].model_dump(mode="json")["match"]["subject"] == ["x+"]
 
 
 def test_imap_defaults(tmp_path: Path, credentials: Path) -> None:
@@ -308,6 +408,109 @@ def test_each_problem_names_file_key_and_reason(tmp_path: Path, text: str, probl
     assert error.problems[0].startswith(problem), error.problems[0]
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (MINIMAL + "[sla]\nobjective = 1.5\n",
+         "[sla] objective: must lie between 0 and 1 (0.95 is 95%), got 1.5"),
+        (MINIMAL + '[sla]\nescalate_to = "lead"\n',
+         '[sla] escalate_to: expected an address like "support@example.com", got "lead"'),
+        (MINIMAL + "[sla]\neta_percentile = 0\n",
+         "[sla] eta_percentile: must be at least 1, got 0"),
+        (MINIMAL + '[sla]\nstatus_update_before = "0s"\n',
+         '[sla] status_update_before: must be longer than "0s"'),
+        (MINIMAL + '[sla]\ncalendar = "office"\n',
+         '[sla] calendar: unknown calendar "office" (known: "24/7"); '
+         'add a [[calendars]] block with name = "office"'),
+        (MINIMAL + CALENDAR + '[sla]\ncalendar = "Ofice"\n',
+         '[sla] calendar: unknown calendar "Ofice" (known: "24/7", "office"); '
+         'did you mean "office"?'),
+        (MINIMAL + CALENDAR.replace('"office"', '"24/7"'),
+         '[[calendars]] #1 name: "24/7" is the built-in always-open calendar; '
+         "choose another name"),
+        (MINIMAL + CALENDAR + CALENDAR.replace('"office"', '"Office"'),
+         '[[calendars]] #2 name: "Office" is already the name of #1; '
+         "each calendar needs its own name"),
+        (MINIMAL + '[[calendars]]\nname = "office"\n',
+         '[[calendars]] #1 hours: missing; add [calendars.hours] with mon = ["09:00-17:00"]'),
+        (MINIMAL + '[[calendars]]\nname = "night"\nalways_open = true\nhours = { mon = [] }\n',
+         "[[calendars]] #1 hours: an always_open calendar has no hours"),
+        (MINIMAL + CALENDAR.replace("09:00-17:00", "17:00-09:00"),
+         '[[calendars]] #1 hours: mon: "17:00-09:00" must end after it starts'),
+        (MINIMAL + CALENDAR + 'tuesday = ["09:00-17:00"]\n',
+         '[[calendars]] #1 hours: "tuesday" is not a day'),
+        (MINIMAL + office('closed = ["2026-02-30"]'),
+         '[[calendars]] #1 closed: "2026-02-30" in "2026-02-30" is not a date like 2026-12-24'),
+        (MINIMAL + office('timezone = "Europe/Berln"'),
+         '[[calendars]] #1 timezone: unknown IANA time zone "Europe/Berln"; '
+         'did you mean "Europe/Berlin"?'),
+        (MINIMAL + CALENDAR + '[calendars.holidays]\ncountry = "XX"\n',
+         '[[calendars]] #1 holidays country: the holidays package knows no country "XX"'),
+        (MINIMAL + CALENDAR + '[calendars.holidays]\ncountry = "DE"\nsubdivision = "BX"\n',
+         '[[calendars]] #1 holidays subdivision: the holidays package knows no subdivision "BX" '
+         "of DE (known: BB, BE,"),
+        (MINIMAL + CALENDAR + '[calendars.holidays]\ncountry = "DE"\nstate = "BE"\n',
+         "[[calendars]] #1 holidays state: unknown key (allowed: country, subdivision)"),
+        (MINIMAL + office("colour = 1"),
+         "[[calendars]] #1 colour: unknown key (allowed: name, timezone, always_open, hours, "
+         "holidays, closed)"),
+        (MINIMAL + '[calendars]\nname = "office"\n',
+         "[[calendars]]: expected [[calendars]] blocks (an array of tables), not [calendars]"),
+        (MINIMAL + POLICY.replace('"vip"', '"Default"'),
+         '[[policies]] #1 name: "default" is the policy set by [sla]; choose another name'),
+        (MINIMAL + '[[policies]]\nname = "vip"\n',
+         '[[policies]] #1 first_response: missing; add first_response = "1h"'),
+        (MINIMAL + POLICY + POLICY,
+         '[[policies]] #2 name: "vip" is already the name of #1; each policy needs its own name'),
+        (MINIMAL + CALENDAR + POLICY + 'calendar = "offices"\n',
+         '[[policies]] #1 calendar: unknown calendar "offices" (known: "24/7", "office"); '
+         'did you mean "office"?'),
+        (MINIMAL + POLICY + 'escalate_to = "Lead <lead@example.com>"\n',
+         '[[policies]] #1 escalate_to: expected an address like "support@example.com", '
+         'got "Lead <lead@example.com>"'),
+        (MINIMAL + POLICY + "objective = 95\n",
+         "[[policies]] #1 objective: must lie between 0 and 1 (0.95 is 95%), got 95; "
+         "write 0.95 for 95%"),
+        (MINIMAL + POLICY + '[policies.match]\nsubject = ["ok", "(?i)outage("]\n',
+         '[[policies]] #1 match subject #2: "(?i)outage(" is not a regular expression: '
+         "missing ), unterminated subpattern"),
+        (MINIMAL + POLICY + '[policies.match]\npriority = ["urgent"]\n',
+         '[[policies]] #1 match priority #1: expected one of "high", "normal" or "low", '
+         'got "urgent"'),
+        (MINIMAL + POLICY + '[policies.match]\nsender = ["*@example.org"]\n',
+         "[[policies]] #1 match sender: unknown key (allowed: senders, subject, keywords, to, "
+         'mailboxes, priority, all); did you mean "senders"?'),
+        (MINIMAL + POLICY + '[policies.match]\nto = ["vip"]\n',
+         '[[policies]] #1 match to #1: expected an address like "support@example.com", '
+         'got "vip"'),
+        (MINIMAL + POLICY + '[policies.match]\nall = "yes"\n',
+         '[[policies]] #1 match all: expected true or false, got "yes"'),
+    ],
+)
+def test_each_sla_problem_names_entry_key_and_reason(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    """[sla], [[calendars]] and [[policies]] problems name the entry, the key and the fix."""
+    error = problems(tmp_path, text)
+    assert len(error.problems) == 1, error.problems
+    assert error.problems[0].startswith(problem), error.problems[0]
+
+
+def test_sla_cross_checks_are_reported_with_every_other_problem(tmp_path: Path) -> None:
+    """Unknown calendars and duplicate names are listed even when other keys are wrong."""
+    text = IMAP + 'password = "pw"\nport = "x"\n[sla]\ncalendar = "shop"\n' + POLICY + POLICY
+    text += 'calendar = "24/7"\n[[policies]]\nname = "late"\nfirst_response = "soon"\n'
+    text += 'calendar = "night"\n'
+    error = problems(tmp_path, text)
+    assert [p.split(":")[0] for p in error.problems] == [
+        "[sla] calendar",
+        "[[policies]] #2 name",
+        "[[policies]] #3 calendar",
+        "[[policies]] #3 first_response",
+        "[imap] port",
+    ]
+
+
 def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     """Every problem in the file is listed, in section order, not only the first."""
     text = """
@@ -331,7 +534,7 @@ first_response = "one hour"
         load_config(path, environ={"STATE_DIRECTORY": str(tmp_path)})
     allowed = ("host, port, tls, username, password, password_file, mailbox, verify_tls, "
                "ca_file, connect_timeout, read_timeout, idle_refresh, poll_interval, fetch_batch, "
-               "backfill")
+               "backfill, sent_folders")
     assert str(caught.value) == "\n".join([
         f"{path}: 6 problems",
         '  - [support] timezone: unknown IANA time zone "Europe/Berlinn"; '

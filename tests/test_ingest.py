@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
 from mailbridge.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.mail.render import Renderer
 from mailbridge.store.db import Store
 from tests.mails import customer_mail, reply_to
 
@@ -54,7 +54,7 @@ email = "dana@example.com"
 state_dir = "{tmp_path}"
 """)
     store = Store.open("sqlite://")
-    yield Desk(Ingestor(load_config(config_file), store, Renderer()), store)
+    yield Desk(Ingestor.create(load_config(config_file), store, SystemClock()), store)
     store.close()
 
 

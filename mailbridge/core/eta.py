@@ -12,13 +12,26 @@ glance, always with the zone so nobody has to guess:
 The date is spelled out whenever the day is not today or tomorrow (a weekday
 alone is ambiguous a week out), and the year only when it is not this year.
 
-Public API: `describe_due(due, *, timezone, now)`, `format_iso(due, *, timezone=None)`,
-`zone_label(timezone, when)`.
+When the customer's Date header shows a different UTC offset, their own clock
+is added: "today by 14:30 (Berlin time), that is 08:30 your time".
+
+Public API:
+
+- `honest_due(deadline, *, received, recent_seconds, add_business, ...)`: the time
+  we promise: the SLA deadline, or earlier when recent answers were faster.
+- `customer_offset(date_header)`: the UTC offset the customer wrote from, or None.
+- `describe_due(due, *, timezone, now)`, `describe_promise(due, *, timezone,
+  customer_offset, now)`, `describe_time(moment, *, timezone, now)`,
+  `describe_opening(opens_at, *, timezone, now)`: the words.
+- `format_iso(due, *, timezone=None)`, `zone_label(timezone, when)`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from datetime import timezone as fixed_zone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -41,15 +54,112 @@ def describe_due(due: datetime, *, timezone: str, now: datetime) -> str:
     zone = _zone(timezone)
     local_due = _aware(due, "due").astimezone(zone)
     local_now = _aware(now, "now").astimezone(zone)
-    days = (local_due.date() - local_now.date()).days
-    clock = f"{local_due:%H:%M}"
-    if days == 0:
-        day = "today"
-    elif days == 1:
-        day = "tomorrow"
-    else:
-        day = _spelled_date(local_due, with_year=local_due.year != local_now.year)
-    return f"{day} by {clock} ({zone_label(timezone, local_due)})"
+    day = _day_words(local_due, local_now)
+    return f"{day} by {local_due:%H:%M} ({zone_label(timezone, local_due)})"
+
+
+def honest_due(
+    deadline: datetime,
+    *,
+    received: datetime,
+    recent_seconds: Sequence[float],
+    percentile: int = 80,
+    min_samples: int = 10,
+    add_business: Callable[[datetime, timedelta], datetime],
+) -> datetime:
+    """The answer time to promise: `deadline`, or earlier when we answer faster lately.
+
+    `recent_seconds` are the first-response times of this policy over a recent
+    window, in business seconds. With at least `min_samples` of them, their
+    `percentile` (nearest rank: the smallest sample that at least that share of
+    samples do not exceed) is added to `received` with `add_business`, the
+    business-time addition of the policy's calendar. The result is never later
+    than `deadline` (the SLA stays the ceiling) and never before `received`.
+    Negative, NaN and infinite samples are ignored and do not count. Raises
+    ValueError for naive datetimes, a deadline before `received`, or a
+    percentile outside 1-100.
+    """
+    _aware(deadline, "deadline")
+    _aware(received, "received")
+    if deadline < received:
+        raise ValueError("the deadline cannot be before the message was received")
+    if not 1 <= percentile <= 100:
+        raise ValueError(f"percentile must be between 1 and 100, got {percentile}")
+    samples = sorted(s for s in recent_seconds if math.isfinite(s) and s >= 0)
+    if not samples or len(samples) < min_samples:
+        return deadline
+    seconds = samples[math.ceil(percentile / 100 * len(samples)) - 1]
+    if seconds >= (deadline - received).total_seconds():
+        # Business time never runs faster than the wall clock, so this lands at or
+        # after the deadline anyway; and huge samples would overflow a timedelta.
+        return deadline
+    expected = add_business(received, timedelta(seconds=seconds))
+    _aware(expected, "add_business result")
+    return max(received, min(deadline, expected))
+
+
+def customer_offset(date_header: datetime | None) -> timedelta | None:
+    """The UTC offset the customer wrote from, from their parsed Date header; None if unknown.
+
+    None for no header, a naive datetime (`email.utils.parsedate_to_datetime`
+    gives one for "-0000", RFC 5322's "local time unknown"), an offset no
+    place on Earth uses (beyond -12:00/+14:00, or not whole minutes), and for
+    +00:00. A zero offset says little about where a person is: clients that
+    hide the zone send +0000, and a Date already converted to UTC looks the
+    same. Quoting a wrong "your time" would be worse than quoting none.
+    """
+    if date_header is None:
+        return None
+    offset = date_header.utcoffset()
+    if offset is None or not offset or offset % timedelta(minutes=1):
+        return None
+    if not timedelta(hours=-12) <= offset <= timedelta(hours=14):
+        return None
+    return offset
+
+
+def describe_promise(
+    due: datetime, *, timezone: str, customer_offset: timedelta | None, now: datetime
+) -> str:
+    """`describe_due` in the desk's zone, plus the customer's clock when it differs.
+
+    "today by 14:30 (Berlin time), that is 08:30 your time"; the customer's
+    day is named ("tomorrow 02:30 your time") whenever it reads differently on
+    their calendar than on ours. Without an offset, or with the same offset as
+    the desk's zone at `due`, it is `describe_due` alone.
+    """
+    ours = describe_due(due, timezone=timezone, now=now)
+    if customer_offset is None:
+        return ours
+    zone = _zone(timezone)
+    if due.astimezone(zone).utcoffset() == customer_offset:
+        return ours
+    theirs = fixed_zone(customer_offset)
+    local_due, local_now = due.astimezone(theirs), now.astimezone(theirs)
+    day = _day_words(local_due, local_now)
+    if day == _day_words(due.astimezone(zone), now.astimezone(zone)):
+        return f"{ours}, that is {local_due:%H:%M} your time"
+    return f"{ours}, that is {day} {local_due:%H:%M} your time"
+
+
+def describe_time(moment: datetime, *, timezone: str, now: datetime) -> str:
+    """A moment in words in `timezone`: "today at 09:00 (Berlin time)".
+
+    Days are named as in `describe_due`: today, tomorrow, or the spelled date.
+    """
+    zone = _zone(timezone)
+    local = _aware(moment, "moment").astimezone(zone)
+    day = _day_words(local, _aware(now, "now").astimezone(zone))
+    return f"{day} at {local:%H:%M} ({zone_label(timezone, local)})"
+
+
+def describe_opening(opens_at: datetime, *, timezone: str, now: datetime) -> str:
+    """The sentence for a closed desk, with `opens_at` as in `describe_time`.
+
+    "We are closed right now and open again Monday 30 November at 09:00 (Berlin time)."
+    """
+    when = describe_time(opens_at, timezone=timezone, now=now)
+    return f"We are closed right now and open again {when}."
 
 
 def format_iso(due: datetime, *, timezone: str | None = None) -> str:
@@ -84,6 +194,16 @@ def _offset_label(offset: timedelta) -> str:
     sign = "+" if minutes > 0 else "-"
     hours, rest = divmod(abs(minutes), 60)
     return f"UTC{sign}{hours:02d}:{rest:02d}"
+
+
+def _day_words(local: datetime, local_now: datetime) -> str:
+    """The day of `local` seen from `local_now` (same zone): today, tomorrow or the date."""
+    days = (local.date() - local_now.date()).days
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "tomorrow"
+    return _spelled_date(local, with_year=local.year != local_now.year)
 
 
 def _spelled_date(moment: datetime, *, with_year: bool) -> str:

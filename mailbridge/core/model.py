@@ -1,13 +1,14 @@
 """Plain, frozen data shared by the core, the mail layer and the adapters.
 
-Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `AckContext`.
+Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `AckContext`,
+`UpdateContext`, `NoticeContext`.
 Nothing here does I/O or reads a clock; every datetime is timezone-aware.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,51 @@ class AckContext:
     timezone: str
     received: datetime
     extra: dict[str, str] = field(default_factory=dict)
+    customer_offset: timedelta | None = None
+    """The customer's UTC offset, from their Date header; None when unknown."""
+    opens_at: datetime | None = None
+    """When the support desk next opens, if it is closed at the time of the ack."""
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    """A status update to a customer still waiting for an answer: same agent, revised time."""
+
+    support_name: str
+    support_address: str
+    customer_name: str
+    customer_address: str
+    subject: str
+    thread_ref: str
+    agent: Agent
+    due: datetime
+    """The revised time by which they will hear from us."""
+    timezone: str
+    received: datetime
+    """When their message (the one we still owe an answer to) arrived."""
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    customer_offset: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class NoticeContext:
+    """An internal email to staff: a breach escalated to a lead, or a nudge to the agent."""
+
+    kind: str
+    """"escalation" (a deadline passed) or "nudge" (a deadline is near)."""
+    to_name: str
+    to_address: str
+    support_name: str
+    support_address: str
+    thread_ref: str
+    subject: str
+    customer_address: str
+    agent: Agent
+    policy: str
+    priority: str
+    deadline: str
+    """Which deadline: "first_response", "next_response", "periodic_update" or "resolution"."""
+    due: datetime
+    received: datetime
+    timezone: str

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from mailbridge.core.model import Address, InboundMessage, Verdict
 
 OUR_THREAD_HEADER = "x-mailbridge-thread"
+MAX_HOPS = 100
+"""More Received headers than this is a loop (RFC 5321 section 6.3)."""
 
 LIST_HEADERS = ("list-id", "list-unsubscribe", "list-post", "list-help", "list-subscribe",
                 "list-owner", "list-archive", "mailing-list", "x-mailing-list")
@@ -135,6 +137,9 @@ def loop(message: InboundMessage, context: RuleContext) -> str | None:
     target = recipient(message, context.policy)
     if target is not None and _lower(target.addr) in ours:
         return "the acknowledgement would go to a support address (a loop)"
+    hops = len(message.header_all("received"))
+    if hops > MAX_HOPS:
+        return f"it passed {hops} mail servers: a mail loop (RFC 5321 section 6.3)"
     return None
 
 

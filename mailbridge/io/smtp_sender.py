@@ -27,6 +27,7 @@ from mailbridge.io.tls import client_context
 from mailbridge.logs import fields, redact
 from mailbridge.metrics import Metrics
 from mailbridge.store.db import Finished, OutboxRow, Store
+from mailbridge.waiting import sleep_until
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +176,7 @@ class OutboxSender:
         timeout = None
         if next_at is not None:
             timeout = max(0.0, (next_at - self.clock.now()).total_seconds())
-        waits = [asyncio.ensure_future(self._wake.wait()),
-                 asyncio.ensure_future(stopping.wait())]
-        try:
-            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
+        await sleep_until(self._wake, stopping, timeout)
 
     async def _deliver(self, item: OutboxRow) -> Finished:
         """Send one item; return its outcome for the store to record."""

@@ -16,13 +16,15 @@ API, used by `mailbridge.mail.parse` (which re-exports the limits):
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
 from email.headerregistry import Address as HeaderAddress
 from email.headerregistry import HeaderRegistry
 from email.message import Message
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import TypeVar
 
 from mailbridge.core.model import Address, InboundMessage
@@ -186,8 +188,12 @@ def _addresses(index: dict[str, list[str]], name: str, defects: Defects) -> tupl
         header = _ADDRESS_HEADERS(name.lower(), text)
         found: Sequence[HeaderAddress] = getattr(header, "addresses", ())
     except Exception:
-        defects.add(f"{name} header unreadable: {excerpt(text)}")
-        return ()
+        # The strict parser refuses e.g. an encoded CR/LF in a display name; the
+        # address itself may be fine, and losing it would lose the sender.
+        lenient = _lenient_addresses(text)
+        defects.add(f"{name} header malformed{', read leniently' if lenient else ''}: "
+                    f"{excerpt(text)}")
+        return lenient[:MAX_ADDRESSES]
     usable = [a for a in found if a.username and a.domain]
     if len(usable) < len(found) or (not found and ":" not in text):
         defects.add(f"{name} header has no usable address: {excerpt(text)}")
@@ -196,6 +202,21 @@ def _addresses(index: dict[str, list[str]], name: str, defects: Defects) -> tupl
     return tuple(
         Address(name=_tidy(a.display_name), addr=_tidy(a.addr_spec)) for a in usable[:MAX_ADDRESSES]
     )
+
+
+def _lenient_addresses(text: str) -> tuple[Address, ...]:
+    """Addresses read with the tolerant legacy parser; names decoded and cleaned."""
+    found = []
+    for raw_name, raw_spec in getaddresses([text]):
+        spec = _tidy(raw_spec)
+        local, _, domain = spec.rpartition("@")
+        if not local or not domain or " " in spec:
+            continue
+        name = raw_name
+        with contextlib.suppress(Exception):  # an undecodable name stays as written
+            name = str(make_header(decode_header(raw_name)))
+        found.append(Address(name=_tidy(name), addr=spec))
+    return tuple(found)
 
 
 def _from(index: dict[str, list[str]], defects: Defects) -> tuple[Address, ...]:
@@ -268,7 +289,9 @@ def _date(index: dict[str, list[str]], defects: Defects) -> datetime | None:
         defects.add("Date header has no time zone, assumed UTC")
         parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(UTC)
+        # Keep the sender's own UTC offset: it says what time it is for the customer.
+        parsed.astimezone(UTC)
+        return parsed
     except (OverflowError, ValueError):
         defects.add(f"Date header out of range: {excerpt(text)}")
         return None

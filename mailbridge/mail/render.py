@@ -1,19 +1,25 @@
-"""The acknowledgement mail: jinja2 templates in, a complete `EmailMessage` out.
+"""Mail we send, from jinja2 templates: complete `EmailMessage`s out.
+
+Three kinds: the acknowledgement of a new message, a status update to a
+customer still waiting, and internal notices to staff (an escalation when a
+deadline passed, a nudge before it does). All share one header builder.
 
 Text from the customer's message is data, never template code: it reaches the
-templates only as values (never through `from_string`), the HTML template is
+templates only as values (never through `from_string`), the HTML templates are
 autoescaped, and every header value goes through `mailbridge.mail.headers`.
 Operator-supplied template folders run in jinja2's sandbox, with the packaged
 templates as fallback for any file the operator did not override.
 
-Public API: `Renderer(templates_dir=None)` and `Renderer.render_ack(...)`;
-`ACK_TEXT` and `ACK_HTML`, the template names an operator folder may override.
+Public API: `Renderer(templates_dir=None)` with `render_ack(...)`,
+`render_status_update(...)` and `render_notice(...)`; `TEMPLATE_NAMES`, the
+template files an operator folder may override (`ACK_TEXT`, `ACK_HTML`, ...).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -22,10 +28,18 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mailbridge.core.eta import describe_due, format_iso
-from mailbridge.core.model import AckContext, InboundMessage
+from mailbridge.core.eta import (
+    describe_due,
+    describe_opening,
+    describe_promise,
+    describe_time,
+    format_iso,
+)
+from mailbridge.core.model import AckContext, InboundMessage, NoticeContext, UpdateContext
 from mailbridge.errors import TemplateError
 from mailbridge.mail.headers import (
+    MAX_REFERENCES,
+    MAX_SUBJECT,
     clean,
     format_address,
     is_message_id,
@@ -36,22 +50,40 @@ from mailbridge.mail.headers import (
 
 log = logging.getLogger(__name__)
 
-ACK_TEXT = "ack.txt.j2"
-ACK_HTML = "ack.html.j2"
+ACK_TEXT, ACK_HTML = "ack.txt.j2", "ack.html.j2"
+UPDATE_TEXT, UPDATE_HTML = "update.txt.j2", "update.html.j2"
+ESCALATION_TEXT, ESCALATION_HTML = "escalation.txt.j2", "escalation.html.j2"
+NUDGE_TEXT, NUDGE_HTML = "nudge.txt.j2", "nudge.html.j2"
+TEMPLATE_NAMES: dict[str, tuple[str, str]] = {
+    "ack": (ACK_TEXT, ACK_HTML),
+    "update": (UPDATE_TEXT, UPDATE_HTML),
+    "escalation": (ESCALATION_TEXT, ESCALATION_HTML),
+    "nudge": (NUDGE_TEXT, NUDGE_HTML),
+}
+"""Each kind of mail and its (text, HTML) templates."""
 PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+_DEADLINES = {
+    "first_response": "first response",
+    "next_response": "next response",
+    "periodic_update": "status update",
+    "resolution": "resolution",
+}
 
 
 class Renderer:
-    """Renders acknowledgements from the packaged templates or an operator's folder.
+    """Renders our mail from the packaged templates or an operator's folder.
 
-    Both templates are loaded (and so syntax-checked) once, at construction;
+    Every template is loaded (and so syntax-checked) once, at construction;
     `check-config` builds one to report a broken template before start.
     """
 
     def __init__(self, templates_dir: Path | None = None) -> None:
         self._env = _environment(templates_dir)
-        self._text = _load(self._env, ACK_TEXT)
-        self._html = _load(self._env, ACK_HTML)
+        self._templates = {
+            kind: (_load(self._env, text), _load(self._env, html))
+            for kind, (text, html) in TEMPLATE_NAMES.items()
+        }
 
     def render_ack(
         self,
@@ -69,15 +101,71 @@ class Renderer:
         both timezone-aware. Raises TemplateError when a template fails, and
         ValueError for an unusable customer or support address.
         """
-        values = _ack_values(ctx, original, now)
-        text = _render(self._text, values)
-        html = _render(self._html, values)
-        msg = _headers(ctx, original, message_id=message_id, date=date)
+        values = _customer_values(ctx, ctx.subject or original.subject, now)
+        values["reply_subject"] = reply_subject(original.subject, ctx.thread_ref)
+        values["opening"] = ""
+        if ctx.opens_at is not None and ctx.opens_at > now:
+            # Only while still closed: an ack rendered after opening must not say "closed".
+            values["opening"] = describe_opening(ctx.opens_at, timezone=ctx.timezone, now=now)
+        extra = ctx.extra.items()
+        values["extra"] = {clean(k, max_len=80): clean(v, max_len=500) for k, v in extra}
+        parent = original.message_id
+        msg = _customer_message(
+            ctx, values["reply_subject"], message_id=message_id, date=date,
+            in_reply_to=parent if parent and is_message_id(parent) else None,
+            references=references_for(original),
+        )  # fmt: skip
+        return self._fill(msg, "ack", values)
+
+    def render_status_update(
+        self, ctx: UpdateContext, *, message_id: str, date: datetime, now: datetime
+    ) -> EmailMessage:
+        """A status update to a waiting customer, signed by the same agent, ready for SMTP.
+
+        It says we have not forgotten them and when they will hear from us
+        (`ctx.due`). It threads under `ctx.in_reply_to` and `ctx.references`;
+        malformed ids are dropped. Arguments and errors as for `render_ack`.
+        """
+        values = _customer_values(ctx, ctx.subject, now)
+        values["reply_subject"] = reply_subject(ctx.subject, ctx.thread_ref)
+        parent = ctx.in_reply_to if ctx.in_reply_to and is_message_id(ctx.in_reply_to) else None
+        references = _reference_ids([*ctx.references, *([parent] if parent else [])])
+        msg = _customer_message(
+            ctx, values["reply_subject"], message_id=message_id, date=date,
+            in_reply_to=parent, references=references,
+        )  # fmt: skip
+        return self._fill(msg, "update", values)
+
+    def render_notice(
+        self, ctx: NoticeContext, *, message_id: str, date: datetime, now: datetime
+    ) -> EmailMessage:
+        """An internal notice to `ctx.to_address`: an escalation or a nudge (`ctx.kind`).
+
+        Raises ValueError for an unknown kind or an unusable address, and
+        TemplateError when a template fails.
+        """
+        if ctx.kind not in ("escalation", "nudge"):
+            raise ValueError(f"unknown notice kind {clean(ctx.kind, max_len=40)!r}")
+        values = _notice_values(ctx, now)
+        support = clean(ctx.support_name, max_len=80)
+        msg = _message(
+            sender=(", ".join(p for p in ("mailbridge", support) if p), ctx.support_address),
+            recipient=(ctx.to_name, ctx.to_address), reply_to=None,
+            subject=values["notice_subject"], message_id=message_id, date=date,
+            auto_submitted="auto-generated", loop=ctx.support_address,
+            thread_ref=ctx.thread_ref,
+        )  # fmt: skip
+        return self._fill(msg, ctx.kind, values)
+
+    def _fill(self, msg: EmailMessage, kind: str, values: dict[str, Any]) -> EmailMessage:
+        """`msg` with the text and HTML alternatives of `kind` rendered from `values`."""
+        text_template, html_template = self._templates[kind]
+        text, html = _render(text_template, values), _render(html_template, values)
         msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         for part in msg.iter_parts():
             del part["MIME-Version"]  # set_content adds it to parts too; only the top needs it
-        log.debug("rendered ack %s for thread %s", message_id, values["thread_ref"])
+        log.debug("rendered %s %s for thread %s", kind, msg["Message-ID"], values["thread_ref"])
         return msg
 
 
@@ -139,57 +227,150 @@ def _greeting_name(name: str, address: str) -> str:
     return text
 
 
-def _ack_values(ctx: AckContext, original: InboundMessage, now: datetime) -> dict[str, Any]:
-    """Everything the templates may use: plain, cleaned strings."""
-    ref = clean(ctx.thread_ref, max_len=40).strip("[]# ")
+def _ref(thread_ref: str) -> str:
+    return clean(thread_ref, max_len=40).strip("[]# ")
+
+
+def _customer_values(
+    ctx: AckContext | UpdateContext, subject: str, now: datetime
+) -> dict[str, Any]:
+    """What customer-facing templates may use: plain, cleaned strings."""
+    ref = _ref(ctx.thread_ref)
     return {
         "greeting_name": _greeting_name(ctx.customer_name, ctx.customer_address),
         "customer_name": clean(ctx.customer_name, max_len=80),
         "customer_address": clean(ctx.customer_address, max_len=320),
-        "subject": clean(ctx.subject or original.subject, max_len=200),
-        "reply_subject": reply_subject(original.subject, ctx.thread_ref),
+        "subject": clean(subject, max_len=200),
         "agent_name": clean(ctx.agent.name, max_len=80),
         "agent_email": clean(ctx.agent.email, max_len=320),
         "support_name": clean(ctx.support_name, max_len=80),
         "support_address": clean(ctx.support_address, max_len=320),
         "thread_ref": ref,
         "ref_tag": f"[#{ref}]",
-        "due_words": describe_due(ctx.due, timezone=ctx.timezone, now=now),
+        "due_words": describe_promise(
+            ctx.due, timezone=ctx.timezone, customer_offset=ctx.customer_offset, now=now
+        ),
         "due_iso": format_iso(ctx.due, timezone=ctx.timezone),
         "timezone": ctx.timezone,
-        "extra": {clean(k, max_len=80): clean(v, max_len=500) for k, v in ctx.extra.items()},
     }
 
 
-def _headers(
-    ctx: AckContext, original: InboundMessage, *, message_id: str, date: datetime
+def _notice_values(ctx: NoticeContext, now: datetime) -> dict[str, Any]:
+    """What staff notices may use: plain, cleaned strings (and one flag, `overdue`)."""
+    ref = _ref(ctx.thread_ref)
+    deadline = _DEADLINES.get(ctx.deadline) or clean(ctx.deadline.replace("_", " "), max_len=40)
+    overdue = ctx.due <= now
+    status = f"{deadline} overdue" if overdue else f"{deadline} due in {_span(ctx.due - now)}"
+    head = f"[#{ref}] {status}: " if ref else f"{status}: "
+    subject = clean(ctx.subject, max_len=200)
+    room = MAX_SUBJECT - len(head)
+    return {
+        "to_name": clean(ctx.to_name, max_len=80),
+        "thread_ref": ref,
+        "ref_tag": f"[#{ref}]",
+        "notice_subject": head + (clean(subject, max_len=room) or "(no subject)"),
+        "subject": subject,
+        "customer_address": clean(ctx.customer_address, max_len=320),
+        "policy": clean(ctx.policy, max_len=80),
+        "priority": clean(ctx.priority, max_len=40),
+        "deadline": deadline,
+        "overdue": overdue,
+        "due_words": describe_due(ctx.due, timezone=ctx.timezone, now=now),
+        "due_iso": format_iso(ctx.due, timezone=ctx.timezone),
+        "due_span": _span(abs(ctx.due - now)),
+        "received_words": describe_time(ctx.received, timezone=ctx.timezone, now=now),
+        "received_ago": _span(now - ctx.received),
+        "agent_name": clean(ctx.agent.name, max_len=80),
+        "agent_email": clean(ctx.agent.email, max_len=320),
+        "support_name": clean(ctx.support_name, max_len=80),
+        "timezone": ctx.timezone,
+    }
+
+
+def _span(delta: timedelta) -> str:
+    """A duration for people, rounded down: "under 1 min", "25 min", "4 h 5 min", "2 d 3 h"."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min" if minutes else "under 1 min"
+
+
+def _reference_ids(ids: Iterable[str]) -> tuple[str, ...]:
+    """Well-formed ids only, each once (its last place), the last `MAX_REFERENCES` kept."""
+    kept: list[str] = []
+    for token in reversed(list(ids)):
+        if is_message_id(token) and token not in kept:
+            kept.append(token)
+    return tuple(reversed(kept[:MAX_REFERENCES]))
+
+
+def _customer_message(
+    ctx: AckContext | UpdateContext,
+    subject: str,
+    *,
+    message_id: str,
+    date: datetime,
+    in_reply_to: str | None,
+    references: tuple[str, ...],
 ) -> EmailMessage:
-    if date.tzinfo is None or date.utcoffset() is None:
-        raise ValueError("the Date of an acknowledgement must be timezone-aware")
-    if not is_message_id(message_id):
-        raise ValueError(f"not a usable Message-ID: {clean(message_id, max_len=80)!r}")
+    """Headers of mail to the customer: from the agent at the desk, an RFC 3834 auto-reply."""
     agent, support = clean(ctx.agent.name, max_len=80), clean(ctx.support_name, max_len=80)
     signature = ", ".join(part for part in (agent, support) if part)  # "Dana W, Acme Support"
-    sender = format_address(signature, ctx.support_address)
-    recipient = format_address(ctx.customer_name, ctx.customer_address)
-    reply_to = format_address(support, ctx.support_address)
-    msg = EmailMessage(policy=policy_for(sender, recipient, reply_to))
-    msg["From"] = sender
-    msg["To"] = recipient
-    msg["Reply-To"] = reply_to
-    msg["Subject"] = reply_subject(original.subject, ctx.thread_ref)
+    return _message(
+        sender=(signature, ctx.support_address),
+        recipient=(ctx.customer_name, ctx.customer_address),
+        reply_to=(support, ctx.support_address),
+        subject=subject, message_id=message_id, date=date,
+        in_reply_to=in_reply_to, references=references,
+        auto_submitted="auto-replied", loop=ctx.support_address, thread_ref=ctx.thread_ref,
+    )  # fmt: skip
+
+
+def _message(
+    *,
+    sender: tuple[str, str],
+    recipient: tuple[str, str],
+    reply_to: tuple[str, str] | None,
+    subject: str,
+    message_id: str,
+    date: datetime,
+    auto_submitted: str,
+    loop: str,
+    thread_ref: str,
+    in_reply_to: str | None = None,
+    references: tuple[str, ...] = (),
+) -> EmailMessage:
+    """The headers every mail of ours has; addresses are (display name, addr-spec) pairs.
+
+    The one place header values are set: names are cleaned and encoded by
+    `format_address`, ids must be well-formed, and no value may hold a line break.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the Date of our mail must be timezone-aware")
+    if not is_message_id(message_id):
+        raise ValueError(f"not a usable Message-ID: {clean(message_id, max_len=80)!r}")
+    addresses = {"From": format_address(*sender), "To": format_address(*recipient)}
+    if reply_to is not None:
+        addresses["Reply-To"] = format_address(*reply_to)
+    msg = EmailMessage(policy=policy_for(*addresses.values()))
+    for name, value in addresses.items():
+        msg[name] = value
+    msg["Subject"] = clean(subject, max_len=MAX_SUBJECT)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
-    if original.message_id and is_message_id(original.message_id):
-        msg["In-Reply-To"] = original.message_id
-    references = references_for(original)
+    if in_reply_to is not None and is_message_id(in_reply_to):
+        msg["In-Reply-To"] = in_reply_to
     if references:
-        msg["References"] = " ".join(references)
-    msg["Auto-Submitted"] = "auto-replied"
+        msg["References"] = " ".join(ref for ref in references if is_message_id(ref))
+    msg["Auto-Submitted"] = auto_submitted
     msg["X-Auto-Response-Suppress"] = "All"
     # Loop protection other responders understand (Sieve, procmail, many helpdesks).
-    msg["X-Loop"] = ctx.support_address
-    msg["X-Mailbridge-Thread"] = clean(ctx.thread_ref, max_len=40).strip("[]# ")
+    msg["X-Loop"] = clean(loop, max_len=320)
+    msg["X-Mailbridge-Thread"] = _ref(thread_ref)
     _refuse_line_breaks(msg)
     return msg
 

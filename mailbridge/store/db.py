@@ -22,7 +22,15 @@ from sqlmodel import Session, SQLModel, col, select
 
 from mailbridge.core.threads import RecentThread
 from mailbridge.store.migrations import migrate
-from mailbridge.store.tables import Counter, Cursor, KnownId, Message, OutboxItem, Thread
+from mailbridge.store.tables import (
+    Counter,
+    Cursor,
+    KnownId,
+    Message,
+    OutboxItem,
+    Thread,
+    ThreadEvent,
+)
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -168,6 +176,48 @@ class Tx:
     def thread(self, thread_id: str) -> Thread | None:
         return self.session.get(Thread, thread_id)
 
+    def update_thread(self, thread_id: str, **values: Any) -> None:
+        self._conn.execute(update(THREADS).where(THREADS.c.id == thread_id).values(**values))
+
+    def event(self, thread_id: str, at: datetime, kind: str, detail: str = "") -> None:
+        """Add a line to the thread's history."""
+        self.insert(ThreadEvent, thread_id=thread_id, at=at, kind=kind, detail=detail)
+
+    def due_threads(self, now: datetime, limit: int = 50) -> list[Thread]:
+        """Threads with something due at `now`, most overdue first, claimed for this
+        transaction (other instances skip them)."""
+        query = (select(Thread).where(col(Thread.next_due_at) <= now)
+                 .order_by(col(Thread.next_due_at)).limit(limit)
+                 .with_for_update(skip_locked=True))
+        return list(self.session.exec(query).all())
+
+    def recent_first_responses(self, policy: str, since: datetime,
+                               limit: int = 500) -> list[float]:
+        """Business seconds to first response of this policy's threads answered since `since`."""
+        t = THREADS.c
+        rows = self._conn.execute(
+            select(t.first_response_business_seconds)
+            .where(t.policy == policy, t.first_response_at >= since,
+                   t.first_response_business_seconds.is_not(None))
+            .order_by(t.first_response_at.desc()).limit(limit))
+        return [float(row[0]) for row in rows]
+
+    def ack_recipient(self, thread_id: str) -> str | None:
+        """Where the thread's acknowledgement went: later customer mail goes there too."""
+        o = OUTBOX.c
+        row = self._first(select(o.recipient).where(o.thread_id == thread_id, o.kind == "ack"))
+        return None if row is None else str(row.recipient)
+
+    def latest_customer_message(self, thread_id: str) -> tuple[str | None, tuple[str, ...]]:
+        """(Message-ID of the customer's latest message in the thread, ids to reference)."""
+        m = MESSAGES.c
+        rows = self._conn.execute(
+            select(m.message_id).where(m.thread_id == thread_id, m.message_id.is_not(None),
+                                       m.rule.in_(["new_thread", "follow_up"]))
+            .order_by(m.received_at.desc(), m.id.desc()).limit(20)).all()
+        ids = tuple(str(r[0]) for r in reversed(rows))
+        return (ids[-1] if ids else None), ids
+
     def take_turn(self, name: str) -> int:
         """Return the counter's value and increment it, atomically."""
         c = COUNTERS.c
@@ -266,6 +316,11 @@ class Store:
             return OutboxRow(item.id, item.thread_id, item.kind, item.mailbox, item.message_id,
                              item.envelope_from, item.recipient, item.body, item.attempts,
                              item.arrived_at)
+
+    def next_due_time(self) -> datetime | None:
+        """The earliest time any thread has something due (an indexed MIN)."""
+        with self.transaction() as tx:
+            return tx.session.exec(select(func.min(Thread.next_due_at))).first()
 
     def next_outbox_time(self) -> datetime | None:
         with self.transaction() as tx:

@@ -116,10 +116,37 @@ def _v2_thread_matching(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_threads_created ON threads (created_at)"))
 
 
+def _v3_sla(conn: Connection) -> None:
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    for column, kind in (("policy", "TEXT NOT NULL DEFAULT 'default'"),
+                         ("priority", "TEXT NOT NULL DEFAULT 'normal'"),
+                         ("clock", "TEXT NOT NULL DEFAULT ''"),
+                         ("next_due_at", timestamp),
+                         ("first_response_at", timestamp),
+                         ("first_response_seconds", "FLOAT"),
+                         ("first_response_business_seconds", "FLOAT"),
+                         ("first_response_met", "BOOLEAN")):
+        conn.execute(text(f"ALTER TABLE threads ADD COLUMN {column} {kind}"))
+    conn.execute(text("CREATE INDEX ix_threads_next_due ON threads (next_due_at)"))
+    conn.execute(text("CREATE INDEX ix_threads_policy_response ON threads "
+                      "(policy, first_response_at)"))
+    md = MetaData()
+    Table(
+        "thread_events", md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("thread_id", String, nullable=False, index=True),
+        Column("at", UTCDateTime(), nullable=False),
+        Column("kind", String, nullable=False),
+        Column("detail", Text, nullable=False),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
      _v2_thread_matching),
+    (3, "SLA: policy, priority, clock and next due time on threads; thread events", _v3_sla),
 )
 
 _VERSION_TABLE = "schema_version"

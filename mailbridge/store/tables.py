@@ -1,7 +1,7 @@
 """The store's tables as SQLModel classes (the schema itself lives in migrations).
 
-Public API: `UTCDateTime`, `Message`, `Thread`, `KnownId`, `OutboxItem`, `Cursor`,
-`Counter`. Timestamps are aware UTC datetimes on both SQLite and PostgreSQL.
+Public API: `UTCDateTime`, `Message`, `Thread`, `ThreadEvent`, `KnownId`, `OutboxItem`,
+`Cursor`, `Counter`. Timestamps are aware UTC datetimes on both SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -84,6 +84,27 @@ class Thread(SQLModel, table=True):
     subject_key: str = Field(default="", sa_column=Column(Text, nullable=False,
                                                           server_default=""))
     """The normalised subject (`core.threads.normalize_subject`), for matching."""
+    policy: str = "default"
+    priority: str = "normal"
+    clock: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The thread's `core.sla.Clock` as JSON (`store.codec`)."""
+    next_due_at: datetime | None = _ts(nullable=True, index=True)
+    first_response_at: datetime | None = _ts(nullable=True)
+    first_response_seconds: float | None = None
+    first_response_business_seconds: float | None = None
+    first_response_met: bool | None = None
+
+
+class ThreadEvent(SQLModel, table=True):
+    """Something that happened to a thread, with its time: the thread's history."""
+
+    __tablename__ = "thread_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    thread_id: str = Field(index=True)
+    at: datetime = _ts()
+    kind: str
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
 
 
 class KnownId(SQLModel, table=True):

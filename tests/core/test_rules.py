@@ -226,3 +226,10 @@ def test_automatic_mail_is_never_acknowledged(
                        RuleContext(POLICY, thread=thread))
     assert not verdict.reply
     assert verdict.rule in AUTOMATIC_RULES, "the automatic marker decides, before any other"
+
+
+def test_a_message_that_passed_too_many_servers_is_a_loop() -> None:
+    """More than 100 Received headers means the message is looping (RFC 5321 6.3)."""
+    received = tuple(("received", f"from hop{n} by hop{n + 1}") for n in range(101))
+    assert rule_of(message(headers=received)) == "loop"
+    assert rule_of(message(headers=received[:100])) == "new_thread"

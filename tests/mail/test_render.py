@@ -1,11 +1,11 @@
-"""The acknowledgement as the customer receives it, and as hostile input tries to bend it."""
+"""Our mail (ack, status update, staff notices) as received, and as hostile input bends it."""
 
 from __future__ import annotations
 
 import dataclasses
 import email
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
@@ -14,10 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailbridge.core.model import AckContext, Agent, InboundMessage
+from mailbridge.core.model import AckContext, Agent, InboundMessage, NoticeContext, UpdateContext
 from mailbridge.errors import TemplateError
+from mailbridge.mail.headers import is_message_id
 from mailbridge.mail.parse import parse_message
-from mailbridge.mail.render import ACK_HTML, ACK_TEXT, Renderer
+from mailbridge.mail.render import (
+    ACK_HTML,
+    ACK_TEXT,
+    NUDGE_TEXT,
+    TEMPLATE_NAMES,
+    UPDATE_HTML,
+    UPDATE_TEXT,
+    Renderer,
+)
 
 NOW = datetime(2026, 11, 30, 9, 0, 5, tzinfo=UTC)
 OUTLOOK_ID = "<AM0PR04MB6417D3A5B4E8C4A0B4F7E1B2C9A42@AM0PR04MB6417.eurprd04.prod.outlook.com>"
@@ -306,3 +315,339 @@ def test_bad_inputs_are_refused(renderer: Renderer) -> None:
         renderer.render_ack(context(), original(), message_id="a@b", date=NOW, now=NOW)
     with pytest.raises(ValueError, match="not a usable"):
         render(renderer, context(customer_address="not-an-address"))
+
+
+# --- the acknowledgement: the customer's clock and a closed desk ---------------------
+
+
+def test_ack_adds_the_customers_clock_when_their_offset_differs(renderer: Renderer) -> None:
+    """A customer writing from New York also reads the promise on their own clock."""
+    text, html = parts(render(renderer, context(customer_offset=timedelta(hours=-5))))
+    promise = "today by 14:30 (Berlin time), that is 08:30 your time"
+    assert f"Dana Whitfield will answer you personally {promise}." in text
+    assert f"<strong>{promise}</strong>" in html
+
+
+def test_ack_says_when_a_closed_desk_opens_before_the_promise(renderer: Renderer) -> None:
+    """With `opens_at` ahead, the opening sentence comes right before the promise."""
+    ctx = context(
+        opens_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        due=datetime(2026, 11, 30, 15, 0, tzinfo=UTC),
+        customer_offset=timedelta(hours=5, minutes=30),
+    )
+    text, html = parts(render(renderer, ctx))
+    opening = "We are closed right now and open again today at 13:00 (Berlin time)."
+    assert (
+        f"It has reached us.\n{opening}\nDana Whitfield will answer you personally "
+        "today by 16:00 (Berlin time), that is 20:30 your time."
+    ) in text
+    assert opening in html
+    assert html.index(opening) < html.index("will answer you personally")
+
+
+def test_ack_does_not_say_closed_once_the_desk_has_opened(renderer: Renderer) -> None:
+    """An `opens_at` already past at render time adds no "closed" sentence."""
+    text, html = parts(render(renderer, context(opens_at=NOW - timedelta(minutes=1))))
+    assert "closed" not in text and "closed" not in html
+    assert "It has reached us, and\nDana Whitfield will answer you personally" in text
+
+
+# --- the status update --------------------------------------------------------------
+
+UPDATE_HEADERS = EXPECTED_HEADERS
+NOTICE_HEADERS = {
+    "from", "to", "subject", "date", "message-id", "auto-submitted", "x-auto-response-suppress",
+    "x-loop", "x-mailbridge-thread", "mime-version", "content-type",
+}  # fmt: skip
+CUSTOMER_ID = "<first@example.com>"
+CUSTOMER_REPLY_ID = "<second@example.com>"
+
+
+def update_context(**changes: object) -> UpdateContext:
+    ctx = UpdateContext(
+        support_name="Acme Support",
+        support_address="support@acme.example",
+        customer_name="Ana Souza",
+        customer_address="ana@example.com",
+        subject="Printer on fire",
+        thread_ref="MB-1042",
+        agent=Agent(name="Dana Whitfield", email="dana@acme.example"),
+        due=datetime(2026, 12, 1, 11, 0, tzinfo=UTC),
+        timezone="Europe/Berlin",
+        received=datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
+        in_reply_to=CUSTOMER_REPLY_ID,
+        references=(CUSTOMER_ID, "<ack-1@acme.example>", CUSTOMER_REPLY_ID),
+    )
+    return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
+
+
+def render_update(renderer: Renderer, ctx: UpdateContext | None = None) -> EmailMessage:
+    return renderer.render_status_update(
+        ctx or update_context(), message_id="<update-1@acme.example>", date=NOW, now=NOW
+    )
+
+
+def test_update_says_we_have_not_forgotten_and_when(renderer: Renderer) -> None:
+    """The update names the agent, says they are still on it and when the customer hears back."""
+    ctx = update_context(customer_offset=timedelta(hours=-5))
+    text, html = parts(render_update(renderer, ctx))
+    assert text.startswith("Hello Ana Souza,\n")
+    assert "“Printer on fire” [#MB-1042]:\nwe have not forgotten you." in text
+    assert "Dana Whitfield is still on it, and you\nwill hear from us tomorrow by 12:00 " in text
+    assert "tomorrow by 12:00 (Berlin time), that is 06:00 your time." in text
+    assert text.rstrip().endswith("Dana Whitfield\nAcme Support")
+    assert "do not reply" not in text.lower()
+    assert "<strong>Dana Whitfield</strong> is still on it" in html
+    assert "<strong>tomorrow by 12:00 (Berlin time), that is 06:00 your time</strong>" in html
+    assert not re.search(r"<(a|img|script|link)\b", html)
+
+
+def test_update_headers_thread_under_the_customers_message(renderer: Renderer) -> None:
+    """From the agent at the desk, to the customer, threaded, marked as an auto-reply."""
+    wire = email.message_from_bytes(render_update(renderer).as_bytes(), policy=default)
+    assert str(wire["From"]) == '"Dana Whitfield, Acme Support" <support@acme.example>'
+    assert str(wire["To"]) == "Ana Souza <ana@example.com>"
+    assert str(wire["Reply-To"]) == "Acme Support <support@acme.example>"
+    assert str(wire["Subject"]) == "Re: Printer on fire [#MB-1042]"
+    assert str(wire["Message-ID"]) == "<update-1@acme.example>"
+    assert str(wire["In-Reply-To"]) == CUSTOMER_REPLY_ID
+    assert str(wire["References"]).split() == [
+        CUSTOMER_ID, "<ack-1@acme.example>", CUSTOMER_REPLY_ID,
+    ]  # fmt: skip
+    assert str(wire["Auto-Submitted"]) == "auto-replied"
+    assert str(wire["X-Auto-Response-Suppress"]) == "All"
+    assert str(wire["X-Loop"]) == "support@acme.example"
+    assert str(wire["X-Mailbridge-Thread"]) == "MB-1042"
+    assert {k.lower() for k in wire} == UPDATE_HEADERS
+
+
+def test_update_references_are_capped_cleaned_and_end_with_the_parent(renderer: Renderer) -> None:
+    """Malformed ids are dropped, at most 20 are kept, and the In-Reply-To id comes last."""
+    many = tuple(f"<r{n}@example.com>" for n in range(30))
+    ctx = update_context(references=("bad id", "<x=?y@z>", *many), in_reply_to="<p@example.com>")
+    refs = str(render_update(renderer, ctx)["References"]).split()
+    assert len(refs) == 20
+    assert refs[-1] == "<p@example.com>" and refs[0] == "<r11@example.com>"
+
+
+def test_update_without_a_parent_has_no_in_reply_to(renderer: Renderer) -> None:
+    """No (or a malformed) In-Reply-To id gives no In-Reply-To header; References stay."""
+    for parent in (None, "not-an-id"):
+        msg = render_update(renderer, update_context(in_reply_to=parent))
+        assert msg["In-Reply-To"] is None
+        assert str(msg["References"]).split()[-1] == CUSTOMER_REPLY_ID
+    msg = render_update(renderer, update_context(in_reply_to=None, references=()))
+    assert msg["References"] is None
+
+
+# --- staff notices ------------------------------------------------------------------
+
+
+def notice_context(**changes: object) -> NoticeContext:
+    ctx = NoticeContext(
+        kind="escalation",
+        to_name="Lee Lead",
+        to_address="lee@acme.example",
+        support_name="Acme Support",
+        support_address="support@acme.example",
+        thread_ref="MB-1042",
+        subject="Printer on fire",
+        customer_address="ana@example.com",
+        agent=Agent(name="Dana Whitfield", email="dana@acme.example"),
+        policy="standard",
+        priority="high",
+        deadline="first_response",
+        due=NOW - timedelta(minutes=12),
+        received=datetime(2026, 11, 30, 5, 18, tzinfo=UTC),
+        timezone="Europe/Berlin",
+    )
+    return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
+
+
+def render_notice(renderer: Renderer, ctx: NoticeContext | None = None) -> EmailMessage:
+    return renderer.render_notice(
+        ctx or notice_context(), message_id="<notice-1@acme.example>", date=NOW, now=NOW
+    )
+
+
+def test_escalation_headers_are_internal_and_automatic(renderer: Renderer) -> None:
+    """To the lead, from mailbridge at the desk, auto-generated, with the thread header."""
+    wire = email.message_from_bytes(render_notice(renderer).as_bytes(), policy=default)
+    assert str(wire["From"]) == '"mailbridge, Acme Support" <support@acme.example>'
+    assert str(wire["To"]) == "Lee Lead <lee@acme.example>"
+    assert str(wire["Subject"]) == "[#MB-1042] first response overdue: Printer on fire"
+    assert str(wire["Message-ID"]) == "<notice-1@acme.example>"
+    assert str(wire["Auto-Submitted"]) == "auto-generated"
+    assert str(wire["X-Auto-Response-Suppress"]) == "All"
+    assert str(wire["X-Mailbridge-Thread"]) == "MB-1042"
+    assert {k.lower() for k in wire} == NOTICE_HEADERS
+
+
+def test_escalation_gives_the_facts(renderer: Renderer) -> None:
+    """Thread, customer, policy, which deadline and when (words and ISO), arrival, agent."""
+    text, html = parts(render_notice(renderer))
+    assert text.startswith("Hello Lee Lead,\n")
+    assert "The first response for [#MB-1042] is overdue by 12 min." in text
+    assert "Thread:    [#MB-1042] “Printer on fire”" in text
+    assert "Customer:  ana@example.com" in text
+    assert "Policy:    standard, priority high" in text
+    assert "Deadline:  first response, due today by 09:48 (Berlin time)" in text
+    assert "(2026-11-30T09:48:05+01:00)" in text
+    assert "Arrived:   today at 06:18 (Berlin time), 3 h 42 min ago" in text
+    assert "Agent:     Dana Whitfield <dana@acme.example>" in text
+    assert "overdue by 12 min" in html
+    assert '<time datetime="2026-11-30T09:48:05+01:00">' in html
+    assert "Dana Whitfield &lt;dana@acme.example&gt;" in html
+
+
+def test_nudge_says_how_long_is_left(renderer: Renderer) -> None:
+    """A nudge before the deadline says "due in 25 min" (rounded down) in subject and text."""
+    ctx = notice_context(
+        kind="nudge", to_name="Dana Whitfield", to_address="dana@acme.example",
+        due=NOW + timedelta(minutes=25, seconds=50),
+    )  # fmt: skip
+    msg = render_notice(renderer, ctx)
+    assert str(msg["Subject"]) == "[#MB-1042] first response due in 25 min: Printer on fire"
+    assert str(msg["To"]) == "Dana Whitfield <dana@acme.example>"
+    text, html = parts(msg)
+    assert "The first response for [#MB-1042] is due in 25 min." in text
+    assert "Deadline:  first response, due today by 10:25 (Berlin time)" in text
+    assert "<strong>25 min</strong>" in html
+
+
+def test_a_nudge_sent_late_does_not_claim_time_is_left(renderer: Renderer) -> None:
+    """A nudge rendered after the deadline says overdue, in the subject and the text."""
+    ctx = notice_context(kind="nudge", deadline="periodic_update", due=NOW - timedelta(hours=2))
+    msg = render_notice(renderer, ctx)
+    assert str(msg["Subject"]) == "[#MB-1042] status update overdue: Printer on fire"
+    text, _ = parts(msg)
+    assert "The status update for [#MB-1042] was due 2 h ago." in text
+
+
+def test_notice_subject_without_a_customer_subject(renderer: Renderer) -> None:
+    """An empty customer subject reads "(no subject)" and a long one is cut to fit."""
+    msg = render_notice(renderer, notice_context(subject=""))
+    assert str(msg["Subject"]) == "[#MB-1042] first response overdue: (no subject)"
+    long_subject = "word " * 100
+    subject = str(render_notice(renderer, notice_context(subject=long_subject))["Subject"])
+    assert len(subject) <= 200 and subject.endswith("…")
+
+
+def test_unknown_notice_kind_is_refused(renderer: Renderer) -> None:
+    """Only "escalation" and "nudge" exist."""
+    with pytest.raises(ValueError, match="unknown notice kind"):
+        render_notice(renderer, notice_context(kind="praise"))
+
+
+# --- message text is data, in the new mail too ---------------------------------------
+
+
+def test_update_prints_template_syntax_and_escapes_markup(renderer: Renderer) -> None:
+    """{{ 7*7 }} stays literal and <script> is escaped in the update's HTML."""
+    ctx = update_context(customer_name="<script>alert(1)</script>", subject="{{ 7*7 }}")
+    msg = render_update(renderer, ctx)
+    text, html = parts(msg)
+    assert "“{{ 7*7 }}”" in text and "“{{ 7*7 }}”" in html
+    assert "49" not in text and "49" not in html
+    assert "Hello <script>alert(1)</script>," in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert str(msg["Subject"]) == "Re: {{ 7*7 }} [#MB-1042]"
+
+
+@pytest.mark.parametrize("kind", ["escalation", "nudge"])
+def test_notice_prints_template_syntax_and_escapes_markup(renderer: Renderer, kind: str) -> None:
+    """Customer text in a notice is printed literally and escaped in HTML."""
+    ctx = notice_context(
+        kind=kind, subject="{{ 7*7 }} <script>x</script>", customer_address='"<b>"@example.com',
+        policy="{% if 1 %}", priority="<i>",
+    )  # fmt: skip
+    msg = render_notice(renderer, ctx)
+    text, html = parts(msg)
+    assert "“{{ 7*7 }} <script>x</script>”" in text
+    assert "{{ 7*7 }} &lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert "49" not in text and "49" not in html
+    assert "&#34;&lt;b&gt;&#34;@example.com" in html and "<b>" not in html
+    assert "{% if 1 %}, priority &lt;i&gt;" in html
+    assert str(msg["Subject"]).endswith(": {{ 7*7 }} <script>x</script>")
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=HOSTILE, subject=HOSTILE, agent=HOSTILE, reference=HOSTILE)
+def test_any_update_input_gives_one_safe_message(
+    renderer: Renderer, name: str, subject: str, agent: str, reference: str
+) -> None:
+    """Hostile names, subject and ids give one To, a one-line Subject, no extra header."""
+    ctx = update_context(
+        customer_name=name, subject=subject, agent=Agent(name=agent, email="dana@acme.example"),
+        in_reply_to=reference, references=(reference, CUSTOMER_ID),
+    )  # fmt: skip
+    wire_bytes = render_update(renderer, ctx).as_bytes()
+    wire = email.message_from_bytes(wire_bytes, policy=default)
+    assert [a.addr_spec for a in wire["To"].addresses] == ["ana@example.com"]
+    assert [a.addr_spec for a in wire["From"].addresses] == ["support@acme.example"]
+    raw_subject = str(wire["Subject"])
+    assert "\r" not in raw_subject and "\n" not in raw_subject
+    assert "[#MB-1042]" in raw_subject
+    expected = UPDATE_HEADERS if is_message_id(reference) else UPDATE_HEADERS - {"in-reply-to"}
+    assert {k.lower() for k in wire} == expected
+    assert sorted(header_names(wire_bytes)) == sorted(expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.sampled_from(["escalation", "nudge"]), subject=HOSTILE, to_name=HOSTILE,
+       customer=HOSTILE, policy=HOSTILE)  # fmt: skip
+def test_any_notice_input_gives_one_safe_message(
+    renderer: Renderer, kind: str, subject: str, to_name: str, customer: str, policy: str
+) -> None:
+    """Hostile subject, names, customer address and policy give one To and no extra header."""
+    ctx = notice_context(
+        kind=kind, subject=subject, to_name=to_name, customer_address=customer, policy=policy
+    )
+    wire_bytes = render_notice(renderer, ctx).as_bytes()
+    wire = email.message_from_bytes(wire_bytes, policy=default)
+    assert [a.addr_spec for a in wire["To"].addresses] == ["lee@acme.example"]
+    raw_subject = str(wire["Subject"])
+    assert "\r" not in raw_subject and "\n" not in raw_subject
+    # strip(): Python 3.11 may fold right after "Subject:", which reads back with a space.
+    assert raw_subject.strip().startswith("[#MB-1042] first response ")
+    assert {k.lower() for k in wire} == NOTICE_HEADERS
+    assert sorted(header_names(wire_bytes)) == sorted(NOTICE_HEADERS)
+
+
+def header_names(wire_bytes: bytes) -> list[str]:
+    """The names of the top-level header lines as they are on the wire."""
+    head = wire_bytes.split(b"\r\n\r\n")[0]
+    lines = [line for line in head.split(b"\r\n") if line[:1] not in (b" ", b"\t")]
+    return [line.split(b":")[0].lower().decode() for line in lines]
+
+
+# --- operator templates for the new mail --------------------------------------------
+
+
+def test_every_kind_has_packaged_templates() -> None:
+    """Each kind of mail has a text and an HTML template in the package."""
+    assert set(TEMPLATE_NAMES) == {"ack", "update", "escalation", "nudge"}
+
+
+def test_operator_may_override_the_update_alone(tmp_path: Path) -> None:
+    """An operator's update.txt.j2 is used; its HTML and every other template fall back."""
+    (tmp_path / UPDATE_TEXT).write_text("Still on it: {{ due_words }}\n", encoding="utf-8")
+    custom = Renderer(tmp_path)
+    text, html = parts(render_update(custom))
+    assert text == "Still on it: tomorrow by 12:00 (Berlin time)\n"
+    assert "we have not forgotten you" in html
+    assert "The first response for [#MB-1042]" in parts(render_notice(custom))[0]
+
+
+def test_broken_new_templates_fail_at_construction(tmp_path: Path) -> None:
+    """A syntax error in an update or notice template is reported before any mail is sent."""
+    (tmp_path / UPDATE_HTML).write_text("{% for %}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"update\.html\.j2, line 1: "):
+        Renderer(tmp_path)
+
+
+def test_operator_notice_templates_are_sandboxed(tmp_path: Path) -> None:
+    """Python internals stay out of reach from an operator's notice template."""
+    (tmp_path / NUDGE_TEXT).write_text("{{ to_name.__class__.__mro__ }}\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"nudge\.txt\.j2, line 1: SecurityError"):
+        render_notice(Renderer(tmp_path), notice_context(kind="nudge"))

@@ -1,0 +1,58 @@
+"""The scheduler: sleeps until the next thing is due, then lets `Deadlines` act on it.
+
+Public API: `Scheduler(deadlines, store, clock)` with `run(stopping)` and `wake()`.
+
+It never scans every open thread on a timer: the next due time is an indexed
+MIN over `threads.next_due_at`, and ingest wakes it when a new message changes
+a thread. After a restart it acts on everything that fell due while it was
+down, once, because acting and moving `next_due_at` share a transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mailbridge.clock import Clock
+from mailbridge.deadlines import Deadlines
+from mailbridge.logs import fields
+from mailbridge.store.db import Store
+from mailbridge.waiting import sleep_until
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_SECONDS = 3600.0
+"""Look again at least hourly, in case the wall clock jumped."""
+
+
+class Scheduler:
+    def __init__(self, deadlines: Deadlines, store: Store, clock: Clock, *,
+                 on_work: Callable[[], None] | None = None) -> None:
+        self.deadlines = deadlines
+        self.store = store
+        self.clock = clock
+        self.on_work = on_work
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something changed; call on the event loop's thread."""
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self._wake.clear()
+            done = await asyncio.to_thread(self.deadlines.run_due, self.clock.now())
+            if done:
+                log.info("scheduler %s", fields(event="acted", threads=done))
+                if self.on_work is not None:
+                    self.on_work()
+                continue
+            await self._sleep(stopping)
+
+    async def _sleep(self, stopping: asyncio.Event) -> None:
+        next_at = await asyncio.to_thread(self.store.next_due_time)
+        timeout = MAX_SLEEP_SECONDS
+        if next_at is not None:
+            timeout = min(timeout, max(0.0, (next_at - self.clock.now()).total_seconds()))
+        await sleep_until(self._wake, stopping, timeout)

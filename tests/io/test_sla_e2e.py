@@ -1,0 +1,130 @@
+"""SLA end to end: agent replies in the Sent folder, and deadlines passing on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from mailbridge.clock import FakeClock
+from mailbridge.config import load_config
+from mailbridge.service import Service
+from mailbridge.store.db import Store
+from mailbridge.store.tables import ThreadEvent
+from tests.daemon import REPO, Daemon, write_config
+from tests.mails import customer_mail
+from tests.servers import Dovecot, SmtpPeer, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def agent_reply(original: bytes, *, agent: str = "Dana Whitfield <dana@example.com>") -> bytes:
+    parent = message_from_bytes(original, policy=default)
+    msg = EmailMessage()
+    msg["From"] = agent
+    msg["To"] = str(parent["From"])
+    msg["Cc"] = "support@example.com"
+    msg["Subject"] = "Re: " + str(parent["Subject"])
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="example.com")
+    msg["In-Reply-To"] = str(parent["Message-ID"])
+    msg["References"] = str(parent["Message-ID"])
+    msg.set_content("Hello, I have refunded the second charge.")
+    return msg.as_bytes()
+
+
+def threads_json(config: Path, *states: str) -> list[dict[str, object]]:
+    args = [sys.executable, "-m", "mailbridge", "threads", "--config", str(config), "--json"]
+    for state in states:
+        args += ["--state", state]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, cwd=REPO).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_an_agent_reply_in_sent_stops_the_clock_and_shows_in_threads(
+        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """A reply filed in Sent by the agent's client moves the thread to awaiting_customer."""
+    config = write_config(tmp_path / "mb", dovecot, smtp_peer, extra_imap='sent_folders = ["Sent"]')
+    with Daemon(config) as daemon:
+        original = customer_mail(1, addr="ana@example.org", subject="Charged twice")
+        dovecot.append(original)
+        smtp_peer.wait_for_count(1, timeout=10)
+        [waiting] = threads_json(config)
+        assert waiting["state"] == "awaiting_agent"
+        assert waiting["next_deadline_kind"] == "first_response"
+        dovecot.append(agent_reply(original), folder="Sent")
+        wait_for(lambda: threads_json(config)[0]["state"] == "awaiting_customer", timeout=15,
+                 message=daemon.log)
+        [answered] = threads_json(config, "awaiting_customer")
+        assert answered["thread"] == waiting["thread"]
+        assert answered["next_deadline"] is None
+        store = daemon.store()
+        reply = store.messages()[-1]
+        store.close()
+        assert (reply.mailbox, reply.rule, reply.thread_id) == \
+            ("Sent", "agent_reply", waiting["thread"])
+    assert len(smtp_peer.messages) == 1, "an agent's reply is never acknowledged"
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        await asyncio.sleep(0.02)
+
+
+def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
+        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """With a fake clock past the deadline: one status update, one escalation, one breach."""
+    path = write_config(tmp_path / "mb", dovecot, smtp_peer,
+                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1')
+    start = datetime.now(UTC)
+    clock = FakeClock(start)
+
+    async def scenario() -> None:
+        service = Service(load_config(path), clock=clock)
+        await service.startup()
+        try:
+            assert service.scheduler is not None
+            dovecot.append(customer_mail(1, addr="ana@example.org", subject="Still broken"))
+            await _until(lambda: len(smtp_peer.messages) == 1, 10, "no ack")
+            # 3h35m: the update (and the agent's nudge); 4h05m: breach and escalation;
+            # a day later: nothing more.
+            for minutes, expected in ((215, 3), (245, 4), (24 * 60, 4)):
+                clock.set(start + timedelta(minutes=minutes))
+                service.scheduler.wake()
+                await _until(lambda n=expected: len(smtp_peer.messages) >= n, 10,
+                             f"expected {expected} messages at +{minutes} min")
+            await _until(lambda: service.store is not None and
+                         service.store.next_due_time() is None, 10, "work left due")
+        finally:
+            service.request_stop()
+            await service.shutdown()
+
+    asyncio.run(scenario())
+    mails = smtp_peer.messages
+    kinds = [(m.rcpt_tos[0], str(m.message["Subject"])) for m in mails]
+    assert [rcpt for rcpt, _ in kinds] == ["ana@example.org", "ana@example.org",
+                                           "dana@example.com", "lead@example.com"], kinds
+    assert "overdue" in kinds[3][1].lower()
+    update = mails[1].message
+    assert update["In-Reply-To"] is not None and update["Auto-Submitted"] == "auto-replied"
+    store = Store.open(load_config(path).store.url)
+    with store.transaction() as tx:
+        events = [e.kind for e in tx.session.exec(select(ThreadEvent)).all()]
+    store.close()
+    assert events.count("breach") == 1 and events.count("escalation") == 1
+    assert events.count("status_update") == 1
