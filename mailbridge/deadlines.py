@@ -185,13 +185,16 @@ class Deadlines:
             tx.event(thread.id, now, "resolved", decision.reason)
 
     def _queue(self, tx: Tx, thread: Thread, *, kind: str, recipient: str, body: bytes,
-               message_id: str, now: datetime) -> None:
+               message_id: str, now: datetime, customer_facing: bool = True) -> None:
         envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread.id, kind=kind, mailbox="scheduler",
                   message_id=message_id, envelope_from=envelope, recipient=recipient, body=body,
                   state="pending", attempts=0, next_attempt_at=now, created_at=now,
                   arrived_at=now, sent_at=None, last_error="")
-        tx.insert(KnownId, message_id=message_id, thread_id=thread.id, direction="out")
+        if customer_facing:
+            # Only mail the customer sees links their answers to the thread; a lead's
+            # reply to an escalation must not count as the customer writing again.
+            tx.insert(KnownId, message_id=message_id, thread_id=thread.id, direction="out")
 
     def _status_update(self, tx: Tx, thread: Thread, *, promise: datetime, number: int,
                        now: datetime) -> None:
@@ -227,4 +230,4 @@ class Deadlines:
         message_id = make_message_id(support.domain)
         msg = self.renderer.render_notice(context, message_id=message_id, date=now, now=now)
         self._queue(tx, thread, kind=outbox_kind, recipient=to_address, body=msg.as_bytes(),
-                    message_id=message_id, now=now)
+                    message_id=message_id, now=now, customer_facing=False)

@@ -70,6 +70,9 @@ class Ingestor:
         self.deadlines = deadlines
         self.entropy = entropy
         self.sent_folders = frozenset(config.imap.sent_folders if config.imap else ())
+        policies = deadlines.policies
+        self.leads = frozenset(p.escalate_to.lower() for p in (policies.default, *policies.policies)
+                               if p.escalate_to)
         self.agents = tuple(Agent(a.name, a.email) for a in config.agents)
         self.agent_emails = frozenset(a.email.lower() for a in config.agents)
         self.windows = threads.Windows(same_subject=config.threads.same_subject_window,
@@ -126,8 +129,9 @@ class Ingestor:
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
     def _is_staff(self, sender: str, source: Source) -> bool:
-        """Mail from an agent (anywhere) or from the support address in a Sent folder."""
-        if sender in self.agent_emails:
+        """Mail from an agent or a lead (anywhere), or from the support address in a Sent
+        folder: never acknowledged, and a response only when it answers the thread."""
+        if sender in self.agent_emails or sender in self.leads:
             return True
         return source.mailbox in self.sent_folders and sender in self.policy.support_addresses
 
@@ -248,6 +252,8 @@ class Ingestor:
                   state="awaiting_agent", first_response_due=due,
                   subject_key=threads.normalize_subject(message.subject),
                   **self.deadlines.thread_columns(new, now))
+        tx.event(thread_id, received, "opened",
+                 f"policy {new.policy.name} ({new.why}), assigned to {agent.name}")
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread_id, kind="ack", mailbox=source.mailbox,
                   message_id=ack_id, envelope_from=envelope_from, recipient=target.addr,
