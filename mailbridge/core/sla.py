@@ -2,7 +2,7 @@
 
 Public API: `Targets`, `Clock`, `Decision` kinds (`StatusUpdate`, `Nudge`, `Breach`,
 `Escalate`, `Responded`, `Resolved`), `start(...)`, `customer_message(...)`,
-`agent_reply(...)`, `tick(...)`, `next_due(...)`, `first_response_due(...)`.
+`agent_reply(...)`, `tick(...)`, `next_due(...)`.
 
 What pauses a clock is who sent the last message, never a status someone can
 flip: after an agent's reply the thread awaits the customer and the response
@@ -25,13 +25,6 @@ AddBusiness = Callable[[datetime, timedelta], datetime]
 MeasureBusiness = Callable[[datetime, datetime], timedelta]
 IsOpen = Callable[[datetime], bool]
 NextOpen = Callable[[datetime], datetime]
-
-
-def first_response_due(received: datetime, target: timedelta) -> datetime:
-    """When the first answer is due on a 24/7 calendar (wall-clock time)."""
-    if received.tzinfo is None:
-        raise ValueError("received must be timezone-aware")
-    return received + target
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.core import agents, sla, threads
+from mailbridge.core import agents, threads
 from mailbridge.core.model import Address, Agent, InboundMessage
 
 
@@ -40,15 +40,6 @@ def test_round_robin_takes_turns() -> None:
     team = [Agent("Dana", "dana@x"), Agent("Sam", "sam@x")]
     assert [agents.round_robin(team, t).name for t in range(5)] == \
         ["Dana", "Sam", "Dana", "Sam", "Dana"]
-
-
-def test_first_response_due_is_wall_clock_for_now() -> None:
-    """The first response is due the target after receipt."""
-    from datetime import timedelta
-
-    received = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
-    assert sla.first_response_due(received, timedelta(hours=4)) == \
-        datetime(2026, 11, 23, 0, 0, tzinfo=UTC)
 
 
 def test_find_thread_never_joins_by_subject_across_senders() -> None:
