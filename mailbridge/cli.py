@@ -1,4 +1,4 @@
-"""The `mailbridge` command: run, demo, check-config, replay.
+"""The `mailbridge` command: run, demo, check-config, replay, threads, status, hash-password.
 
 Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
 78 configuration error (systemd's unit does not restart on 78).
@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
                          choices=["awaiting_agent", "awaiting_customer", "resolved"],
                          help="only these states (repeatable; default: the open ones)")
     threads.add_argument("--json", action="store_true", help="one JSON object per line")
+    status = sub.add_parser("status", help=(
+        "the instances sharing the store and the mailboxes each watches, last IMAP sync, "
+        "outbox depth, next deadline (exit 3 if a mailbox has no live watcher)"))
+    status.add_argument("--config", required=True, type=Path)
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    sub.add_parser("hash-password", help=(
+        "print the password_hash of an agent's relay password (asked for without echo on a "
+        "terminal, else read from the first line of standard input)"))
     return parser
 
 
@@ -145,6 +153,40 @@ def _cmd_threads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hash_password() -> int:
+    from mailbridge.passwords import hash_password
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Relay password: ")
+        if getpass.getpass("The same again: ") != password:
+            print("mailbridge: the two passwords differ; nothing printed", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("mailbridge: the password is empty; nothing printed", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from mailbridge.clock import SystemClock
+    from mailbridge.status import EXIT_UNWATCHED, gather, print_status
+    from mailbridge.store.db import Store
+
+    config = load_config(args.config)
+    store = Store.open(config.store.url)
+    try:
+        status = gather(store, config, SystemClock().now())
+    finally:
+        store.close()
+    print_status(status, sys.stdout, as_json=args.json)
+    return EXIT_UNWATCHED if status.unwatched else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -154,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args.config)
         if args.command == "demo":
             return _cmd_demo(args)
+        if args.command == "hash-password":
+            return _cmd_hash_password()
+        if args.command == "status":
+            return _cmd_status(args)
         if args.command == "threads":
             return _cmd_threads(args)
         return _cmd_replay(args)

@@ -11,7 +11,8 @@ This module owns the file; nothing else in mailbridge reads it. Public API:
 - `Config` and its sections (`SupportSettings`, `ImapSettings`, `SmtpSettings`,
   `StoreSettings`, `HttpSettings`, `AgentSettings`, `DaemonSettings`; and `SlaSettings`,
   `CalendarSettings`, `HolidaySettings`, `PolicySettings`, `MatchSettings` from
-  `mailbridge.config_sla`, which also checks names and calendar references), and
+  `mailbridge.config_sla`, which also checks names and calendar references; `FaqSettings`,
+  `FaqMatchSettings` and the agents' profile keys from `mailbridge.config_agents`), and
   `Secret`, a password that shows as `Secret('**********')` until `.reveal()` (re-exported
   from `mailbridge.config_types`, which holds the value types of every field).
 
@@ -33,14 +34,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mailbridge.config_agents import (
+    AgentProfile,
+    FaqMatchSettings,
+    FaqSettings,
+    agent_problems,
+    describe_error,
+)
 from mailbridge.config_problems import AGENTS_NEEDED, rank, show, unknown
+from mailbridge.config_relay import PasswordHash, RelaySettings, SecretFile, prepare_relay
 from mailbridge.config_sla import (
     CalendarSettings,
     HolidaySettings,
     MatchSettings,
     PolicySettings,
     SlaSettings,
-    describe_error,
     reference_problems,
 )
 from mailbridge.config_types import (
@@ -58,6 +66,7 @@ from mailbridge.config_types import (
     Secret,
     StoreUrl,
     StrictBool,
+    TemplateLanguage,
     Timezone,
     Tls,
     mask_url,
@@ -67,10 +76,11 @@ from mailbridge.durations import format_duration, parse_duration
 from mailbridge.errors import ConfigError
 
 __all__ = [
-    "AgentSettings", "CalendarSettings", "Config", "DaemonSettings", "HolidaySettings",
-    "HttpSettings", "ImapSettings", "MatchSettings", "PolicySettings", "Secret", "SlaSettings",
-    "SmtpSettings", "StoreSettings", "SupportSettings", "default_state_dir", "demo_config",
-    "format_duration", "load_config", "parse_duration",
+    "AgentSettings", "CalendarSettings", "Config", "DaemonSettings", "FaqMatchSettings",
+    "FaqSettings", "HolidaySettings",
+    "HttpSettings", "ImapSettings", "MatchSettings", "PolicySettings", "RelaySettings", "Secret",
+    "SlaSettings", "SmtpSettings", "StoreSettings", "SupportSettings", "default_state_dir",
+    "demo_config", "format_duration", "load_config", "parse_duration",
 ]
 
 
@@ -94,6 +104,7 @@ class SupportSettings(_Section):
     aliases: tuple[Address, ...] = ()
     name: NonEmpty
     timezone: Timezone = "UTC"
+    language: TemplateLanguage = "en"
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -151,6 +162,8 @@ class SmtpSettings(_Section):
 
 class StoreSettings(_Section):
     url: StoreUrl
+    lease_timeout: PositiveDuration = timedelta(seconds=30)
+    """How soon another instance takes over the mailboxes of one that died."""
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "url", mask_url(self.url)
@@ -158,6 +171,18 @@ class StoreSettings(_Section):
 
 class HttpSettings(_Section):
     listen: Listen = "127.0.0.1:9464"
+    bearer_token: Secret | None = None
+    """From bearer_token_file: /metrics then wants "Authorization: Bearer <token>"."""
+    basic_auth_user: NonEmpty | None = None
+    basic_auth_password: Secret | None = None
+    """From basic_auth_password_file: /metrics then wants HTTP basic auth."""
+
+    @field_validator("basic_auth_user")
+    @classmethod
+    def _no_colon(cls, user: str | None) -> str | None:
+        if user is not None and ":" in user:
+            raise ValueError("must not contain a colon (RFC 7617)")
+        return user
 
     @property
     def host(self) -> str:
@@ -168,9 +193,11 @@ class HttpSettings(_Section):
         return split_listen(self.listen)[1]
 
 
-class AgentSettings(_Section):
-    name: NonEmpty
-    email: Address
+class AgentSettings(AgentProfile):
+    """An agent (profile, shift and cap: `mailbridge.config_agents.AgentProfile`)."""
+
+    password_hash: PasswordHash | None = None  # the relay login ([relay], config_relay.py)
+    password_file: SecretFile | None = None
 
 
 class RulesSettings(_Section):
@@ -217,12 +244,14 @@ class Config(_Section):
     support: SupportSettings
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
+    relay: RelaySettings = Field(default_factory=RelaySettings)
     store: StoreSettings
     http: HttpSettings = Field(default_factory=HttpSettings)
     agents: tuple[AgentSettings, ...]
     sla: SlaSettings = Field(default_factory=SlaSettings)
     calendars: tuple[CalendarSettings, ...] = ()
     policies: tuple[PolicySettings, ...] = ()
+    faq: tuple[FaqSettings, ...] = ()
     rules: RulesSettings = Field(default_factory=RulesSettings)
     threads: ThreadsSettings = Field(default_factory=ThreadsSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
@@ -249,6 +278,10 @@ class Config(_Section):
             [{"name": p.name, "calendar": p.calendar} for p in self.policies],
             {"calendar": self.sla.calendar},
         )
+        problems += agent_problems(
+            [{"policies": a.policies, "active": a.active} for a in self.agents],
+            [{"name": p.name} for p in self.policies],
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -256,9 +289,9 @@ class Config(_Section):
 
 _SECTIONS: dict[str, type[BaseModel]] = {  # in the order of config.example.toml
     "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
-    "calendars": CalendarSettings, "policies": PolicySettings,
+    "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
     "rules": RulesSettings, "threads": ThreadsSettings, "imap": ImapSettings,
-    "smtp": SmtpSettings, "store": StoreSettings,
+    "smtp": SmtpSettings, "relay": RelaySettings, "store": StoreSettings,
     "http": HttpSettings, "daemon": DaemonSettings,
 }
 
@@ -277,6 +310,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     problems: list[str] = []
     data = _prepare(raw, file.absolute(), env, problems)
     problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
+    problems += agent_problems(data.get("agents"), data.get("policies"))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
@@ -333,6 +367,10 @@ def _prepare(
         if table is not None:
             _prepare_password(section, table, base, env, problems)
             _prepare_ca_file(section, table, base, problems)
+    http = _table(data, "http")
+    if http is not None:
+        _prepare_http_auth(http, base, env, problems)
+    prepare_relay(data, base, env, problems)
     smtp, support = _table(data, "smtp"), data.get("support")
     if smtp is not None and "helo" not in smtp and isinstance(support, dict):
         address = support.get("address")
@@ -426,7 +464,41 @@ def _check_auth_pair(section: str, table: dict[str, Any], problems: list[str]) -
         problems.append('[smtp] username: a password is set but no username; add username = "..."')
 
 
-def _read_secret(label: str, file: Path, problems: list[str]) -> Secret:
+def _prepare_http_auth(
+    table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str]
+) -> None:
+    """Replace bearer_token_file / basic_auth_password_file by `Secret`s; check the pairing."""
+    for key in ("bearer_token", "basic_auth_password"):
+        if key in table:
+            problems.append(f"[http] {key}: a secret never belongs in this file; put it in a "
+                            f'file and set {key}_file = "/etc/mailbridge/{key}"')
+            table.pop(key)
+    for key, what in (("bearer_token", "the token"), ("basic_auth_password", "the password")):
+        value = table.pop(f"{key}_file", None)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            problems.append(f"[http] {key}_file: expected a file name, got {show(value)}")
+            continue
+        target = Path(value).expanduser()
+        if not target.is_absolute():
+            creds = env.get("CREDENTIALS_DIRECTORY", "")
+            target = (Path(creds) if creds else base) / target
+        table[key] = _read_secret(f"[http] {key}_file", target, problems, what=what)
+    if "bearer_token" in table and "basic_auth_user" in table:
+        problems.append("[http] bearer_token_file, basic_auth_user: set one way for scrapers "
+                        "to authenticate, not both")
+    elif "basic_auth_user" in table and "basic_auth_password" not in table:
+        problems.append('[http] basic_auth_password_file: basic_auth_user is set but no '
+                        'password; add basic_auth_password_file = "/etc/mailbridge/metrics-'
+                        'password"')
+    elif "basic_auth_password" in table and "basic_auth_user" not in table:
+        problems.append('[http] basic_auth_user: a password file is set but no user; add '
+                        'basic_auth_user = "prometheus"')
+
+
+def _read_secret(label: str, file: Path, problems: list[str], *,
+                 what: str = "the password") -> Secret:
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -434,7 +506,7 @@ def _read_secret(label: str, file: Path, problems: list[str]) -> Secret:
         return Secret("")
     value = text.split("\n", 1)[0].removesuffix("\r")
     if not value:
-        problems.append(f"{label}: the first line of {file} is empty; it must hold the password")
+        problems.append(f"{label}: the first line of {file} is empty; it must hold {what}")
     return Secret(value)
 
 

@@ -33,6 +33,7 @@ from mailbridge.config_types import (
     PositiveDuration,
     Regex,
     StrictBool,
+    TemplateLanguage,
     Timezone,
     WeekHours,
 )
@@ -67,6 +68,8 @@ class SlaSettings(_Table):
     eta_min_samples: Annotated[int, Field(strict=True, ge=1)] = 10
     resolve_after_quiet: PositiveDuration = timedelta(days=14)
     at_risk_horizon: PositiveDuration = timedelta(hours=1)
+    language: TemplateLanguage | None = None
+    """The default policy's language; None means the [support] language."""
 
 
 class HolidaySettings(_Table):
@@ -166,6 +169,8 @@ class PolicySettings(_Table):
     resolution: PositiveDuration | None = None
     objective: Objective = 0.95
     escalate_to: Address | None = None
+    language: TemplateLanguage | None = None
+    """None means [sla] language."""
     match: MatchSettings = Field(default_factory=MatchSettings)
 
     @field_validator("name")

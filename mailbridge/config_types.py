@@ -8,7 +8,9 @@ in `mailbridge.config` (which re-exports `Secret`):
 - Annotated field types: `Address`, `EnvelopeSender`, `Host`, `NonEmpty`, `Port`, `StrictBool`,
   `Tls`, `Timezone`, `StoreUrl`, `Listen`, `Duration`, `PositiveDuration`, `IdleRefresh`,
   `Seconds`, and for the SLA settings `WeekHours` (read with `mailbridge.core.calendar`'s
-  `parse_hours`), `ClosedDays` (`parse_closed`), `Regex` (compiled), `Objective` (0 < x < 1).
+  `parse_hours`), `ClosedDays` (`parse_closed`), `Regex` (compiled), `Objective` (0 < x < 1);
+  for the team settings `HttpsUrl`, `LanguageTag`, `TemplateLanguage` (one with templates),
+  `OneLine` and `Signature` (multi-line text, at most 12 lines).
 - `split_listen("host:port") -> (host, port)`, `mask_url(url)` (the password hidden) and
   `ADDRESS_PATTERN`, the shape of an address.
 """
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from datetime import date, time, timedelta
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,7 +40,9 @@ from pydantic_core import CoreSchema, core_schema
 
 from mailbridge.config_problems import show
 from mailbridge.core.calendar import DAY_NAMES, parse_closed, parse_hours
+from mailbridge.core.language import match, normalize
 from mailbridge.durations import DURATION_LIKE, format_duration, parse_duration
+from mailbridge.languages import shipped_languages
 
 # -- secrets -----------------------------------------------------------------------------------
 
@@ -289,3 +294,60 @@ Regex = Annotated[
     PlainSerializer(lambda pattern: pattern.pattern, when_used="json"),
 ]
 Objective = Annotated[float, PlainValidator(_objective)]
+
+
+# -- team and language field types --------------------------------------------------------------
+
+_URL_UNSAFE = re.compile(r'[\s"<>\\^`{|}]')
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f'expected an https URL like "https://example.com/help", '
+                         f"got {show(value)}")
+    if _URL_UNSAFE.search(value) or any(ord(c) < 32 for c in value):
+        raise ValueError(f"{show(value)} holds spaces, quotes or angle brackets; encode them "
+                         "(%20, %22, ...)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{show(value)} holds a user name or password; remove them")
+    return value
+
+
+def _language_tag(value: str) -> str:
+    tag = normalize(value)
+    if not tag:
+        raise ValueError(f'expected a language tag like "en", "de" or "pt-BR", got {show(value)}')
+    return tag
+
+
+def _template_language(value: str) -> str:
+    tag = _language_tag(value)
+    found = match(tag, shipped_languages())
+    if found is None:
+        known = ", ".join(f'"{name}"' for name in shipped_languages())
+        raise ValueError(f"no templates for language {show(value)} (shipped: {known}); add a "
+                         f"folder mailbridge/templates/{tag}/ or choose a shipped language")
+    return found
+
+
+def _one_line(value: str) -> str:
+    if any(char in value for char in "\r\n"):
+        raise ValueError("must be one line")
+    return value.strip()
+
+
+def _signature(value: str) -> str:
+    lines = [line.rstrip() for line in value.strip("\n").splitlines()]
+    if len(lines) > 12 or len(value) > 1000:
+        raise ValueError("at most 12 lines and 1000 characters")
+    return "\n".join(lines)
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+LanguageTag = Annotated[str, AfterValidator(_language_tag)]
+"""Any well-formed language tag, normalized ("de-DE" -> "de-de")."""
+TemplateLanguage = Annotated[str, AfterValidator(_template_language)]
+"""A language the packaged templates are written in (a tag, or its primary subtag)."""
+OneLine = Annotated[str, AfterValidator(_one_line)]
+Signature = Annotated[str, AfterValidator(_signature)]

@@ -1,7 +1,9 @@
 """The SLA side of the daemon: a thread's clock through its events, and the scheduler's work.
 
-Public API: `targets_for(policy, settings)`, `Deadlines` (`open_thread`, `customer_wrote`,
-`agent_replied`, `run_due`).
+Public API: `targets_for(policy, settings)`, `SlaOutcome`, `clock_columns(clock)`,
+`Deadlines` (`open_thread`, `customer_wrote`, `agent_replied`, `apply_command` and
+`set_state` for an agent's mail commands, `run_due`, and `on_outcome`,
+called with each `SlaOutcome` once its transaction has committed: the metrics' hook).
 
 The decisions come from the pure `core.sla`; this module loads and stores the
 clock, records events, and turns decisions into outbox mail (status updates to
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from mailbridge.clock import Clock as TimeSource
 from mailbridge.config import Config, SlaSettings
+from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
-from mailbridge.core import eta, sla
 from mailbridge.core.model import Agent, InboundMessage, NoticeContext, UpdateContext
 from mailbridge.core.policy import Policy
 from mailbridge.logs import fields
@@ -30,6 +33,7 @@ from mailbridge.policies import PolicySet
 from mailbridge.store.codec import dump_clock, load_clock
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import KnownId, OutboxItem, Thread
+from mailbridge.team import build_team
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,40 @@ def targets_for(policy: Policy, settings: SlaSettings) -> sla.Targets:
         resolution=policy.resolution, escalate=policy.escalate_to is not None,
         update_before=settings.status_update_before, max_updates=settings.max_status_updates,
         resolve_after_quiet=settings.resolve_after_quiet)
+
+
+@dataclass(frozen=True)
+class SlaOutcome:
+    """A response, resolution or breach as the metrics count it, at the moment it is known.
+
+    `evaluated` is True once per deadline (met, or breached); an answer after a breach the
+    scheduler already counted only reports its `business_seconds`.
+    """
+
+    sla: str
+    """"first_response", "next_response" or "resolution"."""
+    policy: str
+    priority: str
+    evaluated: bool
+    breached: bool
+    business_seconds: float | None = None
+
+
+def clock_columns(clock: sla.Clock) -> dict[str, object]:
+    """The thread columns the metrics scrape aggregates, as the clock sets them."""
+    waiting = clock.state == sla.AWAITING_AGENT
+    response = clock.response_due
+    return {"waiting_since": clock.waiting_since if waiting else None,
+            "response_due_at": response[1] if response else None,
+            "response_kind": response[0] if response else None,
+            "resolution_due_at": clock.resolution_due if waiting else None}
+
+
+_STATE_EVENTS = {sla.AWAITING_CUSTOMER: ("pending", "waiting on the customer, set"),
+                 sla.RESOLVED: ("resolved", "closed"),
+                 sla.AWAITING_AGENT: ("reopened", "reopened")}
+_STATE_CHANGES = {sla.AWAITING_CUSTOMER: sla.pending, sla.RESOLVED: sla.close,
+                  sla.AWAITING_AGENT: sla.reopen}
 
 
 @dataclass(frozen=True)
@@ -72,6 +110,9 @@ class Deadlines:
         self.clock = clock
         self.targets = {p.name: targets_for(p, config.sla)
                         for p in (policies.default, *policies.policies)}
+        self.on_outcome: Callable[[SlaOutcome], None] | None = None
+        self.team = build_team(config)
+        self._rechecked = False
 
     def _policy(self, name: str) -> tuple[Policy, sla.Targets]:
         """A thread's policy; the default when the configuration no longer has it."""
@@ -95,12 +136,15 @@ class Deadlines:
             else targets.next_open(received)
         return NewThread(policy, why, clock, promise, opens_at)
 
-    def thread_columns(self, new: NewThread, now: datetime) -> dict[str, object]:
-        """The SLA columns of a new thread row."""
+    def thread_columns(self, new: NewThread, now: datetime,
+                       agent_email: str = "") -> dict[str, object]:
+        """The SLA columns of a new thread row assigned to `agent_email`."""
         targets = self.targets[new.policy.name]
         return {"policy": new.policy.name, "priority": new.policy.priority,
                 "clock": dump_clock(new.clock),
-                "next_due_at": sla.next_due(new.clock, targets, now)}
+                "next_due_at": self._next_due(new.policy.name, agent_email, new.clock, targets,
+                                              now),
+                **clock_columns(new.clock)}
 
     def customer_wrote(self, tx: Tx, thread_id: str, at: datetime) -> None:
         thread = tx.thread(thread_id)
@@ -118,9 +162,18 @@ class Deadlines:
         thread = tx.thread(thread_id)
         if thread is None or not thread.clock:
             return None
-        _policy, targets = self._policy(thread.policy)
-        after, decisions = sla.agent_reply(load_clock(thread.clock), at, targets)
+        policy, targets = self._policy(thread.policy)
+        before = load_clock(thread.clock)
+        after, decisions = sla.agent_reply(before, at, targets)
         responded = next((d for d in decisions if isinstance(d, sla.Responded)), None)
+        if responded is not None:
+            # A late answer is a breach the scheduler may not have seen yet (it was down,
+            # or the answer came first); a deadline it already counted as breached is not
+            # counted again, even when the answer, recorded late, turns out to be in time.
+            counted = responded.kind in before.breached
+            self._outcome(tx, policy, responded.kind, evaluated=not counted,
+                          breached=not responded.met and not counted,
+                          business_seconds=responded.business_seconds)
         columns: dict[str, object] = {}
         detail = f"{agent} answered"
         if responded is not None:
@@ -135,16 +188,85 @@ class Deadlines:
         self._save(tx, thread, after, targets, at, **columns)
         return responded
 
+    # -- an agent's mail commands (`core.commands`) ------------------------------------------
+
+    def apply_command(self, tx: Tx, thread_id: str, action: commands.Action, at: datetime,
+                      by: str) -> None:
+        """Apply one planned command to the thread; `by` names the agent who gave it."""
+        if isinstance(action, commands.SetState):
+            self.set_state(tx, thread_id, action.state, at, by)
+        elif isinstance(action, commands.Assign):
+            tx.update_thread(thread_id, agent_name=action.agent.name,
+                             agent_email=action.agent.email, assignment=f"assigned by {by}")
+            tx.event(thread_id, at, "assigned", f"to {action.agent.name} by {by}")
+        elif isinstance(action, commands.SetPriority):
+            tx.update_thread(thread_id, priority=action.priority)
+            tx.event(thread_id, at, "priority", f"{action.priority}, set by {by}")
+        else:
+            tx.event(thread_id, at, "note", f"{by}: {action.text}")
+
+    def set_state(self, tx: Tx, thread_id: str, state: str, at: datetime, by: str) -> None:
+        """#pending (awaiting_customer), #close (resolved) or #reopen (awaiting_agent)."""
+        thread = tx.thread(thread_id)
+        if thread is None:
+            return
+        kind, detail = _STATE_EVENTS[state]
+        tx.event(thread_id, at, kind, f"{detail} by {by}")
+        if not thread.clock:
+            tx.update_thread(thread_id, state=state)
+            return
+        policy, targets = self._policy(thread.policy)
+        before = load_clock(thread.clock)
+        after = _STATE_CHANGES[state](before, at, targets)
+        if after.state == sla.RESOLVED and before.state != sla.RESOLVED \
+                and policy.resolution is not None and "resolution" not in after.breached:
+            self._outcome(tx, policy, "resolution", evaluated=True, breached=False,
+                          business_seconds=after.resolution_used.total_seconds())
+        self._save(tx, thread, after, targets, at)
+
     def _save(self, tx: Tx, thread: Thread, clock: sla.Clock, targets: sla.Targets,
               now: datetime, **columns: object) -> None:
+        if "next_due_at" not in columns:
+            columns["next_due_at"] = self._next_due(thread.policy, thread.agent_email, clock,
+                                                    targets, now)
         tx.update_thread(thread.id, state=clock.state, clock=dump_clock(clock),
-                         next_due_at=sla.next_due(clock, targets, now), **columns)
+                         **clock_columns(clock), **columns)
+
+    def _outcome(self, tx: Tx, policy: Policy, kind: str, *, evaluated: bool, breached: bool,
+                 business_seconds: float | None = None) -> None:
+        if self.on_outcome is not None:
+            outcome = SlaOutcome(kind, policy.name, policy.priority, evaluated, breached,
+                                 business_seconds)
+            tx.after_commit(functools.partial(self.on_outcome, outcome))
+
+    def _next_due(self, policy: str, agent_email: str, clock: sla.Clock, targets: sla.Targets,
+                  now: datetime, *, ticked: bool = False) -> datetime | None:
+        """The thread's next due time: its SLA's, or earlier when its agent's shift ends (or
+        a colleague starts) before the pending response is due, to hand it over then.
+
+        Right after a tick has looked at handing it over, a check at `now` would only
+        repeat it, so it is left out.
+        """
+        due = sla.next_due(clock, targets, now)
+        response = clock.response_due
+        check = agents.next_check(self.team.members, current=agent_email,
+                                  due=response[1] if response else None, policy=policy, now=now)
+        if check is None or (ticked and check <= now):
+            return due
+        return check if due is None else min(due, check)
 
     # -- the scheduler's work -----------------------------------------------------------------
 
     def run_due(self, now: datetime, limit: int = 50) -> int:
-        """Act on up to `limit` threads with something due at `now`; return how many."""
+        """Act on up to `limit` threads with something due at `now`; return how many.
+
+        The first run also makes the waiting threads of every agent who is off shift or
+        inactive now due, so that a changed rota (or a stop over a shift's end) is acted on.
+        """
         with self.store.transaction() as tx:
+            if not self._rechecked:
+                tx.recheck_agents(self.team.available(now), now)
+                self._rechecked = True
             due = tx.due_threads(now, limit)
             for thread in due:
                 self._tick(tx, thread, now)
@@ -155,14 +277,47 @@ class Deadlines:
         if not thread.clock:
             tx.update_thread(thread.id, next_due_at=None)
             return
-        clock, decisions = sla.tick(load_clock(thread.clock), now, targets)
+        before = load_clock(thread.clock)
+        self._hand_over(tx, thread, before, policy, now)
+        clock, decisions = sla.tick(before, now, targets)
         for decision in decisions:
             self._act(tx, thread, policy=policy, clock=clock, decision=decision, now=now)
-        self._save(tx, thread, clock, targets, now)
+        next_due = self._next_due(thread.policy, thread.agent_email, clock, targets, now,
+                                  ticked=True)
+        self._save(tx, thread, clock, targets, now, next_due_at=next_due)
+
+    def _hand_over(self, tx: Tx, thread: Thread, clock: sla.Clock, policy: Policy,
+                   now: datetime) -> None:
+        """Move a waiting thread to a colleague on shift when its agent is away until after
+        it is due (`core.agents.handover`). The customer is not told; a status update, if
+        one goes out anyway, is signed by the new agent."""
+        response = clock.response_due
+        if response is None:
+            return
+        current = agents.find(self.team.members, thread.agent_email)
+        if current is not None and current.on_shift(now):
+            return
+        moved = agents.handover(self.team.members, current=thread.agent_email,
+                                due=response[1], policy=policy.name,
+                                language=thread.language, now=now,
+                                open_counts=tx.open_counts(), turn=tx.take_turn("round_robin"))
+        if moved is None:
+            return
+        agent = moved.to.agent
+        reason = f"handed over: {moved.why}; {moved.to.reason}"
+        tx.update_thread(thread.id, agent_name=agent.name, agent_email=agent.email,
+                         assignment=reason)
+        tx.event(thread.id, now, "reassigned",
+                 f"from {thread.agent_name} to {agent.name}: {moved.why}; {moved.to.reason}")
+        log.info("assignment %s", fields(event="reassigned", thread=thread.id,
+                                         rule=moved.to.rule, policy=policy.name))
+        # The loaded row serves the rest of this tick (status update, nudge): keep it current.
+        thread.agent_name, thread.agent_email, thread.assignment = agent.name, agent.email, reason
 
     def _act(self, tx: Tx, thread: Thread, *, policy: Policy, clock: sla.Clock,
              decision: sla.Decision, now: datetime) -> None:
         if isinstance(decision, sla.Breach):
+            self._outcome(tx, policy, decision.kind, evaluated=True, breached=True)
             tx.event(thread.id, now, "breach",
                      f"{decision.kind} was due {decision.due:%Y-%m-%d %H:%M} UTC")
             log.warning("sla %s", fields(event="breach", thread=thread.id, kind=decision.kind,
@@ -173,16 +328,32 @@ class Deadlines:
                          outbox_kind=f"escalation-{decision.kind}-{decision.due:%Y%m%dT%H%M%S}")
             tx.event(thread.id, now, "escalation", f"{decision.kind} escalated")
         elif isinstance(decision, sla.StatusUpdate):
-            self._status_update(tx, thread, promise=decision.due, number=clock.updates_sent,
+            promise = self._shift_promise(thread, decision.due, now)
+            self._status_update(tx, thread, promise=promise, number=clock.updates_sent,
                                 now=now)
             tx.event(thread.id, now, "status_update",
-                     f"promised {decision.due:%Y-%m-%d %H:%M} UTC")
+                     f"promised {promise:%Y-%m-%d %H:%M} UTC")
         elif isinstance(decision, sla.Nudge):
             self._notice(tx, thread, policy, kind="nudge",
                          to=(thread.agent_email, thread.agent_name), deadline=decision.kind,
                          due=decision.due, now=now, outbox_kind=f"nudge-{clock.updates_sent}")
         elif isinstance(decision, sla.Resolved):
+            if policy.resolution is not None and "resolution" not in clock.breached:
+                self._outcome(tx, policy, "resolution", evaluated=True, breached=False,
+                              business_seconds=clock.resolution_used.total_seconds())
             tx.event(thread.id, now, "resolved", decision.reason)
+
+    def _shift_promise(self, thread: Thread, promise: datetime, now: datetime) -> datetime:
+        """`promise`, or later when the thread's agent is not on shift for that long: the
+        time until it, counted in their shift (a status update on Saturday must not promise
+        Saturday when they are back on Monday)."""
+        member = agents.find(self.team.members, thread.agent_email)
+        if member is None or not member.active or member.shift.always_open or promise <= now:
+            return promise
+        try:
+            return max(promise, cal.add_business_time(member.shift, now, promise - now))
+        except ValueError:  # no shift ahead within the calendar's horizon
+            return promise
 
     def _queue(self, tx: Tx, thread: Thread, *, kind: str, recipient: str, body: bytes,
                message_id: str, now: datetime, customer_facing: bool = True) -> None:
@@ -206,9 +377,9 @@ class Deadlines:
         context = UpdateContext(
             support_name=support.name, support_address=support.address, customer_name="",
             customer_address=recipient, subject=thread.subject, thread_ref=thread.id,
-            agent=Agent(thread.agent_name, thread.agent_email), due=promise,
+            agent=self.team.agent(thread.agent_email, thread.agent_name), due=promise,
             timezone=support.timezone, received=thread.created_at, in_reply_to=parent,
-            references=references)
+            references=references, language=thread.language)
         message_id = make_message_id(support.domain)
         msg = self.renderer.render_status_update(context, message_id=message_id, date=now,
                                                  now=now)

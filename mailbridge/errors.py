@@ -4,6 +4,7 @@
     ├── ConfigError      file and problems; printed without a traceback, exit 78
     ├── TemplateError    template name and line
     ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
+    │   └── StoreUnavailableError  the database is down, restarting or cut us off
     └── PermanentError   recorded, never retried: SMTP 5xx, unparseable mail
 
 Adapters in `mailbridge.io` translate library errors into these with
@@ -42,6 +43,11 @@ class TemplateError(MailbridgeError):
 
 class TransientError(MailbridgeError):
     """A failure that is expected to pass: retry with backoff."""
+
+
+class StoreUnavailableError(TransientError):
+    """The database could not be reached or dropped the connection; nothing was committed
+    that the caller did not see committed, so the work can be done again."""
 
 
 class PermanentError(MailbridgeError):

@@ -10,22 +10,44 @@ mailbox cursor are committed together or not at all.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from mailbridge.clock import Clock as TimeSource
 from mailbridge.config import Config
 from mailbridge.core import agents as roster
-from mailbridge.core import eta, rules, threads
-from mailbridge.core.model import AckContext, Address, Agent, InboundMessage, Verdict
+from mailbridge.core import calendar as cal
+from mailbridge.core import eta, faq, rules, threads
+from mailbridge.core.language import choose_language
+from mailbridge.core.model import AckContext, Address, Agent, FaqLink, InboundMessage, Verdict
 from mailbridge.deadlines import Deadlines, NewThread
+from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.policies import build_policies
+from mailbridge.staff import RELAY_MAILBOX, Relayed, StaffMail
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import KnownId, Message, OutboxItem, Thread
+
+log = logging.getLogger(__name__)
+
+RACE_ATTEMPTS = 3
+"""How often one message is decided again after losing a race to another instance."""
+
+
+def _constraint(exc: IntegrityError) -> str:
+    """Which constraint refused the row (for the log; never the values, which hold PII)."""
+    diag = getattr(exc.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    if name:
+        return str(name)
+    text = str(exc.orig).splitlines()[0] if exc.orig is not None else ""
+    return text.split(":", 1)[-1].strip()[:100]
 
 
 @dataclass(frozen=True)
@@ -44,6 +66,18 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """For a new thread: who answers, in which language, which articles help, by when."""
+
+    assignment: roster.Assignment
+    language: str
+    language_reason: str
+    faq: tuple[faq.Suggestion, ...]
+    promise: datetime
+    """The time the acknowledgement promises; not before the agent's shift allows."""
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What happened to one message; `recorded` is False for an already-seen source."""
 
@@ -57,6 +91,11 @@ class Outcome:
     ack_message_id: str | None
     received: datetime
     recorded: bool = True
+    queued: int = 0
+    """Staff mail only: outbox rows queued besides an ack (relayed copies, one per recipient,
+    or the mail that tells an agent their commands were wrong)."""
+    choice: Choice | None = None
+    """A new thread's assignment, language and FAQ articles, with their reasons."""
 
 
 class Ingestor:
@@ -91,18 +130,38 @@ class Ingestor:
         # Staff mail is judged only on being automatic: agents are not customers.
         self.staff_policy = replace(self.policy, support_addresses=frozenset(),
                                     require_addressed=False)
+        self.staff = StaffMail(config, deadlines, agents=self.agents,
+                               staff_policy=self.staff_policy, sent_folders=self.sent_folders)
 
     @classmethod
     def create(cls, config: Config, store: Store, clock: TimeSource) -> Ingestor:
         """An ingestor with its renderer, policies and deadlines built from `config`."""
-        renderer = Renderer()
+        renderer = Renderer(default_language=config.support.language)
         deadlines = Deadlines(config, build_policies(config), store, renderer, clock)
         return cls(config, store, renderer, deadlines)
 
     def ingest(self, message: InboundMessage, source: Source, *, received: datetime,
                now: datetime) -> Outcome:
-        """Record `message` with its decision; queue an acknowledgement if one is due."""
+        """Record `message` with its decision; queue an acknowledgement if one is due.
+
+        Another instance may record the same message (or its Message-ID) at the same
+        moment; the schema's unique constraints let only one transaction commit. The
+        loser's transaction rolls back whole, ack included, and is decided again: it
+        then finds the message recorded, or joins the winner's thread.
+        """
         received = received.astimezone(UTC)
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                return self._ingest_once(message, source, received, now)
+            except IntegrityError as exc:
+                if attempt == RACE_ATTEMPTS:
+                    raise
+                log.info("message %s", fields(event="lost_race", source=source.describe(),
+                                              attempt=attempt, constraint=_constraint(exc)))
+        raise AssertionError("unreachable")
+
+    def _ingest_once(self, message: InboundMessage, source: Source, received: datetime,
+                     now: datetime) -> Outcome:
         with self.store.transaction() as tx:
             if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
                 verdict = Verdict(False, "already_recorded", "this UID was recorded before")
@@ -113,19 +172,36 @@ class Ingestor:
                 tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
             return outcome
 
+    def relay(self, message: InboundMessage, relayed: Relayed, *, received: datetime,
+              now: datetime) -> Outcome:
+        """Record mail an agent submitted through the relay, at the moment it was accepted
+        (`received`), and queue it upstream, all in one transaction. An error propagates:
+        the relay then answers 451 and the agent's client sends it again."""
+        received = received.astimezone(UTC)
+        source = Source(RELAY_MAILBOX, label=f"{RELAY_MAILBOX}/{message.message_id or ''}")
+        with self.store.transaction() as tx:
+            return self._decide_and_record(tx, message, source, received, now, relayed=relayed)
+
     def record_failure(self, source: Source, error: str, *, size: int, received: datetime,
                        now: datetime) -> Outcome:
         """Record a message that could not be processed at all, so it is never lost."""
         verdict = Verdict(False, "internal_error", f"could not be processed: {error}"[:500])
-        with self.store.transaction() as tx:
-            if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-                tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
-                          uidvalidity=source.uidvalidity, uid=source.uid, message_id=None,
-                          sender="", subject="", size=size, received_at=received,
-                          recorded_at=now, thread_id=None, action="ignore", rule=verdict.rule,
-                          reason=verdict.detail, defects="")
-            if source.uid is not None and source.uidvalidity is not None:
-                tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
+        for attempt in range(1, RACE_ATTEMPTS + 1):
+            try:
+                with self.store.transaction() as tx:
+                    if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
+                        tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
+                                  uidvalidity=source.uidvalidity, uid=source.uid,
+                                  message_id=None, sender="", subject="", size=size,
+                                  received_at=received, recorded_at=now, thread_id=None,
+                                  action="ignore", rule=verdict.rule, reason=verdict.detail,
+                                  defects="")
+                    if source.uid is not None and source.uidvalidity is not None:
+                        tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
+                break
+            except IntegrityError:  # another instance recorded it meanwhile
+                if attempt == RACE_ATTEMPTS:
+                    raise
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
     def _is_staff(self, sender: str, source: Source) -> bool:
@@ -136,13 +212,14 @@ class Ingestor:
         return source.mailbox in self.sent_folders and sender in self.policy.support_addresses
 
     def _decide_and_record(self, tx: Tx, message: InboundMessage, source: Source,
-                           received: datetime, now: datetime) -> Outcome:
+                           received: datetime, now: datetime, *,
+                           relayed: Relayed | None = None) -> Outcome:
         author = message.author
         customer = author.addr.lower() if author else ""
         mid = message.message_id
         index_key = threads.thread_index_key(message.header("thread-index"))
         known = tx.known_ids([k for k in (mid, *threads.linked_ids(message), index_key) if k])
-        staff = self._is_staff(customer, source)
+        staff = relayed is not None or self._is_staff(customer, source)
         recent = tx.recent_threads(customer, received - self.history) \
             if customer and not staff else []
         ref = threads.subject_ref(message.subject)
@@ -154,7 +231,8 @@ class Ingestor:
         seen = known.get(mid or "", ("", ""))[1]
         if staff:
             return self._staff_message(tx, message, source, received=received, now=now,
-                                       thread_id=thread_id, duplicate=seen != "")
+                                       thread_id=thread_id, duplicate=seen != "",
+                                       relayed=relayed)
         context = rules.RuleContext(
             policy=self.policy, thread=thread_id, thread_link=link, duplicate=seen == "in",
             own_message=seen == "out")
@@ -164,16 +242,17 @@ class Ingestor:
             context = replace(context, sender_acks=sum(t.created_at >= since for t in recent),
                               acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
             verdict = rules.evaluate(message, context)
-        agent = due = ack_to = ack_id = None
+        agent = due = ack_to = ack_id = choice = None
         if verdict.reply:
             target = rules.recipient(message, self.policy)
             assert target is not None, "the rules refuse mail without a recipient"
             thread_id = self._new_thread_id(tx)
-            agent = roster.round_robin(self.agents, tx.take_turn("round_robin"))
             new = self.deadlines.open_thread(tx, message, source.mailbox, received)
+            choice = self._choose(tx, message, customer, new, received=received, now=now)
+            agent = choice.assignment.agent
             due = new.clock.first_response_due
             ack_id = self._queue_ack(tx, message, source, customer, target, thread_id=thread_id,
-                                     agent=agent, new=new, received=received, now=now)
+                                     choice=choice, new=new, received=received, now=now)
             ack_to = target.addr
         elif verdict.rule == "follow_up" and thread_id is not None:
             self.deadlines.customer_wrote(tx, thread_id, received)
@@ -188,42 +267,20 @@ class Ingestor:
             for key in (mid, index_key):
                 if key and key not in known:
                     tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
-        return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received)
+        return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received,
+                       choice=choice)
 
     def _staff_message(self, tx: Tx, message: InboundMessage, source: Source, *,
                        received: datetime, now: datetime, thread_id: str | None,
-                       duplicate: bool) -> Outcome:
-        """An agent's mail: a reply stops the thread's clock; never an acknowledgement."""
-        automatic = rules.evaluate(message, rules.RuleContext(policy=self.staff_policy))
-        author = message.author
-        name = author.name or author.addr if author else ""
-        if duplicate:
-            verdict = Verdict(False, "duplicate", f"Message-ID {message.message_id} was "
-                                                  "already recorded")
-        elif automatic.rule in rules.AUTOMATIC_RULES - {"loop", "null_return_path"}:
-            verdict = Verdict(False, "agent_auto_reply", "an agent's automatic reply is not "
-                                                         f"a response ({automatic.detail})")
-        elif thread_id is None:
-            verdict = Verdict(False, "agent_mail", "from an agent, but in no known thread")
-        else:
-            responded = self.deadlines.agent_replied(tx, thread_id, received, name)
-            timing = ""
-            if responded is not None:
-                timing = (f"; {responded.kind.replace('_', ' ')} "
-                          f"{'met' if responded.met else 'missed'} its deadline")
-            verdict = Verdict(False, "agent_reply", f"{name} answered thread {thread_id}{timing}")
-        tx.insert(
-            Message, source=source.describe(), mailbox=source.mailbox,
-            uidvalidity=source.uidvalidity, uid=source.uid, message_id=message.message_id,
-            sender=author.addr.lower() if author else "", subject=message.subject,
-            received_at=received, recorded_at=now, size=message.size,
-            thread_id=thread_id if verdict.rule == "agent_reply" else None, action="ignore",
-            rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects))
-        if verdict.rule == "agent_reply" and thread_id and message.message_id:
-            tx.insert(KnownId, message_id=message.message_id, thread_id=thread_id,
-                      direction="agent")
-        return Outcome(source, message.message_id, verdict, thread_id, None, None, None, None,
-                       received)
+                       duplicate: bool, relayed: Relayed | None = None) -> Outcome:
+        """An agent's mail (`mailbridge.staff`): a reply stops the thread's clock, commands
+        steer it; never an acknowledgement."""
+        result = self.staff.record(
+            tx, message, source.mailbox, source.describe(), received=received, now=now,
+            thread_id=thread_id, duplicate=duplicate, relayed=relayed,
+            uidvalidity=source.uidvalidity, uid=source.uid)
+        return Outcome(source, message.message_id, result.verdict, thread_id, None, None, None,
+                       None, received, queued=result.queued)
 
     def _new_thread_id(self, tx: Tx) -> str:
         while True:
@@ -231,19 +288,47 @@ class Ingestor:
             if tx.thread_customer(candidate) is None:
                 return candidate
 
+    def _choose(self, tx: Tx, message: InboundMessage, customer: str, new: NewThread, *,
+                received: datetime, now: datetime) -> Choice:
+        """The language, the agent (`core.agents.assign`) and the FAQ articles of a new
+        thread. When nobody is on shift, the promise is no earlier than the business time it
+        allows, counted from the start of the agent's shift."""
+        team = self.deadlines.team
+        language, language_reason = choose_language(
+            message.header("content-language"), policy=new.policy.language,
+            support=self.config.support.language, available=self.renderer.languages)
+        last = tx.last_agent(customer) if customer else None
+        assignment = roster.assign(
+            team.members, policy=new.policy.name, language=language, now=now,
+            open_counts=tx.open_counts(), turn=tx.take_turn("round_robin"),
+            last=roster.LastContact(*last) if last is not None else None)
+        promise = new.promise
+        member = roster.find(team.members, assignment.agent.email)
+        if assignment.starts_at is not None and member is not None:
+            needed = self.deadlines.targets[new.policy.name].measure(received, new.promise)
+            promise = max(promise, cal.add_business_time(member.shift, assignment.starts_at,
+                                                         needed))
+        suggestions = faq.suggest(team.articles, subject=message.subject, text=message.text,
+                                  language=language)
+        return Choice(assignment, language, language_reason, suggestions, promise)
+
     def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, customer: str,
-                   target: Address, *, thread_id: str, agent: Agent, new: NewThread,
+                   target: Address, *, thread_id: str, choice: Choice, new: NewThread,
                    received: datetime, now: datetime) -> str:
         """Write the thread, the rendered acknowledgement and its Message-ID; return the id."""
         support = self.config.support
         due = new.clock.first_response_due
         assert due is not None
+        assignment = choice.assignment
+        agent = assignment.agent
         context = AckContext(
             support_name=support.name, support_address=support.address,
             customer_name=target.name, customer_address=target.addr, subject=message.subject,
-            thread_ref=thread_id, agent=agent, due=new.promise, timezone=support.timezone,
+            thread_ref=thread_id, agent=agent, due=choice.promise, timezone=support.timezone,
             received=received, customer_offset=eta.customer_offset(message.date),
-            opens_at=new.opens_at,
+            opens_at=new.opens_at, language=choice.language,
+            faq=tuple(FaqLink(s.title, s.url) for s in choice.faq),
+            agent_starts_at=choice.assignment.starts_at,
         )
         ack_id = make_message_id(support.domain)
         ack = self.renderer.render_ack(context, message, message_id=ack_id, date=now, now=now)
@@ -251,9 +336,11 @@ class Ingestor:
                   subject=message.subject, agent_name=agent.name, agent_email=agent.email,
                   state="awaiting_agent", first_response_due=due,
                   subject_key=threads.normalize_subject(message.subject),
-                  **self.deadlines.thread_columns(new, now))
+                  language=choice.language, assignment=assignment.reason,
+                  **self.deadlines.thread_columns(new, now, agent.email))
         tx.event(thread_id, received, "opened",
-                 f"policy {new.policy.name} ({new.why}), assigned to {agent.name}")
+                 f"policy {new.policy.name} ({new.why}), assigned to {agent.name} "
+                 f"({assignment.reason}), in {choice.language} ({choice.language_reason})")
         envelope_from = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread_id, kind="ack", mailbox=source.mailbox,
                   message_id=ack_id, envelope_from=envelope_from, recipient=target.addr,

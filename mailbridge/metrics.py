@@ -1,21 +1,59 @@
 """Every metric mailbridge exports, defined once, on a registry given to it.
 
-Public API: `Metrics`. Labels are bounded and come from configuration only
-(mailbox names, outcome kinds): never an address, a subject or a thread id.
+Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fixed label
+sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
+`SLA_KINDS`). Labels are bounded and come from configuration (mailbox, policy and
+priority names) or from these fixed sets: never an address, a subject or a thread id.
+The gauges read from the store at scrape time live in `mailbridge.sla_metrics`.
 """
 
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 
 from mailbridge import __version__
+from mailbridge.core.policy import Policy
+from mailbridge.core.rules import RULES
+
+if TYPE_CHECKING:
+    from mailbridge.deadlines import SlaOutcome
 
 MESSAGE_KINDS = ("customer", "follow_up", "agent", "automatic", "bounce", "ignored", "error")
 FAILURE_REASONS = ("smtp_temporary", "smtp_permanent", "interrupted")
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+SUPPRESSION_REASONS = tuple(name for name, _rule in RULES)
+"""Why a message got no acknowledgement: the name of the rule that said no."""
+NOTICE_KINDS = ("update", "nudge", "escalation", "other")
+"""Scheduler mail: status updates to customers, nudges to agents, escalations to leads."""
+SLA_KINDS = ("first_response", "next_response", "resolution")
+SLA_LADDER = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0,
+              144000.0, 288000.0)
+"""Business seconds from 5 minutes to 80 hours; every configured target is added to it."""
+
+
+def sla_targets(policy: Policy) -> dict[str, timedelta]:
+    """The policy's targets by SLA kind, for the kinds it has."""
+    targets = {"first_response": policy.first_response, "next_response": policy.next_response,
+               "resolution": policy.resolution}
+    return {kind: target for kind, target in targets.items() if target is not None}
+
+
+def sla_buckets(policies: Iterable[Policy]) -> tuple[float, ...]:
+    """The ladder and every configured target, so attainment at a target is a bucket ratio."""
+    targets = {t.total_seconds() for p in policies for t in sla_targets(p).values()}
+    return tuple(sorted(set(SLA_LADDER) | targets))
 
 # Which message kind each rule's "no" counts as.
 KIND_BY_RULE = {
@@ -23,6 +61,8 @@ KIND_BY_RULE = {
     "follow_up": "follow_up",
     "agent_reply": "agent",
     "agent_mail": "agent",
+    "agent_command": "agent",
+    "agent_command_error": "agent",
     "agent_auto_reply": "automatic",
     "auto_submitted": "automatic",
     "auto_reply": "automatic",
@@ -37,9 +77,13 @@ KIND_BY_RULE = {
 
 
 class Metrics:
-    """The daemon's metrics; pre-created for every configured mailbox so they read 0."""
+    """The daemon's metrics; pre-created for every configured mailbox and policy so they
+    read 0 rather than being absent."""
 
-    def __init__(self, registry: CollectorRegistry, mailboxes: Iterable[str]) -> None:
+    def __init__(self, registry: CollectorRegistry, mailboxes: Iterable[str],
+                 policies: Sequence[Policy] = ()) -> None:
+        # Process-wide: the _created series would only double the output.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry
         self.build_info = Info("mailbridge_build", "Version of mailbridge and Python.",
                                registry=registry)
@@ -68,18 +112,114 @@ class Metrics:
         self.imap_reconnects = Counter(
             "mailbridge_imap_reconnects", "IMAP connections lost or refused, then retried.",
             ["mailbox"], registry=registry)
+        self.acks_suppressed = Counter(
+            "mailbridge_acks_suppressed",
+            "Inbound messages that got no acknowledgement, by the rule that said no.",
+            ["mailbox", "reason"], registry=registry)
+        self.notices_sent = Counter(
+            "mailbridge_notices_sent",
+            "Scheduler mail accepted by the SMTP server: status updates, nudges, escalations.",
+            ["kind"], registry=registry)
+        self.notice_failures = Counter(
+            "mailbridge_notice_failures", "Failed scheduler mail delivery attempts, by reason.",
+            ["kind", "reason"], registry=registry)
+        self._sla_metrics(registry, policies)
+        self.config_reload_ok = Gauge(
+            "mailbridge_config_last_reload_successful",
+            "1 if the configuration was last loaded without problems.", registry=registry)
+        self.config_reload_time = Gauge(
+            "mailbridge_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.", registry=registry)
         for mailbox in mailboxes:
             self.add_mailbox(mailbox)
+        for kind in NOTICE_KINDS:
+            self.notices_sent.labels(kind)
+            for reason in FAILURE_REASONS:
+                self.notice_failures.labels(kind, reason)
+
+    def _sla_metrics(self, registry: CollectorRegistry, policies: Sequence[Policy]) -> None:
+        labels = ["sla", "policy", "priority"]
+        self.sla_evaluations = Counter(
+            "mailbridge_sla_evaluations",
+            "SLA deadlines whose outcome is known: met when answered in time, breached when "
+            "the deadline passed.", labels, registry=registry)
+        self.sla_breaches = Counter(
+            "mailbridge_sla_breaches",
+            "SLA deadlines missed, counted when the deadline passed (or at a late answer the "
+            "scheduler had not yet seen).", labels, registry=registry)
+        self.sla_elapsed = Histogram(
+            "mailbridge_sla_elapsed_business_seconds",
+            "Business seconds from the customer's message to the agent's answer (first or "
+            "next response), or to resolution; every configured target is a bucket bound.",
+            ["sla", "priority"], buckets=sla_buckets(policies), registry=registry)
+        self.sla_target = Gauge(
+            "mailbridge_sla_target_business_seconds",
+            "The configured target of each SLA of each policy, in business seconds.",
+            labels, registry=registry)
+        self.sla_objective = Gauge(
+            "mailbridge_sla_objective_ratio",
+            "The configured share of deadlines each policy should meet (its objective).",
+            labels, registry=registry)
+        for policy in policies:
+            for kind, target in sla_targets(policy).items():
+                series = (kind, policy.name, policy.priority)
+                self.sla_evaluations.labels(*series)
+                self.sla_breaches.labels(*series)
+                self.sla_elapsed.labels(kind, policy.priority)
+                self.sla_target.labels(*series).set(target.total_seconds())
+                self.sla_objective.labels(*series).set(policy.objective)
 
     def add_mailbox(self, mailbox: str) -> None:
         for kind in MESSAGE_KINDS:
             self.messages_received.labels(mailbox, kind)
         for reason in FAILURE_REASONS:
             self.ack_failures.labels(mailbox, reason)
+        for reason in SUPPRESSION_REASONS:
+            self.acks_suppressed.labels(mailbox, reason)
         self.acks_sent.labels(mailbox)
         self.ack_latency.labels(mailbox)
         self.imap_connected.labels(mailbox)
         self.imap_reconnects.labels(mailbox)
 
     def message(self, mailbox: str, rule: str) -> None:
+        """One inbound message recorded; `rule` is the rule of its verdict."""
         self.messages_received.labels(mailbox, KIND_BY_RULE.get(rule, "ignored")).inc()
+        if rule in SUPPRESSION_REASONS:
+            self.acks_suppressed.labels(mailbox, rule).inc()
+
+    def delivered(self, kind: str, mailbox: str, latency: float) -> None:
+        """An outbox item was accepted by SMTP; `latency` counts from the message's arrival."""
+        if kind == "ack":
+            self.acks_sent.labels(mailbox).inc()
+            self.ack_latency.labels(mailbox).observe(latency)
+        else:
+            self.notices_sent.labels(_notice_kind(kind)).inc()
+
+    def failed(self, kind: str, mailbox: str, reason: str) -> None:
+        """A delivery attempt of an outbox item failed, for `reason` (FAILURE_REASONS)."""
+        if kind == "ack":
+            self.ack_failures.labels(mailbox, reason).inc()
+        else:
+            self.notice_failures.labels(_notice_kind(kind), reason).inc()
+
+    def sla_outcome(self, outcome: SlaOutcome) -> None:
+        """A deadline met or breached, or an answer timed (`mailbridge.deadlines`)."""
+        series = (outcome.sla, outcome.policy, outcome.priority)
+        if outcome.evaluated:
+            self.sla_evaluations.labels(*series).inc()
+        if outcome.breached:
+            self.sla_breaches.labels(*series).inc()
+        if outcome.business_seconds is not None:
+            self.sla_elapsed.labels(outcome.sla, outcome.priority).observe(
+                max(0.0, outcome.business_seconds))
+
+    def config_loaded(self, at: datetime) -> None:
+        """The configuration in use was loaded without problems at `at`."""
+        self.config_reload_ok.set(1)
+        self.config_reload_time.set(at.timestamp())
+
+
+def _notice_kind(outbox_kind: str) -> str:
+    """"update-1", "nudge-0", "escalation-first_response-..." -> a NOTICE_KINDS value."""
+    kind = outbox_kind.split("-", 1)[0]
+    return kind if kind in NOTICE_KINDS else "other"

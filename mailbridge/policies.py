@@ -57,7 +57,7 @@ def build_policies(config: Config) -> PolicySet:
         name=DEFAULT_POLICY, priority="normal", calendar=calendars[sla.calendar],
         first_response=sla.first_response, next_response=sla.next_response,
         periodic_update=sla.periodic_update, resolution=sla.resolution,
-        objective=sla.objective, escalate_to=sla.escalate_to,
+        objective=sla.objective, escalate_to=sla.escalate_to, language=sla.language,
     )
     policies = tuple(
         core.Policy(
@@ -65,6 +65,7 @@ def build_policies(config: Config) -> PolicySet:
             first_response=p.first_response, next_response=p.next_response,
             periodic_update=p.periodic_update, resolution=p.resolution,
             objective=p.objective, escalate_to=p.escalate_to, match=_match(p.match),
+            language=p.language or sla.language,
         )
         for p in config.policies
     )

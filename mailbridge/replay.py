@@ -21,7 +21,7 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import Config
 from mailbridge.deadlines import Deadlines
 from mailbridge.errors import ConfigError
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.ingest import Choice, Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.report import ThreadSummary, policy_records, summaries, thread_record
 from mailbridge.store.db import Store
@@ -71,6 +71,7 @@ def _line(outcome: Outcome, json_lines: bool) -> str:
         "agent": outcome.agent.name if outcome.agent else None,
         "due": outcome.due.isoformat() if outcome.due else None,
         "to": outcome.ack_to,
+        **_choice_record(outcome.choice),
     }
     if json_lines:
         return json.dumps(record, ensure_ascii=False)
@@ -80,7 +81,25 @@ def _line(outcome: Outcome, json_lines: bool) -> str:
         text += f"  thread={outcome.thread}"
     if outcome.agent:
         text += f"  agent={outcome.agent.name!r}  due={record['due']}"
+    if outcome.choice is not None:
+        text += f"  ({outcome.choice.assignment.reason})  language={outcome.choice.language}"
+        if outcome.choice.faq:
+            text += f"  faq={', '.join(repr(s.title) for s in outcome.choice.faq)}"
     return text
+
+
+def _choice_record(choice: Choice | None) -> dict[str, Any]:
+    """How a new thread's agent, language and FAQ articles were chosen; null otherwise."""
+    if choice is None:
+        return {"assignment": None, "language": None, "faq": []}
+    assignment = choice.assignment
+    starts = assignment.starts_at.isoformat() if assignment.starts_at else None
+    return {
+        "assignment": {"rule": assignment.rule, "reason": assignment.reason,
+                       "starts_at": starts, "promise": choice.promise.isoformat()},
+        "language": {"language": choice.language, "reason": choice.language_reason},
+        "faq": [{"title": s.title, "url": s.url, "why": list(s.reasons)} for s in choice.faq],
+    }
 
 
 def replay(config: Config, paths: Sequence[Path], *, now: datetime | None, out: TextIO,

@@ -35,6 +35,8 @@ class ThreadSummary:
     breaches: tuple[str, ...]
     next_deadline: tuple[str, datetime] | None
     """The pending deadline (kind, due) while the thread awaits an agent."""
+    assignment: str = ""
+    """Why the thread has its agent (its assignment or latest hand-over)."""
 
 
 def _next_deadline(thread: Thread) -> tuple[str, datetime] | None:
@@ -66,13 +68,13 @@ def summaries(store: Store, *, states: Iterable[str] | None = None) -> list[Thre
         first_response_seconds=t.first_response_seconds,
         first_response_business_seconds=t.first_response_business_seconds,
         first_response_met=t.first_response_met, breaches=tuple(breaches[t.id]),
-        next_deadline=_next_deadline(t)) for t in rows]
+        next_deadline=_next_deadline(t), assignment=t.assignment) for t in rows]
 
 
 def thread_record(s: ThreadSummary) -> dict[str, Any]:
     """The `replay --json` line of one thread."""
     return {"type": "thread", "thread": s.thread, "policy": s.policy, "priority": s.priority,
-            "agent": s.agent, "state": s.state,
+            "agent": s.agent, "assignment": s.assignment, "state": s.state,
             "first_response_seconds": s.first_response_seconds,
             "first_response_business_seconds": s.first_response_business_seconds,
             "first_response_due": s.first_response_due.isoformat(),

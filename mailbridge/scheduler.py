@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from mailbridge.clock import Clock
 from mailbridge.deadlines import Deadlines
+from mailbridge.errors import StoreUnavailableError
+from mailbridge.io.backoff import Backoff
 from mailbridge.logs import fields
 from mailbridge.store.db import Store
 from mailbridge.waiting import sleep_until
@@ -40,15 +42,25 @@ class Scheduler:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        backoff = Backoff(initial=0.5, cap=10.0)
         while not stopping.is_set():
             self._wake.clear()
-            done = await asyncio.to_thread(self.deadlines.run_due, self.clock.now())
-            if done:
-                log.info("scheduler %s", fields(event="acted", threads=done))
-                if self.on_work is not None:
-                    self.on_work()
+            try:
+                done = await asyncio.to_thread(self.deadlines.run_due, self.clock.now())
+                if not done:
+                    await self._sleep(stopping)
+                    continue
+            except StoreUnavailableError as exc:
+                # Claimed work rolled back with the connection: it is done again later.
+                delay = backoff.next_delay()
+                log.warning("scheduler %s", fields(event="store_unavailable", error=str(exc),
+                                                   retry_in_s=round(delay, 1)))
+                await sleep_until(asyncio.Event(), stopping, delay)
                 continue
-            await self._sleep(stopping)
+            backoff.reset()
+            log.info("scheduler %s", fields(event="acted", threads=done))
+            if self.on_work is not None:
+                self.on_work()
 
     async def _sleep(self, stopping: asyncio.Event) -> None:
         next_at = await asyncio.to_thread(self.store.next_due_time)

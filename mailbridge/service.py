@@ -3,10 +3,15 @@
 Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`).
 
 Lifecycle, as in uvicorn's server: `startup()` opens the store, the HTTP
-endpoint, the outbox sender and one watcher thread per mailbox, then tells
+endpoint, the outbox sender, one watcher thread per mailbox and (when enabled)
+the agents' submission relay, then tells
 systemd READY=1 (before IMAP login, so a mail-server outage is not a start
 failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog;
 `shutdown()` stops the watchers, lets the sender drain what is due, and exits.
+
+Several instances may share one store (`membership`): an instance watches only the
+mailboxes whose lease it holds, starting and stopping watchers as leases come and go;
+its sender and scheduler claim work that its peers skip.
 """
 
 from __future__ import annotations
@@ -26,15 +31,28 @@ from prometheus_client import CollectorRegistry
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.core.model import InboundMessage
+from mailbridge.errors import TransientError
 from mailbridge.ingest import Ingestor, Outcome, Source
-from mailbridge.io.http import HttpServer
+from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.relay import (
+    Credentials,
+    RelayHandler,
+    RelayServer,
+    Submission,
+    Submitted,
+    upstream_transport,
+)
 from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport, Transport
 from mailbridge.logs import fields
 from mailbridge.mail.parse import parse_message
+from mailbridge.membership import Change, Membership
 from mailbridge.metrics import Metrics
 from mailbridge.notify import sd_notify, watchdog_interval
+from mailbridge.policies import build_policies
 from mailbridge.scheduler import Scheduler
+from mailbridge.sla_metrics import StoreCollector
+from mailbridge.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
 from mailbridge.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -51,13 +69,23 @@ class Service:
     def __init__(self, config: Config, *, clock: Clock | None = None,
                  registry: CollectorRegistry | None = None, transport: Transport | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 on_sent: Callable[[OutboxRow], None] | None = None) -> None:
+                 on_sent: Callable[[OutboxRow], None] | None = None,
+                 relay_transport: Transport | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         mailboxes = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
-        self.metrics = Metrics(self.registry, mailboxes)
+        policies = build_policies(config)
+        self.policies = (policies.default, *policies.policies)
+        self.metrics = Metrics(self.registry, mailboxes, self.policies)
+        self.metrics.config_loaded(self.clock.now())
+        self._collector: StoreCollector | None = None
         self.transport = transport
+        self.relay_transport = relay_transport
+        """The relay's upstream (default: `[relay] upstream_*`), when the relay is enabled."""
+        self.relay: RelayServer | None = None
+        if config.relay.enabled:
+            self.metrics.add_mailbox(RELAY_MAILBOX)
         self.on_outcome = on_outcome
         self.on_sent = on_sent
         self.ready = False
@@ -67,6 +95,8 @@ class Service:
         self.scheduler: Scheduler | None = None
         self.http: HttpServer | None = None
         self.watchers: list[ImapWatcher] = []
+        """One per mailbox whose lease this instance holds (`membership`)."""
+        self.membership: Membership | None = None
         self.started = asyncio.Event()
         """Set once startup() is done: the store is open and /healthz answers."""
         self._stop = asyncio.Event()
@@ -98,34 +128,78 @@ class Service:
         self._loop = asyncio.get_running_loop()
         config = self.config
         self.store = await asyncio.to_thread(Store.open, config.store.url)
+        # Before the sender starts: joining fails what a dead instance (or our previous
+        # run) left `sending`, and takes the free mailboxes.
+        self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
+                                     lease_timeout=config.store.lease_timeout,
+                                     synced=self._last_sync)
+        joined = await asyncio.to_thread(self.membership.join)
         self.ingestor = Ingestor.create(config, self.store, self.clock)
+        self.ingestor.deadlines.on_outcome = self.metrics.sla_outcome
+        self._collector = StoreCollector(self.store, self.policies,
+                                         horizon=config.sla.at_risk_horizon, now=self.clock.now)
+        self.registry.register(self._collector)
         self.http = HttpServer(config.http.host, config.http.port, self.registry,
-                               lambda: self.ready)
+                               lambda: self.ready, auth=http_auth(config.http))
         await self.http.start()
         transport = self.transport or self._smtp_transport()
         retry = RetryPolicy()
         if config.smtp is not None:
             retry = RetryPolicy(config.smtp.retry_initial, config.smtp.retry_max,
                                 config.smtp.give_up_after)
+        routes: dict[str, Transport] = {}
+        if config.relay.enabled:
+            routes[RELAY_MAILBOX] = self.relay_transport or upstream_transport(
+                config.relay, local_hostname=config.support.domain)
         self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
-                                   on_sent=self.on_sent)
+                                   on_sent=self.on_sent, claimer=self.membership.id,
+                                   routes=routes)
         self._tasks.append(asyncio.create_task(self.sender.run(self._stopping_sender)))
         self.scheduler = Scheduler(self.ingestor.deadlines, self.store, self.clock,
                                    on_work=self.sender.wake)
         self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop)))
-        if config.imap is not None:
-            for mailbox in (config.imap.mailbox, *config.imap.sent_folders):
-                watcher = ImapWatcher(config.imap, mailbox=mailbox, store=self.store,
-                                      deliver=functools.partial(self._deliver_threadsafe,
-                                                                mailbox),
-                                      clock=self.clock, metrics=self.metrics)
-                watcher.start()
-                self.watchers.append(watcher)
+        await self._leases_changed(joined)
+        self._tasks.append(asyncio.create_task(
+            self.membership.run(self._stop, self._leases_changed)))
+        if config.relay.enabled:
+            credentials = Credentials.from_config(config)
+            if not len(credentials):
+                log.warning("relay %s", fields(event="no_logins", hint="give agents a "
+                                               "password_hash or password_file"))
+            handler = RelayHandler(credentials=credentials,
+                                   support_addresses=frozenset(config.support.addresses),
+                                   submit=self._relay_submit, clock=self.clock)
+            self.relay = RelayServer(config.relay, handler)
+            await self.relay.start()
         self.ready = True
         self.started.set()
         sd_notify("READY=1")
         log.info("service %s", fields(event="ready", http=f"{config.http.host}:{self.http.port}",
                                       mailboxes=len(self.watchers)))
+
+    def _mailboxes(self) -> list[str]:
+        imap = self.config.imap
+        return [imap.mailbox, *imap.sent_folders] if imap is not None else []
+
+    def _last_sync(self, mailbox: str) -> datetime | None:
+        """The watcher's last sync, for its lease row; called from a worker thread."""
+        found = [w.last_sync for w in list(self.watchers) if w.mailbox == mailbox]
+        return found[0] if found else None
+
+    async def _leases_changed(self, change: Change) -> None:
+        """Watch the mailboxes this instance now holds; stop watching those it lost."""
+        for watcher in [w for w in self.watchers if w.mailbox in change.lost]:
+            self.watchers.remove(watcher)
+            await asyncio.to_thread(watcher.stop)
+        imap = self.config.imap
+        if imap is None or self.store is None:
+            return
+        for mailbox in sorted(change.gained):
+            watcher = ImapWatcher(imap, mailbox=mailbox, store=self.store,
+                                  deliver=functools.partial(self._deliver_threadsafe, mailbox),
+                                  clock=self.clock, metrics=self.metrics)
+            watcher.start()
+            self.watchers.append(watcher)
 
     def _smtp_transport(self) -> Transport:
         if self.config.smtp is None:
@@ -152,6 +226,8 @@ class Service:
     async def shutdown(self) -> None:
         self.ready = False
         sd_notify("STOPPING=1")
+        if self.relay is not None:
+            await self.relay.close()
         for watcher in self.watchers:
             await asyncio.to_thread(watcher.stop)
         self._stopping_sender.set()
@@ -163,8 +239,14 @@ class Service:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.membership is not None and self.store is not None:
+            with contextlib.suppress(TransientError):
+                await asyncio.to_thread(self.membership.leave)
         if self.http is not None:
             await self.http.close()
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+            self._collector = None
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
         log.info("service %s", fields(event="stopped"))
@@ -193,6 +275,33 @@ class Service:
         return self._record(source, len(raw), functools.partial(
             self._ingest, message, source, self.clock.now()))
 
+    def _relay_submit(self, submission: Submission) -> Submitted:
+        """Record and queue one relayed message (`io.relay`); runs in a worker thread."""
+        config = self.config
+        prepared = prepare_relayed(
+            submission.data, agent=submission.agent, envelope_from=submission.envelope_from,
+            recipients=submission.recipients,
+            support_addresses=frozenset(config.support.addresses),
+            domain=config.support.domain, now=submission.accepted_at)
+        if prepared is None:
+            return Submitted("from_refused")
+        message, relayed = prepared
+        outcome = self._ingestor().relay(message, relayed, received=submission.accepted_at,
+                                         now=self.clock.now())
+        self._wake_sender()
+        if outcome.thread is not None:
+            self._wake_scheduler()
+        self.metrics.message(RELAY_MAILBOX, outcome.verdict.rule)
+        log.info("message %s", fields(
+            event="relayed", source=RELAY_MAILBOX, msgid=message_hash(outcome.message_id),
+            rule=outcome.verdict.rule, thread=outcome.thread, queued=outcome.queued,
+            peer=submission.peer))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        if outcome.verdict.rule == "duplicate":
+            return Submitted("duplicate")
+        return Submitted("queued" if outcome.verdict.rule in FORWARDED_RULES else "kept")
+
     def _wake_sender(self) -> None:
         if self._loop is not None and self.sender is not None:
             self._loop.call_soon_threadsafe(self.sender.wake)
@@ -212,11 +321,13 @@ class Service:
         now = self.clock.now()
         try:
             outcome = step()
+        except TransientError:  # the store is down: the watcher fetches it again later
+            raise
         except Exception as exc:  # never lose a message to a bug: record why instead
             log.exception("message %s", fields(event="error", source=source.describe()))
             outcome = self._ingestor().record_failure(source, f"{type(exc).__name__}: {exc}",
                                                       size=size, received=now, now=now)
-        if outcome.ack_message_id is not None:
+        if outcome.ack_message_id is not None or outcome.queued:
             self._wake_sender()
         if outcome.thread is not None:
             self._wake_scheduler()  # the thread's next due time may have moved

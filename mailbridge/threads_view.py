@@ -37,7 +37,7 @@ def threads_records(store: Store, *, states: Sequence[str],
         kind, due = item.next_deadline if item.next_deadline else (None, None)
         records.append({
             "thread": item.thread, "state": item.state, "policy": item.policy,
-            "priority": item.priority, "agent": item.agent,
+            "priority": item.priority, "agent": item.agent, "assignment": item.assignment,
             "age_seconds": round((now - item.created_at).total_seconds()),
             "next_deadline": due.isoformat() if due else None, "next_deadline_kind": kind,
             "seconds_left": round((due - now).total_seconds()) if due else None,
@@ -55,8 +55,8 @@ def print_threads(store: Store, *, states: Sequence[str], now: datetime, out: Te
     if not records:
         print(f"no threads in state {', '.join(states)}", file=out)
         return
-    print(f"{'thread':<7} {'state':<17} {'policy':<10} {'agent':<18} {'age':<11} next deadline",
-          file=out)
+    print(f"{'thread':<7} {'state':<17} {'policy':<10} {'agent':<18} {'age':<11} "
+          f"{'next deadline':<32} assignment", file=out)
     for r in records:
         deadline = "-"
         if r["next_deadline"] is not None:
@@ -66,4 +66,4 @@ def print_threads(store: Store, *, states: Sequence[str], now: datetime, out: Te
             deadline = f"{r['next_deadline_kind'].replace('_', ' ')} {when}"
         age = _span(timedelta(seconds=r["age_seconds"]))
         print(f"{r['thread']:<7} {r['state']:<17} {r['policy']:<10} {r['agent'][:18]:<18} "
-              f"{age:<11} {deadline}", file=out)
+              f"{age:<11} {deadline:<32} {r['assignment'] or '-'}".rstrip(), file=out)

@@ -21,9 +21,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *, imap_tls: str = "none",
                  extra_imap: str = "", extra_smtp: str = "", extra_rules: str = "",
-                 extra_sla: str = "", extra: str = "") -> Path:
-    """A complete mailbridge config for the two test servers; returns its path."""
+                 extra_sla: str = "", extra: str = "", store_url: str | None = None,
+                 extra_store: str = "") -> Path:
+    """A complete mailbridge config for the two test servers; returns its path.
+
+    The store is a SQLite file in `directory` unless `store_url` names another."""
     directory.mkdir(parents=True, exist_ok=True)
+    store_url = store_url or f"sqlite:///{directory}/mailbridge.sqlite3"
     path = directory / "mailbridge.toml"
     path.write_text(f"""
 [support]
@@ -65,7 +69,8 @@ retry_max = "2s"
 {extra_smtp}
 
 [store]
-url = "sqlite:///{directory}/mailbridge.sqlite3"
+url = "{store_url}"
+{extra_store}
 
 [http]
 listen = "127.0.0.1:{free_port()}"

@@ -13,6 +13,7 @@ other user, every Dovecot process runs as that user and no chroot is used.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -641,7 +642,12 @@ class _RecordingHandler:
         reply = self._peer._refusal("DATA", envelope)
         if reply is not None:
             return reply
+        delay = self._peer._take_stall()
         self._peer._record(envelope)
+        if delay:
+            # Recorded, the reply held back: a client killed meanwhile cannot know that the
+            # message was delivered (as with a real MTA that got the final dot).
+            await asyncio.sleep(delay)
         return "250 Message accepted for delivery"
 
 
@@ -663,6 +669,8 @@ class SmtpPeer:
         self._messages: list[Received] = []
         self._failure: _Failure | None = None
         self._refused = 0
+        self._stall: tuple[float, int] | None = None
+        self._stalled = 0
         self._controller: Controller | None = None
         self._handler = _RecordingHandler(self)
         self._tls: TlsFiles | None = None
@@ -750,6 +758,26 @@ class SmtpPeer:
             raise ValueError("times must be a positive number or None")
         with self._cond:
             self._failure = _Failure(code, text, stage, times)
+
+    def stall(self, seconds: float, times: int = 1) -> None:
+        """Hold the reply to the next ``times`` accepted DATA for ``seconds`` (a slow peer)."""
+        with self._cond:
+            self._stall = (seconds, times)
+
+    @property
+    def stalled_count(self) -> int:
+        """How many transactions have been held by ``stall`` so far."""
+        with self._cond:
+            return self._stalled
+
+    def _take_stall(self) -> float:
+        with self._cond:
+            if self._stall is None:
+                return 0.0
+            seconds, times = self._stall
+            self._stall = (seconds, times - 1) if times > 1 else None
+            self._stalled += 1
+            return seconds
 
     def recover(self) -> None:
         """Accept mail normally again."""

@@ -16,11 +16,14 @@ from mailbridge.config import (
     CalendarSettings,
     Config,
     DaemonSettings,
+    FaqMatchSettings,
+    FaqSettings,
     HolidaySettings,
     HttpSettings,
     ImapSettings,
     MatchSettings,
     PolicySettings,
+    RelaySettings,
     RulesSettings,
     Secret,
     SlaSettings,
@@ -126,18 +129,22 @@ def test_example_documents_every_key() -> None:
             documented.setdefault(section, set()).add(key[1])
     sections: dict[str, type[BaseModel]] = {
         "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
-        "calendars": CalendarSettings, "policies": PolicySettings,
+        "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
         "rules": RulesSettings, "threads": ThreadsSettings,
-        "imap": ImapSettings, "smtp": SmtpSettings, "store": StoreSettings,
+        "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings,
+        "store": StoreSettings,
         "http": HttpSettings, "daemon": DaemonSettings,
     }
     assert set(sections) == set(Config.model_fields) - {"path"}
     nested: dict[str, type[BaseModel]] = {
         "calendars.holidays": HolidaySettings, "policies.match": MatchSettings,
+        "agents.holidays": HolidaySettings, "faq.match": FaqMatchSettings,
     }
     for name, model in {**sections, **nested}.items():
         extra = {"password_file"} if name in ("imap", "smtp") else set()
-        expected = set(model.model_fields) | extra
+        if name == "http":  # secrets come from files only
+            extra = {"bearer_token_file", "basic_auth_password_file"}
+        expected = (set(model.model_fields) - {"bearer_token", "basic_auth_password"}) | extra
         assert documented.get(name) == expected, name
     assert documented["calendars.hours"] == {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 

@@ -1,6 +1,6 @@
 """Plain, frozen data shared by the core, the mail layer and the adapters.
 
-Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `AckContext`,
+Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `FaqLink`, `AckContext`,
 `UpdateContext`, `NoticeContext`.
 Nothing here does I/O or reads a clock; every datetime is timezone-aware.
 """
@@ -73,10 +73,16 @@ class InboundMessage:
 
 @dataclass(frozen=True)
 class Agent:
-    """A named person who answers customers."""
+    """A named person who answers customers, and how they sign."""
 
     name: str
     email: str
+    title: str = ""
+    """E.g. "Customer Success"; shown after the name when there is no signature."""
+    signature: str = ""
+    """Plain text, several lines; replaces name, title and desk under the closing."""
+    photo_url: str = ""
+    """An https URL of their photo, shown in the HTML part; "" for none."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,15 @@ class Verdict:
     reply: bool
     rule: str
     detail: str
+
+
+@dataclass(frozen=True)
+class FaqLink:
+    """An article the acknowledgement suggests while the customer waits."""
+
+    title: str
+    url: str
+    """An https URL."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,12 @@ class AckContext:
     """The customer's UTC offset, from their Date header; None when unknown."""
     opens_at: datetime | None = None
     """When the support desk next opens, if it is closed at the time of the ack."""
+    language: str = "en"
+    """The language to write in: a template folder such as "en" or "de"."""
+    faq: tuple[FaqLink, ...] = ()
+    """Up to three articles that may help while they wait."""
+    agent_starts_at: datetime | None = None
+    """When the assigned agent's shift starts, if nobody was on shift at the time of the ack."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,7 @@ class UpdateContext:
     in_reply_to: str | None
     references: tuple[str, ...]
     customer_offset: timedelta | None = None
+    language: str = "en"
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ class Policy:
     customer message once an agent has answered; `periodic_update` is the longest wait
     between our messages while we owe an answer; `resolution` bounds the whole thread.
     `objective` is the share of threads that should meet their targets (0 < x < 1).
+    `language` is the language to write to its customers in, when their message does not say;
+    None leaves it to the desk's default.
     """
 
     name: str
@@ -74,6 +76,8 @@ class Policy:
     objective: float = 0.95
     escalate_to: str | None = None
     match: Match = field(default_factory=Match)
+    language: str | None = None
+    """The language its customers are written to, when their message does not say."""
 
     def __post_init__(self) -> None:
         targets = (self.first_response, self.next_response, self.periodic_update,

@@ -258,3 +258,41 @@ def _promise(clock: Clock, now: datetime, targets: Targets) -> datetime:
         return response[1]
     return targets.add(now, targets.update_before if targets.periodic_update is None
                        else targets.periodic_update)
+
+
+# -- an agent's mail commands (`core.commands`) -----------------------------------------------
+
+
+def _paused(clock: Clock, at: datetime, targets: Targets) -> timedelta:
+    """Resolution time used, including the current wait for an agent up to `at`."""
+    used = clock.resolution_used
+    if clock.state == AWAITING_AGENT and clock.waiting_since is not None:
+        used += targets.measure(clock.waiting_since, at)
+    return used
+
+
+def pending(clock: Clock, at: datetime, targets: Targets) -> Clock:
+    """`#pending`: the thread waits on the customer; the response clocks stop.
+
+    Not a response: no first-response time is recorded, since no answer went out. The quiet
+    timer starts, so a customer who never writes back lets the thread resolve itself.
+    """
+    if clock.state == AWAITING_CUSTOMER:
+        return clock
+    return replace(clock, state=AWAITING_CUSTOMER, waiting_since=None, next_response_due=None,
+                   resolution_due=None, resolution_used=_paused(clock, at, targets),
+                   last_agent_reply=at, escalations_due=())
+
+
+def close(clock: Clock, at: datetime, targets: Targets) -> Clock:
+    """`#close`: the thread is resolved; nothing more is due until the customer writes."""
+    if clock.state == RESOLVED:
+        return clock
+    return replace(clock, state=RESOLVED, waiting_since=None, next_response_due=None,
+                   resolution_due=None, resolution_used=_paused(clock, at, targets),
+                   escalations_due=())
+
+
+def reopen(clock: Clock, at: datetime, targets: Targets) -> Clock:
+    """`#reopen`: the thread awaits an agent again, as if the customer had just written."""
+    return customer_message(clock, at, targets)

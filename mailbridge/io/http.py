@@ -1,39 +1,121 @@
 """The small HTTP endpoint: `/metrics` for Prometheus and `/healthz` for probes.
 
-Public API: `HttpServer(host, port, registry, ready)`, with `start()`, `close()`
-and `port` (the bound port, useful with port 0).
+Public API: `HttpServer(host, port, registry, ready, *, auth=None)`, with `start()`,
+`close()` and `port` (the bound port, useful with port 0); `HttpAuth` and
+`http_auth(settings)`, the credentials /metrics asks for (none by default).
 
 A plain asyncio server: two read-only GET routes do not need a web framework,
 and it runs on our own event loop. The metrics are rendered in a worker thread
-because scrape-time collectors may query the store.
+because scrape-time collectors query the store. /healthz never asks for
+credentials: a liveness probe must not need a secret.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from mailbridge.config import HttpSettings
+from mailbridge.logs import fields
+
 log = logging.getLogger(__name__)
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 500: "Internal Server Error",
             503: "Service Unavailable"}
+
+Response = tuple[int, str, bytes, dict[str, str]]
+"""(status, content type, body, extra headers)."""
+
+
+def _same(given: bytes, expected: bytes) -> bool:
+    """Constant-time equality that does not reveal the expected length either."""
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
+
+
+@dataclass(frozen=True, repr=False)
+class HttpAuth:
+    """A bearer token, or a basic-auth user and password, that /metrics requires."""
+
+    bearer_token: str | None = None
+    basic_user: str | None = None
+    basic_password: str | None = None
+
+    def __repr__(self) -> str:
+        return f"HttpAuth(scheme={self.scheme!r})"
+
+    @property
+    def scheme(self) -> str:
+        return "Bearer" if self.bearer_token is not None else "Basic"
+
+    def allows(self, authorization: bytes | None) -> bool:
+        """Whether an Authorization header value carries the configured credentials."""
+        if authorization is None:
+            return False
+        scheme, _, credentials = authorization.strip().partition(b" ")
+        credentials = credentials.strip()
+        if self.bearer_token is not None:
+            return scheme.lower() == b"bearer" and _same(credentials,
+                                                         self.bearer_token.encode())
+        if scheme.lower() != b"basic" or self.basic_user is None \
+                or self.basic_password is None:
+            return False
+        try:
+            decoded = base64.b64decode(credentials, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, colon, password = decoded.partition(b":")
+        user_ok = _same(user, self.basic_user.encode())
+        password_ok = _same(password, self.basic_password.encode())
+        return bool(colon) & user_ok & password_ok  # no short cut: both are always compared
+
+
+def http_auth(settings: HttpSettings) -> HttpAuth | None:
+    """The credentials [http] asks for, or None when /metrics is open."""
+    if settings.bearer_token is not None:
+        return HttpAuth(bearer_token=settings.bearer_token.reveal())
+    if settings.basic_auth_user is not None and settings.basic_auth_password is not None:
+        return HttpAuth(basic_user=settings.basic_auth_user,
+                        basic_password=settings.basic_auth_password.reveal())
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool], *, auth: HttpAuth | None = None) -> None:
         self.host = host
         self.port = port
         self.registry = registry
         self.ready = ready
+        self.auth = auth
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.auth is None and not _is_loopback(self.host):
+            log.warning("http %s", fields(
+                event="unauthenticated", listen=f"{self.host}:{self.port}",
+                hint="set [http] bearer_token_file or basic_auth_user with "
+                     "basic_auth_password_file"))
 
     async def close(self) -> None:
         if self._server is not None:
@@ -42,14 +124,15 @@ class HttpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head_only, (status, ctype, body) = await asyncio.wait_for(self._respond(reader),
-                                                                      timeout=10)
+            head_only, (status, ctype, body, extra) = await asyncio.wait_for(
+                self._respond(reader), timeout=10)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             writer.close()
             return
+        headers = "".join(f"{name}: {value}\r\n" for name, value in extra.items())
         head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n")
         try:
             writer.write(head.encode("ascii") + (b"" if head_only else body))
             await writer.drain()
@@ -58,24 +141,37 @@ class HttpServer:
         finally:
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader,
-                       ) -> tuple[bool, tuple[int, str, bytes]]:
-        """(whether this is a HEAD request, (status, content type, body))."""
+    async def _respond(self, reader: asyncio.StreamReader) -> tuple[bool, Response]:
+        """(whether this is a HEAD request, the response)."""
         request = await reader.readuntil(b"\r\n\r\n")
-        parts = request.split(b"\r\n", 1)[0].split()
+        lines = request.split(b"\r\n")
+        parts = lines[0].split()
         if len(parts) != 3:
-            return False, (400, "text/plain", b"bad request\n")
+            return False, (400, "text/plain", b"bad request\n", {})
         method, target = parts[0], parts[1].split(b"?", 1)[0]
-        return method == b"HEAD", await self._route(method, target)
+        authorization = None
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if colon and name.strip().lower() == b"authorization":
+                authorization = value.strip()
+        return method == b"HEAD", await self._route(method, target, authorization)
 
-    async def _route(self, method: bytes, target: bytes) -> tuple[int, str, bytes]:
+    async def _route(self, method: bytes, target: bytes,
+                     authorization: bytes | None) -> Response:
         if method not in (b"GET", b"HEAD"):
-            return 405, "text/plain", b"only GET\n"
+            return 405, "text/plain", b"only GET\n", {}
         if target == b"/metrics":
-            body = await asyncio.to_thread(generate_latest, self.registry)
-            return 200, CONTENT_TYPE_LATEST, body
+            if self.auth is not None and not self.auth.allows(authorization):
+                return (401, "text/plain", b"unauthorized\n",
+                        {"WWW-Authenticate": f'{self.auth.scheme} realm="mailbridge"'})
+            try:
+                body = await asyncio.to_thread(generate_latest, self.registry)
+            except Exception:  # a broken collector must not take the endpoint down
+                log.exception("http %s", fields(event="metrics_failed"))
+                return 500, "text/plain", b"metrics failed; see the log\n", {}
+            return 200, CONTENT_TYPE_LATEST, body, {}
         if target == b"/healthz":
             if self.ready():
-                return 200, "text/plain", b"ok\n"
-            return 503, "text/plain", b"starting\n"
-        return 404, "text/plain", b"not found: try /metrics or /healthz\n"
+                return 200, "text/plain", b"ok\n", {}
+            return 503, "text/plain", b"starting\n", {}
+        return 404, "text/plain", b"not found: try /metrics or /healthz\n", {}

@@ -30,6 +30,7 @@ from imapclient.exceptions import IMAPClientError
 from mailbridge.clock import Clock
 from mailbridge.config import ImapSettings
 from mailbridge.core.model import InboundMessage
+from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
@@ -112,6 +113,8 @@ class ImapWatcher:
         self.clock = clock
         self.metrics = metrics
         self.heartbeat = time.monotonic()
+        self.last_sync: datetime | None = None
+        """When the server last confirmed we have seen everything (a sync or IDLE check)."""
         self.connected = False
         self._stop = threading.Event()
         self._client: IMAPClient | None = None
@@ -154,7 +157,8 @@ class ImapWatcher:
     def _lost(self, exc: BaseException) -> None:
         self.metrics.imap_reconnects.labels(self.mailbox).inc()
         delay = self._backoff.next_delay()
-        expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped)
+        expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped
+                              | TransientError)
         log.log(logging.WARNING if expected else logging.ERROR, "imap %s",
                 fields(event="disconnected", mailbox=self.mailbox, error=type(exc).__name__,
                        detail=str(exc)[:200], retry_in_s=round(delay, 1)),
@@ -207,7 +211,8 @@ class ImapWatcher:
 
     def _synced(self) -> None:
         self.heartbeat = time.monotonic()
-        self.metrics.imap_last_sync.labels(self.mailbox).set(self.clock.now().timestamp())
+        self.last_sync = self.clock.now()
+        self.metrics.imap_last_sync.labels(self.mailbox).set(self.last_sync.timestamp())
 
     def _start_point(self, client: IMAPClient, uidvalidity: int) -> int:
         """The last UID already handled; on a first sync or a new UIDVALIDITY, the
@@ -307,6 +312,7 @@ class ImapWatcher:
                 started = time.monotonic()
                 responses = client.idle_check(timeout=timeout)
                 self.heartbeat = time.monotonic()
+                self.last_sync = self.clock.now()
                 if self._stop.is_set():
                     return
                 if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):

@@ -11,18 +11,19 @@ open across sends and rebuilt after any failure. SMTP errors become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from mailbridge.clock import Clock
 from mailbridge.config import SmtpSettings
-from mailbridge.errors import PermanentError, TransientError
-from mailbridge.io.backoff import retry_delay
+from mailbridge.errors import PermanentError, StoreUnavailableError, TransientError
+from mailbridge.io.backoff import Backoff, retry_delay
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields, redact
 from mailbridge.metrics import Metrics
@@ -135,8 +136,13 @@ class OutboxSender:
 
     def __init__(self, store: Store, transport: Transport, clock: Clock, metrics: Metrics,
                  retry: RetryPolicy, *, on_sent: Callable[[OutboxRow], None] | None = None,
+                 claimer: str | None = None, routes: Mapping[str, Transport] | None = None,
                  ) -> None:
         self.store = store
+        self.routes = dict(routes or {})
+        """Transports by outbox mailbox ("relay": the relay's upstream); else `transport`."""
+        self.claimer = claimer
+        """The instance id recorded on each claimed item (`store.peers`)."""
         self.transport = transport
         self.clock = clock
         self.metrics = metrics
@@ -149,27 +155,44 @@ class OutboxSender:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Deliver until `stopping` is set and nothing more is due now (a drain)."""
-        lost = await asyncio.to_thread(self.store.recover_interrupted, self.clock.now())
-        if lost:
-            log.warning("outbox %s", fields(event="recovered", interrupted=lost))
+        """Deliver until `stopping` is set and nothing more is due now (a drain).
+
+        Items a crash left `sending` are failed before this starts (`store.peers.reap`).
+        While the store is unavailable it backs off, keeping the outcome it has yet to
+        record; an outcome it can never record leaves the item `sending`, so that it is
+        failed as interrupted, never sent again.
+        """
         finished: Finished | None = None
+        backoff = Backoff(initial=0.5, cap=10.0)
+        never = asyncio.Event()
         try:
             while True:
                 self._wake.clear()
-                item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now(),
-                                               finished=finished)
-                finished = None
-                if item is not None:
-                    finished = await self._deliver(item)
+                try:
+                    item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now(),
+                                                   finished=finished, claimer=self.claimer)
+                    finished = None
+                    if item is None:
+                        if stopping.is_set():
+                            return
+                        await self._sleep(stopping)
+                        continue
+                except StoreUnavailableError as exc:
+                    if stopping.is_set():
+                        return
+                    delay = backoff.next_delay()
+                    log.warning("outbox %s", fields(event="store_unavailable", error=str(exc),
+                                                    retry_in_s=round(delay, 1)))
+                    await sleep_until(never, stopping, delay)
                     continue
-                if stopping.is_set():
-                    return
-                await self._sleep(stopping)
+                backoff.reset()
+                finished = await self._deliver(item)
         finally:
             if finished is not None:
-                await asyncio.to_thread(self.store.finish_outbox, finished)
-            await asyncio.to_thread(self.transport.close)
+                with contextlib.suppress(StoreUnavailableError):
+                    await asyncio.to_thread(self.store.finish_outbox, finished)
+            for transport in (self.transport, *self.routes.values()):
+                await asyncio.to_thread(transport.close)
 
     async def _sleep(self, stopping: asyncio.Event) -> None:
         next_at = await asyncio.to_thread(self.store.next_outbox_time)
@@ -182,16 +205,16 @@ class OutboxSender:
         """Send one item; return its outcome for the store to record."""
         started = self.clock.monotonic()
         try:
-            await asyncio.to_thread(self.transport.send, item.envelope_from, item.recipient,
+            transport = self.routes.get(item.mailbox, self.transport)
+            await asyncio.to_thread(transport.send, item.envelope_from, item.recipient,
                                     item.body)
         except TransientError as exc:
             return self._retry_later(item, str(exc))
         except PermanentError as exc:
             return self._fail(item, str(exc), "smtp_permanent")
         now = self.clock.now()
-        self.metrics.acks_sent.labels(item.mailbox).inc()
         latency = max(0.0, (now - item.arrived_at).total_seconds())
-        self.metrics.ack_latency.labels(item.mailbox).observe(latency)
+        self.metrics.delivered(item.kind, item.mailbox, latency)
         log.info("ack %s", fields(event="sent", thread=item.thread_id, kind=item.kind,
                                   attempt=item.attempts,
                                   send_ms=round((self.clock.monotonic() - started) * 1000)))
@@ -201,7 +224,7 @@ class OutboxSender:
 
     def _retry_later(self, item: OutboxRow, error: str) -> Finished:
         now = self.clock.now()
-        self.metrics.ack_failures.labels(item.mailbox, "smtp_temporary").inc()
+        self.metrics.failed(item.kind, item.mailbox, "smtp_temporary")
         if now - item.arrived_at > self.retry.give_up_after:
             return self._fail(item, f"gave up after {item.attempts} attempts: {error}", None)
         delay = retry_delay(item.attempts, initial=self.retry.initial.total_seconds(),
@@ -212,7 +235,7 @@ class OutboxSender:
 
     def _fail(self, item: OutboxRow, error: str, reason: str | None) -> Finished:
         if reason is not None:
-            self.metrics.ack_failures.labels(item.mailbox, reason).inc()
+            self.metrics.failed(item.kind, item.mailbox, reason)
         log.error("ack %s", fields(event="failed", thread=item.thread_id, attempt=item.attempts,
                                    error=redact(error)))
         return Finished(item.id, "failed", self.clock.now(), error)

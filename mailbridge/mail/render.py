@@ -10,9 +10,17 @@ autoescaped, and every header value goes through `mailbridge.mail.headers`.
 Operator-supplied template folders run in jinja2's sandbox, with the packaged
 templates as fallback for any file the operator did not override.
 
-Public API: `Renderer(templates_dir=None)` with `render_ack(...)`,
-`render_status_update(...)` and `render_notice(...)`; `TEMPLATE_NAMES`, the
-template files an operator folder may override (`ACK_TEXT`, `ACK_HTML`, ...).
+Templates are per language, one folder each (`mailbridge.languages`): for
+language L a template is looked up in the operator's L/, then (for the
+default language only) at the top of the operator's folder, where the
+template names have always been, then in the packaged L/, then in the
+packaged English folder. Customer mail is written in its context's
+`language`; staff notices in the default language.
+
+Public API: `Renderer(templates_dir=None, *, default_language="en")` with
+`render_ack(...)`, `render_status_update(...)`, `render_notice(...)` and
+`languages`; `TEMPLATE_NAMES`, the template files an operator folder may
+override (`ACK_TEXT`, `ACK_HTML`, ...); `PHRASES_FILE`.
 """
 
 from __future__ import annotations
@@ -26,17 +34,26 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailbridge.core.eta import (
+    Phrases,
     describe_due,
     describe_opening,
     describe_promise,
     describe_time,
     format_iso,
 )
-from mailbridge.core.model import AckContext, InboundMessage, NoticeContext, UpdateContext
-from mailbridge.errors import TemplateError
+from mailbridge.core.language import match
+from mailbridge.core.model import (
+    AckContext,
+    Agent,
+    FaqLink,
+    InboundMessage,
+    NoticeContext,
+    UpdateContext,
+)
+from mailbridge.languages import DEFAULT_LANGUAGE, template_languages
+from mailbridge.mail import templates
 from mailbridge.mail.headers import (
     MAX_REFERENCES,
     MAX_SUBJECT,
@@ -47,6 +64,7 @@ from mailbridge.mail.headers import (
     references_for,
     reply_subject,
 )
+from mailbridge.mail.templates import PACKAGE_TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +79,8 @@ TEMPLATE_NAMES: dict[str, tuple[str, str]] = {
     "nudge": (NUDGE_TEXT, NUDGE_HTML),
 }
 """Each kind of mail and its (text, HTML) templates."""
-PACKAGE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MAX_SIGNATURE_LINES = 12
+MAX_FAQ = 3
 
 _DEADLINES = {
     "first_response": "first response",
@@ -78,12 +97,28 @@ class Renderer:
     `check-config` builds one to report a broken template before start.
     """
 
-    def __init__(self, templates_dir: Path | None = None) -> None:
-        self._env = _environment(templates_dir)
-        self._templates = {
-            kind: (_load(self._env, text), _load(self._env, html))
-            for kind, (text, html) in TEMPLATE_NAMES.items()
-        }
+    def __init__(self, templates_dir: Path | None = None, *,
+                 default_language: str = DEFAULT_LANGUAGE) -> None:
+        found = {*template_languages(PACKAGE_TEMPLATES), DEFAULT_LANGUAGE}
+        if templates_dir is not None:
+            found |= set(template_languages(templates_dir))
+        self.languages: tuple[str, ...] = tuple(sorted(found))
+        """The languages customer mail can be written in."""
+        self.default_language = match(default_language, self.languages) or DEFAULT_LANGUAGE
+        self._templates: dict[str, dict[str, tuple[jinja2.Template, jinja2.Template]]] = {}
+        self._phrases: dict[str, Phrases] = {}
+        for language in self.languages:
+            env = templates.environment(templates_dir, language,
+                                        top_level=language == self.default_language)
+            self._templates[language] = {
+                kind: (templates.load(env, text), templates.load(env, html))
+                for kind, (text, html) in TEMPLATE_NAMES.items()
+            }
+            self._phrases[language] = templates.phrases(templates_dir, language)
+
+    def _language(self, language: str) -> str:
+        """The folder for `language`: itself, its primary subtag, else the default."""
+        return match(language, self.languages) or self.default_language
 
     def render_ack(
         self,
@@ -101,12 +136,22 @@ class Renderer:
         both timezone-aware. Raises TemplateError when a template fails, and
         ValueError for an unusable customer or support address.
         """
-        values = _customer_values(ctx, ctx.subject or original.subject, now)
+        language = self._language(ctx.language)
+        words = self._phrases[language]
+        values = _customer_values(ctx, ctx.subject or original.subject, now, words)
         values["reply_subject"] = reply_subject(original.subject, ctx.thread_ref)
         values["opening"] = ""
         if ctx.opens_at is not None and ctx.opens_at > now:
             # Only while still closed: an ack rendered after opening must not say "closed".
-            values["opening"] = describe_opening(ctx.opens_at, timezone=ctx.timezone, now=now)
+            values["opening"] = describe_opening(ctx.opens_at, timezone=ctx.timezone, now=now,
+                                                 language=words)
+        values["agent_starts"] = ""
+        starts = ctx.agent_starts_at
+        if starts is not None and starts > now and (ctx.opens_at is None or starts > ctx.opens_at):
+            values["agent_starts"] = describe_time(starts, timezone=ctx.timezone, now=now,
+                                                   language=words)
+        values["faq"] = _faq_values(ctx.faq)
+        values["language"] = language
         extra = ctx.extra.items()
         values["extra"] = {clean(k, max_len=80): clean(v, max_len=500) for k, v in extra}
         parent = original.message_id
@@ -115,7 +160,7 @@ class Renderer:
             in_reply_to=parent if parent and is_message_id(parent) else None,
             references=references_for(original),
         )  # fmt: skip
-        return self._fill(msg, "ack", values)
+        return self._fill(msg, "ack", values, language)
 
     def render_status_update(
         self, ctx: UpdateContext, *, message_id: str, date: datetime, now: datetime
@@ -126,15 +171,17 @@ class Renderer:
         (`ctx.due`). It threads under `ctx.in_reply_to` and `ctx.references`;
         malformed ids are dropped. Arguments and errors as for `render_ack`.
         """
-        values = _customer_values(ctx, ctx.subject, now)
+        language = self._language(ctx.language)
+        values = _customer_values(ctx, ctx.subject, now, self._phrases[language])
         values["reply_subject"] = reply_subject(ctx.subject, ctx.thread_ref)
+        values["language"] = language
         parent = ctx.in_reply_to if ctx.in_reply_to and is_message_id(ctx.in_reply_to) else None
         references = _reference_ids([*ctx.references, *([parent] if parent else [])])
         msg = _customer_message(
             ctx, values["reply_subject"], message_id=message_id, date=date,
             in_reply_to=parent, references=references,
         )  # fmt: skip
-        return self._fill(msg, "update", values)
+        return self._fill(msg, "update", values, language)
 
     def render_notice(
         self, ctx: NoticeContext, *, message_id: str, date: datetime, now: datetime
@@ -155,68 +202,20 @@ class Renderer:
             auto_submitted="auto-generated", loop=ctx.support_address,
             thread_ref=ctx.thread_ref,
         )  # fmt: skip
-        return self._fill(msg, ctx.kind, values)
+        return self._fill(msg, ctx.kind, values, self.default_language)
 
-    def _fill(self, msg: EmailMessage, kind: str, values: dict[str, Any]) -> EmailMessage:
+    def _fill(self, msg: EmailMessage, kind: str, values: dict[str, Any],
+              language: str) -> EmailMessage:
         """`msg` with the text and HTML alternatives of `kind` rendered from `values`."""
-        text_template, html_template = self._templates[kind]
-        text, html = _render(text_template, values), _render(html_template, values)
+        text_template, html_template = self._templates[language][kind]
+        text = templates.render(text_template, values)
+        html = templates.render(html_template, values)
         msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
         msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
         for part in msg.iter_parts():
             del part["MIME-Version"]  # set_content adds it to parts too; only the top needs it
         log.debug("rendered %s %s for thread %s", kind, msg["Message-ID"], values["thread_ref"])
         return msg
-
-
-def _environment(templates_dir: Path | None) -> jinja2.Environment:
-    if templates_dir is None:
-        return jinja2.Environment(
-            loader=jinja2.FileSystemLoader(PACKAGE_TEMPLATES),
-            undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-            keep_trailing_newline=True,
-        )
-    loader = jinja2.ChoiceLoader(
-        [jinja2.FileSystemLoader(templates_dir), jinja2.FileSystemLoader(PACKAGE_TEMPLATES)]
-    )
-    return ImmutableSandboxedEnvironment(
-        loader=loader,
-        undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(["html", "html.j2"]),
-        keep_trailing_newline=True,
-    )
-
-
-def _load(env: jinja2.Environment, name: str) -> jinja2.Template:
-    try:
-        return env.get_template(name)
-    except jinja2.TemplateSyntaxError as exc:
-        where = exc.filename or exc.name or name
-        raise TemplateError(f"{where}, line {exc.lineno}: {exc.message}") from exc
-    except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template {name} not found") from exc
-    except (jinja2.TemplateError, OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"template {name} cannot be loaded: {exc}") from exc
-
-
-def _render(template: jinja2.Template, values: dict[str, Any]) -> str:
-    try:
-        return template.render(values)
-    except Exception as exc:  # an operator's template can fail in any way
-        line = _template_line(exc, template)
-        where = f"{template.filename or template.name}, line {line}" if line else template.name
-        raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from exc
-
-
-def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:
-    """The template line being rendered when `exc` was raised (jinja2 rewrites frames)."""
-    line, trace = None, exc.__traceback__
-    while trace is not None:
-        if template.filename and trace.tb_frame.f_code.co_filename == template.filename:
-            line = trace.tb_lineno
-        trace = trace.tb_next
-    return line
 
 
 def _greeting_name(name: str, address: str) -> str:
@@ -232,7 +231,7 @@ def _ref(thread_ref: str) -> str:
 
 
 def _customer_values(
-    ctx: AckContext | UpdateContext, subject: str, now: datetime
+    ctx: AckContext | UpdateContext, subject: str, now: datetime, words: Phrases
 ) -> dict[str, Any]:
     """What customer-facing templates may use: plain, cleaned strings."""
     ref = _ref(ctx.thread_ref)
@@ -241,18 +240,47 @@ def _customer_values(
         "customer_name": clean(ctx.customer_name, max_len=80),
         "customer_address": clean(ctx.customer_address, max_len=320),
         "subject": clean(subject, max_len=200),
-        "agent_name": clean(ctx.agent.name, max_len=80),
-        "agent_email": clean(ctx.agent.email, max_len=320),
+        **_agent_values(ctx.agent),
         "support_name": clean(ctx.support_name, max_len=80),
         "support_address": clean(ctx.support_address, max_len=320),
         "thread_ref": ref,
         "ref_tag": f"[#{ref}]",
         "due_words": describe_promise(
-            ctx.due, timezone=ctx.timezone, customer_offset=ctx.customer_offset, now=now
+            ctx.due, timezone=ctx.timezone, customer_offset=ctx.customer_offset, now=now,
+            language=words,
         ),
         "due_iso": format_iso(ctx.due, timezone=ctx.timezone),
         "timezone": ctx.timezone,
     }
+
+
+def _agent_values(agent: Agent) -> dict[str, Any]:
+    """The agent's name, title, signature (text and lines) and photo, cleaned.
+
+    The photo is only ever the configured https URL, as it is: nothing is added to it.
+    """
+    lines = [clean(line, max_len=200) for line in agent.signature.strip().splitlines()]
+    lines = lines[:MAX_SIGNATURE_LINES]
+    photo = agent.photo_url.strip()
+    usable = photo.startswith("https://") and clean(photo, max_len=2000) == photo
+    return {
+        "agent_name": clean(agent.name, max_len=80),
+        "agent_email": clean(agent.email, max_len=320),
+        "agent_title": clean(agent.title, max_len=80),
+        "signature": "\n".join(lines),
+        "signature_lines": lines,
+        "photo_url": photo if usable and " " not in photo else "",
+    }
+
+
+def _faq_values(links: Iterable[FaqLink]) -> list[dict[str, str]]:
+    """Up to `MAX_FAQ` articles with an https URL, as {title, url}."""
+    kept = []
+    for link in links:
+        url = link.url.strip()
+        if url.startswith("https://") and " " not in url and clean(url, max_len=2000) == url:
+            kept.append({"title": clean(link.title, max_len=120), "url": url})
+    return kept[:MAX_FAQ]
 
 
 def _notice_values(ctx: NoticeContext, now: datetime) -> dict[str, Any]:

@@ -10,17 +10,19 @@ calls them from worker threads, never on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, or_, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbridge.core.threads import RecentThread
+from mailbridge.errors import StoreUnavailableError
 from mailbridge.store.migrations import migrate
 from mailbridge.store.tables import (
     Counter,
@@ -85,6 +87,12 @@ def _finish(tx: Tx, finished: Finished) -> None:
         update(OUTBOX).where(OUTBOX.c.id == finished.item_id).values(**values))
 
 
+def _reason(exc: DBAPIError) -> str:
+    """The driver's first line, without the statement and its parameters (they hold PII)."""
+    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def engine_for(url: str) -> Engine:
     """An engine for a sqlite:// or postgresql:// URL, tuned for this workload."""
     if url.startswith("postgresql://"):
@@ -112,7 +120,9 @@ def engine_for(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader (the metrics scrape) takes a WAL snapshot and never the write lock.
+        read_only = conn.get_execution_options().get("mailbridge_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -127,6 +137,11 @@ class Tx:
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.committed: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this transaction has committed (never if it rolls back)."""
+        self.committed.append(callback)
 
     @property
     def _conn(self) -> Connection:
@@ -174,7 +189,9 @@ class Tx:
         return int(self._conn.execute(query).scalar_one())
 
     def thread(self, thread_id: str) -> Thread | None:
-        return self.session.get(Thread, thread_id)
+        """The thread, locked until this transaction ends: its clock is read, changed and
+        written back, and the scheduler (or another instance) must not write in between."""
+        return self.session.get(Thread, thread_id, with_for_update=True)
 
     def update_thread(self, thread_id: str, **values: Any) -> None:
         self._conn.execute(update(THREADS).where(THREADS.c.id == thread_id).values(**values))
@@ -217,6 +234,36 @@ class Tx:
             .order_by(m.received_at.desc(), m.id.desc()).limit(20)).all()
         ids = tuple(str(r[0]) for r in reversed(rows))
         return (ids[-1] if ids else None), ids
+
+    def last_agent(self, customer: str) -> tuple[str, datetime] | None:
+        """(agent address, start) of the customer's latest thread; None for a new customer."""
+        t = THREADS.c
+        row = self._first(select(t.agent_email, t.created_at).where(t.customer == customer)
+                          .order_by(t.created_at.desc()).limit(1))
+        return None if row is None else (str(row.agent_email), row.created_at)
+
+    def open_counts(self) -> dict[str, int]:
+        """Open threads (awaiting an agent or the customer) per agent address, lower case."""
+        t = THREADS.c
+        rows = self._conn.execute(
+            select(t.agent_email, func.count())
+            .where(t.state.in_(["awaiting_agent", "awaiting_customer"]))
+            .group_by(t.agent_email))
+        counts: dict[str, int] = {}
+        for email, count in rows:
+            counts[str(email).lower()] = counts.get(str(email).lower(), 0) + int(count)
+        return counts
+
+    def recheck_agents(self, available: Sequence[str], now: datetime) -> int:
+        """Make the waiting threads of every agent not in `available` (lower-case addresses)
+        due at `now`, so the scheduler looks at handing them over; return how many."""
+        t = THREADS.c
+        query = (update(THREADS)
+                 .where(t.state == "awaiting_agent",
+                        func.lower(t.agent_email).not_in(list(available)),
+                        or_(t.next_due_at.is_(None), t.next_due_at > now))
+                 .values(next_due_at=now))
+        return int(self._conn.execute(query).rowcount or 0)
 
     def take_turn(self, name: str) -> int:
         """Return the counter's value and increment it, atomically."""
@@ -263,10 +310,28 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
+        """One transaction; a lost or refused connection raises `StoreUnavailableError`
+        (nothing of it was committed, or it was and a retry will see it), constraint
+        violations raise sqlalchemy's `IntegrityError` for the caller to re-check."""
         # No autoflush: a transaction reads first and writes at the end, in one flush.
-        with Session(self.engine, expire_on_commit=False, autoflush=False) as session, \
-                session.begin():
-            yield Tx(session)
+        try:
+            with Session(self.engine, expire_on_commit=False, autoflush=False) as session, \
+                    session.begin():
+                tx = Tx(session)
+                yield tx
+        except (OperationalError, InterfaceError) as exc:
+            raise StoreUnavailableError(f"the database is unavailable: {_reason(exc)}") \
+                from exc
+        for callback in tx.committed:
+            callback()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read-only transaction on its own connection; on SQLite it blocks no writer."""
+        with self.engine.connect() as conn:
+            conn.execution_options(mailbridge_read_only=True)
+            with conn.begin():
+                yield conn
 
     # -- cursors -------------------------------------------------------------
 
@@ -289,8 +354,9 @@ class Store:
     # -- outbox --------------------------------------------------------------
 
     def claim_outbox(self, now: datetime, *, finished: Finished | None = None,
-                     ) -> OutboxRow | None:
-        """Take the next due item and mark it `sending`, committed before any send.
+                     claimer: str | None = None) -> OutboxRow | None:
+        """Take the next due item and mark it `sending` by `claimer`, committed before any
+        send; other instances skip the locked row (`FOR UPDATE SKIP LOCKED`).
 
         `finished` records the outcome of the previous item in the same transaction,
         which saves one commit per acknowledgement. If the process dies while an item
@@ -312,6 +378,7 @@ class Store:
                 return None
             item.state = "sending"
             item.attempts += 1
+            item.claimed_by = claimer
             assert item.id is not None
             return OutboxRow(item.id, item.thread_id, item.kind, item.mailbox, item.message_id,
                              item.envelope_from, item.recipient, item.body, item.attempts,
@@ -333,16 +400,23 @@ class Store:
         with self.transaction() as tx:
             _finish(tx, finished)
 
-    def recover_interrupted(self, now: datetime) -> int:
-        """Mark items left `sending` by a crash as failed; return how many."""
+    def recover_interrupted(self, now: datetime, *, claimers: Sequence[str] | None = None,
+                            why: str = "") -> int:
+        """Mark items left `sending` by a crash as failed; return how many.
+
+        `claimers`: only the items of these instances (presumed dead) and of none; None:
+        every item `sending`, which is right only when no other instance runs.
+        """
+        o = OUTBOX.c
+        query = update(OUTBOX).where(o.state == "sending")
+        if claimers is not None:
+            query = query.where(or_(o.claimed_by.in_(list(claimers)), o.claimed_by.is_(None)))
+        detail = f" ({why})" if why else ""
         with self.transaction() as tx:
-            result = tx.session.exec(
-                update(OutboxItem).where(col(OutboxItem.state) == "sending").values(
-                    state="failed",
-                    last_error="interrupted while sending; not retried, so the customer "
-                               "cannot receive it twice",
-                )
-            )
+            result = tx.session.connection().execute(query.values(
+                state="failed",
+                last_error=f"interrupted while sending{detail}; not retried, so the "
+                           "customer cannot receive it twice"))
             return int(result.rowcount or 0)
 
     # -- reading -------------------------------------------------------------

@@ -9,6 +9,7 @@ database can always be brought forward one step at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -26,7 +27,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     inspect,
+    select,
     text,
+    update,
 )
 
 from mailbridge.store.tables import UTCDateTime
@@ -142,11 +145,109 @@ def _v3_sla(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v4_open_thread_columns(conn: Connection) -> None:
+    """What the metrics scrape aggregates, as plain columns under one covering index.
+
+    The pending response deadline and its kind, the resolution deadline and the arrival
+    of the oldest unanswered customer message were only inside the clock's JSON; a scrape
+    with 100,000 open threads must not parse 100,000 JSON texts.
+    """
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    for column, kind in (("waiting_since", timestamp), ("response_due_at", timestamp),
+                         ("response_kind", "TEXT"), ("resolution_due_at", timestamp)):
+        conn.execute(text(f"ALTER TABLE threads ADD COLUMN {column} {kind}"))
+    conn.execute(text(
+        "CREATE INDEX ix_threads_open_sla ON threads (state, policy, response_kind, "
+        "response_due_at, resolution_due_at, waiting_since)"))
+    threads = Table(
+        "threads", MetaData(),
+        Column("id", String, primary_key=True),
+        Column("state", String),
+        Column("clock", Text),
+        Column("created_at", UTCDateTime()),
+        Column("first_response_due", UTCDateTime()),
+        Column("waiting_since", UTCDateTime()),
+        Column("response_due_at", UTCDateTime()),
+        Column("response_kind", Text),
+        Column("resolution_due_at", UTCDateTime()),
+    )
+    c = threads.c
+    rows = conn.execute(select(c.id, c.clock, c.created_at, c.first_response_due)
+                        .where(c.state == "awaiting_agent")).all()
+    for row in rows:
+        conn.execute(update(threads).where(c.id == row.id)
+                     .values(**_v4_columns(row.clock, row.created_at, row.first_response_due)))
+
+
+def _v4_columns(clock: str, created_at: datetime,
+                first_response_due: datetime) -> dict[str, object]:
+    """The new columns of a thread awaiting an agent, from its clock as stored at version 3."""
+    if not clock:  # a thread from before version 3: only the first response is known
+        return {"waiting_since": created_at, "response_due_at": first_response_due,
+                "response_kind": "first_response", "resolution_due_at": None}
+    data = json.loads(clock)
+
+    def when(name: str) -> datetime | None:
+        value = data.get(name)
+        return datetime.fromisoformat(value) if value else None
+
+    kind, due = None, None
+    if when("first_response_due") is not None and when("first_response_at") is None:
+        kind, due = "first_response", when("first_response_due")
+    elif when("next_response_due") is not None:
+        kind, due = "next_response", when("next_response_due")
+    return {"waiting_since": when("waiting_since"), "response_due_at": due,
+            "response_kind": kind, "resolution_due_at": when("resolution_due")}
+
+
+def _v5_instances(conn: Connection) -> None:
+    """Several instances on one store: who runs, who watches which mailbox, who sends what."""
+    md = MetaData()
+    Table(
+        "instances", md,
+        Column("id", String, primary_key=True),
+        Column("host", String, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("version", String, nullable=False),
+        Column("started_at", UTCDateTime(), nullable=False),
+        Column("last_seen_at", UTCDateTime(), nullable=False),
+        Column("stopped_at", UTCDateTime()),
+        Column("stop_reason", Text, nullable=False),
+    )
+    Table(
+        "mailbox_leases", md,
+        Column("mailbox", String, primary_key=True),
+        Column("holder", String, nullable=False),
+        Column("acquired_at", UTCDateTime(), nullable=False),
+        Column("expires_at", UTCDateTime(), nullable=False),
+        Column("synced_at", UTCDateTime()),
+    )
+    md.create_all(conn)
+    conn.execute(text("ALTER TABLE outbox ADD COLUMN claimed_by VARCHAR"))
+
+
+def _v6_assignment(conn: Connection) -> None:
+    """Named agents: each thread's language and why it has its agent, and agent load.
+
+    The index answers "open threads per agent" (assignment's least-loaded rule) from the
+    index alone, and the customer index already finds a customer's latest thread.
+    """
+    conn.execute(text("ALTER TABLE threads ADD COLUMN language TEXT NOT NULL DEFAULT 'en'"))
+    conn.execute(text("ALTER TABLE threads ADD COLUMN assignment TEXT NOT NULL DEFAULT ''"))
+    conn.execute(text("CREATE INDEX ix_threads_state_agent ON threads (state, agent_email)"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
      _v2_thread_matching),
     (3, "SLA: policy, priority, clock and next due time on threads; thread events", _v3_sla),
+    (4, "threads: waiting since, response and resolution deadlines, for the metrics scrape",
+     _v4_open_thread_columns),
+    (5, "instances, mailbox leases, and which instance claimed each outbox item",
+     _v5_instances),
+    (6, "threads: language and assignment reason; open threads per agent index",
+     _v6_assignment),
 )
 
 _VERSION_TABLE = "schema_version"

@@ -1,7 +1,8 @@
 """The store's tables as SQLModel classes (the schema itself lives in migrations).
 
 Public API: `UTCDateTime`, `Message`, `Thread`, `ThreadEvent`, `KnownId`, `OutboxItem`,
-`Cursor`, `Counter`. Timestamps are aware UTC datetimes on both SQLite and PostgreSQL.
+`Cursor`, `Counter`, `Instance`, `MailboxLease`. Timestamps are aware UTC datetimes on both
+SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -44,6 +45,12 @@ def _ts(*, nullable: bool = False, index: bool = False) -> Any:
     return Field(sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
+def _big(*, nullable: bool = False, default: Any = ...) -> Any:
+    """A 64-bit integer: IMAP UIDs and UIDVALIDITY are unsigned 32-bit, past INTEGER's range
+    on PostgreSQL (the migrations declare BIGINT; the model must bind it as such)."""
+    return Field(default=default, sa_column=Column(BigInteger, nullable=nullable))
+
+
 class Message(SQLModel, table=True):
     """Every inbound message, with what was decided and why."""
 
@@ -53,8 +60,8 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     source: str
     mailbox: str
-    uidvalidity: int | None = None
-    uid: int | None = None
+    uidvalidity: int | None = _big(nullable=True, default=None)
+    uid: int | None = _big(nullable=True, default=None)
     message_id: str | None = Field(default=None, index=True)
     sender: str = ""
     subject: str = Field(default="", sa_column=Column(Text, nullable=False))
@@ -93,6 +100,19 @@ class Thread(SQLModel, table=True):
     first_response_seconds: float | None = None
     first_response_business_seconds: float | None = None
     first_response_met: bool | None = None
+    waiting_since: datetime | None = _ts(nullable=True)
+    """While awaiting an agent: arrival of the oldest unanswered customer message."""
+    response_due_at: datetime | None = _ts(nullable=True)
+    """While awaiting an agent: the pending response deadline, of kind `response_kind`."""
+    response_kind: str | None = None
+    resolution_due_at: datetime | None = _ts(nullable=True)
+    """While awaiting an agent: the resolution deadline, if the policy has one."""
+    language: str = Field(default="en", sa_column=Column(Text, nullable=False,
+                                                         server_default="en"))
+    """The language the customer is written to (a template folder such as "de")."""
+    assignment: str = Field(default="", sa_column=Column(Text, nullable=False,
+                                                         server_default=""))
+    """Why the thread has its agent: the latest assignment or hand-over, in words."""
 
 
 class ThreadEvent(SQLModel, table=True):
@@ -138,6 +158,8 @@ class OutboxItem(SQLModel, table=True):
     arrived_at: datetime = _ts()
     sent_at: datetime | None = _ts(nullable=True)
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
+    claimed_by: str | None = None
+    """The instance that took the item to send it (`Instance.id`); kept after it finished."""
 
 
 class Cursor(SQLModel, table=True):
@@ -146,8 +168,8 @@ class Cursor(SQLModel, table=True):
     __tablename__ = "cursors"
 
     mailbox: str = Field(primary_key=True)
-    uidvalidity: int
-    last_uid: int
+    uidvalidity: int = _big()
+    last_uid: int = _big()
     updated_at: datetime = _ts()
 
 
@@ -157,4 +179,35 @@ class Counter(SQLModel, table=True):
     __tablename__ = "counters"
 
     name: str = Field(primary_key=True)
-    value: int = 0
+    value: int = _big(default=0)
+
+
+class Instance(SQLModel, table=True):
+    """A running (or recently stopped) mailbridge process sharing this store."""
+
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True)
+    """Random per process start: a restarted daemon is a new instance."""
+    host: str
+    pid: int
+    version: str = ""
+    started_at: datetime = _ts()
+    last_seen_at: datetime = _ts()
+    """The heartbeat: renewed every quarter of `[store] lease_timeout`."""
+    stopped_at: datetime | None = _ts(nullable=True)
+    stop_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class MailboxLease(SQLModel, table=True):
+    """Which instance watches a mailbox, until when; the holder renews it while alive."""
+
+    __tablename__ = "mailbox_leases"
+
+    mailbox: str = Field(primary_key=True)
+    holder: str
+    """`Instance.id` of the watcher."""
+    acquired_at: datetime = _ts()
+    expires_at: datetime = _ts()
+    synced_at: datetime | None = _ts(nullable=True)
+    """The holder's last successful look at the mailbox (IMAP sync or IDLE check)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailbridge.core.eta import (
+    ENGLISH,
     customer_offset,
     describe_due,
     describe_opening,
@@ -20,6 +22,7 @@ from mailbridge.core.eta import (
     describe_time,
     format_iso,
     honest_due,
+    phrases_for,
     zone_label,
 )
 
@@ -361,3 +364,52 @@ def test_opening_after_a_weekend() -> None:
     assert describe_opening(berlin(2026, 11, 30, 9, 0), timezone=BERLIN, now=saturday) == (
         "We are closed right now and open again Monday 30 November at 09:00 (Berlin time)."
     )
+
+
+# --- other languages ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("due", "expected"),
+    [
+        (berlin(2026, 11, 30, 14, 30), "heute bis 14:30 Uhr (Berliner Zeit)"),
+        (berlin(2026, 12, 1, 9, 0), "morgen bis 09:00 Uhr (Berliner Zeit)"),
+        (berlin(2026, 12, 2, 10, 0), "Mittwoch, 2. Dezember, bis 10:00 Uhr (Berliner Zeit)"),
+        (berlin(2027, 1, 4, 10, 0), "Montag, 4. Januar 2027, bis 10:00 Uhr (Berliner Zeit)"),
+    ],
+)
+def test_describe_due_in_german(due: datetime, expected: str) -> None:
+    """German writes "heute bis 14:30 Uhr" and "Mittwoch, 2. Dezember, bis 10:00 Uhr"."""
+    assert describe_due(due, timezone=BERLIN, now=NOW, language="de") == expected
+
+
+def test_german_times_zones_promises_and_openings() -> None:
+    """Every phrase has its German form, zone labels included."""
+    now = NOW - timedelta(days=2)  # Saturday
+    monday = berlin(2026, 11, 30, 9, 0)
+    assert describe_time(monday, timezone=BERLIN, now=now, language="de") == (
+        "am Montag, 30. November, um 09:00 Uhr (Berliner Zeit)")
+    assert describe_opening(monday, timezone=BERLIN, now=now, language="de") == (
+        "Wir sind gerade nicht erreichbar und am Montag, 30. November, um 09:00 Uhr "
+        "(Berliner Zeit) wieder für Sie da.")
+    promise = describe_promise(berlin(2026, 11, 30, 14, 30), timezone=BERLIN,
+                               customer_offset=timedelta(hours=-5), now=NOW, language="de")
+    assert promise == "heute bis 14:30 Uhr (Berliner Zeit), bei Ihnen 08:30 Uhr"
+    late = describe_promise(berlin(2026, 11, 30, 22, 0), timezone=BERLIN,
+                            customer_offset=timedelta(hours=5, minutes=30), now=NOW,
+                            language="de-DE")
+    assert late == "heute bis 22:00 Uhr (Berliner Zeit), bei Ihnen morgen 02:30 Uhr"
+    assert zone_label("Europe/Vienna", NOW, language="de") == "Wiener Zeit"
+    assert zone_label("Asia/Kolkata", NOW, language="de") == "Ortszeit Kolkata"
+    assert zone_label("Etc/GMT+5", NOW, language="de") == "UTC-05:00"
+
+
+def test_phrases_of_another_language_can_be_passed_in() -> None:
+    """A language without built-in phrases brings its own; an unknown code is refused."""
+    dutch = dataclasses.replace(ENGLISH, today="vandaag", due="{day} vóór {time} ({zone})",
+                                city_zone="{city}-tijd", zones={"Amsterdam": "Nederlandse tijd"})
+    assert describe_due(berlin(2026, 11, 30, 14, 30), timezone="Europe/Amsterdam", now=NOW,
+                        language=dutch) == "vandaag vóór 14:30 (Nederlandse tijd)"
+    with pytest.raises(ValueError, match="no built-in phrases"):
+        describe_due(NOW, timezone=BERLIN, now=NOW, language="nl")
+    assert phrases_for("EN") is ENGLISH

@@ -34,10 +34,18 @@ def config(tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> Path:
     return write_config(tmp_path / "mb", dovecot, smtp_peer)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store_config(request: pytest.FixtureRequest, tmp_path: Path, dovecot: Dovecot,
+                     smtp_peer: SmtpPeer) -> Path:
+    """The daemon's config with its store on a SQLite file, then on a PostgreSQL database."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    return write_config(tmp_path / "mb", dovecot, smtp_peer, store_url=url)
+
+
 def test_new_mail_gets_one_named_threaded_ack_and_a_follow_up_none(
-        config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+        any_store_config: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
     """A customer's mail gets exactly one ack, threaded, named and dated; a follow-up none."""
-    with Daemon(config) as daemon:
+    with Daemon(any_store_config) as daemon:
         original = customer_mail(1, name="Ana Souza", addr="ana@example.org",
                                  subject="Invoice 2291 charged twice")
         dovecot.append(original)

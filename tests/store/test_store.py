@@ -1,10 +1,8 @@
-"""The store contract: migrations, aware times, the outbox and cursors."""
+"""The store contract: migrations, aware times, the outbox and cursors (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
@@ -16,13 +14,6 @@ from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
 from mailbridge.store.tables import OutboxItem, Thread
 
 T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path}/store.sqlite3")
-    yield opened
-    opened.close()
 
 
 def _outbox(thread: str, *, due: datetime = T0, kind: str = "ack") -> OutboxItem:

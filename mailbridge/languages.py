@@ -1,0 +1,38 @@
+"""The languages we write to customers in: one template folder each.
+
+Public API:
+
+- `TEMPLATES`: the packaged template folder, `mailbridge/templates`.
+- `DEFAULT_LANGUAGE`: "en", the language of the packaged templates at the top of an
+  operator's folder and of every template a language folder leaves out.
+- `template_languages(folder)`: the language folders (those holding an ack.txt.j2) in it.
+- `shipped_languages()`: the packaged ones ("de", "en").
+
+Adding a language is adding one folder, `mailbridge/templates/<tag>/`, with the customer
+templates (ack.txt.j2, ack.html.j2, update.txt.j2, update.html.j2) and, unless
+`mailbridge.core.eta` has built-in phrases for it, a phrases.toml with its date words.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DEFAULT_LANGUAGE = "en"
+MARKER = "ack.txt.j2"
+"""A folder is a language folder when it holds this template."""
+
+
+def template_languages(folder: Path) -> tuple[str, ...]:
+    """The language folders in `folder`, sorted; () when it does not exist."""
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted(child.name.lower() for child in folder.iterdir()
+                        if child.is_dir() and (child / MARKER).is_file()))
+
+
+@cache
+def shipped_languages() -> tuple[str, ...]:
+    """The languages of the packaged templates."""
+    return template_languages(TEMPLATES)

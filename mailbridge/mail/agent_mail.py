@@ -1,0 +1,169 @@
+"""An agent's own mail: what the relay sends on, and the reply when a command is wrong.
+
+Public API:
+
+- `prepare_outgoing(raw, *, domain, now) -> Outgoing`: the relayed message as it goes
+  upstream. The command block (`mailbridge.core.commands`) is removed from the top of every
+  text part (plain and HTML), a missing Message-ID or Date is added as a submission server
+  does (RFC 6409 section 8), and Bcc is removed. A message that needs none of this is passed
+  on byte for byte.
+- `command_error_mail(...)`: the short mail that tells an agent their commands were not
+  understood, and what to write instead.
+
+Only an authenticated agent's mail comes here, so the full `email` parser is used (a
+customer's mail goes through `mailbridge.mail.parse`, which is built for hostile input).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from mailbridge.core import commands
+from mailbridge.core.model import Agent
+from mailbridge.errors import PermanentError
+from mailbridge.mail.headers import (
+    MAX_SUBJECT,
+    clean,
+    format_address,
+    is_message_id,
+    make_message_id,
+    policy_for,
+)
+
+_PARSE_POLICY = email.policy.default
+_TOKENS = re.compile(r"(<[^>]*>)|([^<]+)")
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
+_COMMAND_LIKE = re.compile(r"#[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    data: bytes
+    message_id: str
+    changed: bool
+    """False when `data` is the submitted message unchanged."""
+
+
+def prepare_outgoing(raw: bytes, *, domain: str, now: datetime) -> Outgoing:
+    """The relayed message without its command lines, with Message-ID and Date.
+
+    Raises PermanentError when a text part cannot be decoded to remove the commands.
+    """
+    msg = email.message_from_bytes(raw, policy=_PARSE_POLICY)
+    assert isinstance(msg, EmailMessage)
+    changed = False
+    message_id = str(msg.get("Message-ID", "")).strip()
+    if not is_message_id(message_id):
+        message_id = make_message_id(domain)
+        del msg["Message-ID"]
+        msg["Message-ID"] = message_id
+        changed = True
+    if msg.get("Date") is None:
+        msg["Date"] = format_datetime(now)
+        changed = True
+    if msg.get("Bcc") is not None:
+        del msg["Bcc"]
+        changed = True
+    for part in msg.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        if part.get_content_type() in ("text/plain", "text/html"):
+            changed = _strip_part(part) or changed
+    if not changed:
+        return Outgoing(raw, message_id, changed=False)
+    return Outgoing(msg.as_bytes(policy=_PARSE_POLICY.clone(linesep="\r\n")), message_id,
+                    changed=True)
+
+
+def _strip_part(part: EmailMessage) -> bool:
+    """Remove the command block from one text part; True when it had one."""
+    try:
+        text = part.get_content()
+    except (LookupError, ValueError) as exc:
+        raise PermanentError(f"a text part could not be decoded ({exc})") from exc
+    assert isinstance(text, str)
+    subtype = part.get_content_subtype()
+    if subtype == "plain":
+        parsed = commands.parse(text)
+        if not parsed.found:
+            return False
+        stripped = parsed.rest
+    else:
+        stripped = strip_html_commands(text)
+        if stripped == text:
+            return False
+    params = {key: value for key, value in part.get_params() or [] if key in ("format", "delsp")}
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        part.set_content(stripped, subtype=subtype, charset=charset)
+    except (LookupError, UnicodeError):
+        part.set_content(stripped, subtype=subtype, charset="utf-8")
+    for key, value in params.items():
+        part.set_param(key, value)
+    return True
+
+
+def strip_html_commands(markup: str) -> str:
+    """The HTML without the command lines its visible text starts with.
+
+    Tags stay (an empty `<p></p>` is harmless); text is removed up to the first line that
+    is not blank and does not start with "#" and a letter.
+    """
+    body = _BODY_TAG.search(markup)
+    start = body.end() if body else 0
+    out = [markup[:start]]
+    pos = start
+    done = False
+    for match in _TOKENS.finditer(markup, start):
+        token = match.group(0)
+        pos = match.end()
+        if done or match.group(1) is not None:
+            out.append(token)
+            continue
+        pieces = token.split("\n")
+        kept = 0
+        while kept < len(pieces):
+            line = html.unescape(pieces[kept]).strip()
+            if line and not _COMMAND_LIKE.match(line):
+                done = True
+                break
+            kept += 1
+        out.append("\n".join(pieces[kept:]))
+    out.append(markup[pos:])
+    return "".join(out)
+
+
+def command_error_mail(*, support_name: str, support_address: str, agent: Agent,
+                       subject: str, errors: tuple[str, ...], in_reply_to: str | None,
+                       relayed: bool, message_id: str, date: datetime) -> EmailMessage:
+    """Tell `agent` their commands were not applied, why, and how to write them."""
+    sender = format_address(clean(support_name, max_len=80), support_address)
+    recipient = format_address(agent.name, agent.email)
+    msg = EmailMessage(policy=policy_for(sender, recipient))
+    msg["From"] = sender
+    msg["To"] = recipient
+    about = clean(subject, max_len=MAX_SUBJECT - 40) or "your message"
+    msg["Subject"] = f"Commands not applied: {about}"
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    if in_reply_to and is_message_id(in_reply_to):
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    what = "was not sent on, and nothing was changed" if relayed else "changed nothing"
+    lines = [f"Hello {clean(agent.name, max_len=80)},", "",
+             f'your message "{about}" {what}, because of its commands:', ""]
+    lines += [f"  - {clean(error, max_len=400)}" for error in errors]
+    lines += ["", "Please correct them and send the message again. Commands go alone on "
+                  "their lines at the very top of a reply:", f"  {commands.USAGE}", "",
+              f"-- {clean(support_name, max_len=80)}"]
+    msg.set_content("\n".join(lines) + "\n")
+    return msg

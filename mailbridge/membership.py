@@ -1,0 +1,177 @@
+"""This instance among its peers: its heartbeat, its mailbox leases, and the dead's cleanup.
+
+Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`.
+
+Every instance registers in the store and renews a heartbeat and its mailbox leases
+every quarter of `[store] lease_timeout`; a lease lasts three quarters of it, so a
+mailbox whose watcher died is watched again within `lease_timeout`. Peers whose
+heartbeat is older than `lease_timeout`, or whose process is gone from this host,
+are presumed dead and reaped: their leases freed and the mail they were sending
+recorded as failed (never sent twice). On SQLite the same path runs with one
+instance, and a restart reaps the previous process of the same host at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mailbridge import __version__
+from mailbridge.clock import Clock
+from mailbridge.errors import StoreUnavailableError, TransientError
+from mailbridge.logs import fields
+from mailbridge.store import peers
+from mailbridge.store.db import Store
+from mailbridge.waiting import sleep_until
+
+log = logging.getLogger(__name__)
+
+FORGET_AFTER = timedelta(days=7)
+"""Stopped instances stay listed by `mailbridge status` this long."""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (in our PID namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user
+        return True
+    return True
+
+
+def presumed_dead(peer: peers.InstanceRow, *, me: str, host: str, pid: int, now: datetime,
+                  timeout: timedelta, alive: Callable[[int], bool] = pid_alive) -> str | None:
+    """Why `peer` is presumed dead, or None while it may be alive (or is us, or stopped)."""
+    if peer.id == me or peer.stopped_at is not None:
+        return None
+    silent = now - peer.last_seen_at
+    if silent > timeout:
+        return f"no heartbeat for {round(silent.total_seconds())}s"
+    if peer.host == host and (peer.pid == pid or not alive(peer.pid)):
+        # Our own PID, or a PID that no longer exists: that process has ended.
+        return f"process {peer.pid} on {host} has ended"
+    return None
+
+
+@dataclass(frozen=True)
+class Change:
+    """Mailboxes this instance started (`gained`) and stopped (`lost`) holding."""
+
+    gained: frozenset[str] = field(default_factory=frozenset)
+    lost: frozenset[str] = field(default_factory=frozenset)
+
+
+class Membership:
+    """Keeps this instance registered and its mailbox leases held; blocking methods run in
+    worker threads (`join`, `tick`, `leave`), `run` on the event loop."""
+
+    def __init__(self, store: Store, clock: Clock, *, mailboxes: Sequence[str],
+                 lease_timeout: timedelta,
+                 synced: Callable[[str], datetime | None] = lambda mailbox: None,
+                 host: str | None = None, pid: int | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.mailboxes = tuple(dict.fromkeys(mailboxes))
+        self.timeout = lease_timeout
+        self.interval = lease_timeout / 4
+        self.duration = lease_timeout - self.interval
+        self.synced = synced
+        self.id = secrets.token_hex(6)
+        self.host = host or socket.gethostname()
+        self.pid = pid if pid is not None else os.getpid()
+        self.held: frozenset[str] = frozenset()
+        self._renewed = time.monotonic()
+
+    # -- blocking steps ---------------------------------------------------------------
+
+    def join(self) -> Change:
+        """Register, clean up after dead peers (a previous run of ours included), and take
+        the free mailboxes."""
+        now = self.clock.now()
+        peers.register(self.store, peers.InstanceRow(
+            self.id, self.host, self.pid, __version__, started_at=now, last_seen_at=now))
+        peers.forget_stopped(self.store, now - FORGET_AFTER)
+        self._reap(now, startup=True)
+        log.info("instance %s", fields(event="joined", instance=self.id, host=self.host,
+                                       pid=self.pid))
+        return self.tick()
+
+    def tick(self) -> Change:
+        """Heartbeat, reap, renew what we hold and take what is free; return the change.
+
+        If the store stays unreachable for longer than a lease lasts, every mailbox is
+        given up: a peer may hold it by now.
+        """
+        now = self.clock.now()
+        try:
+            if not peers.heartbeat(self.store, self.id, now):
+                log.warning("instance %s", fields(event="presumed_dead", instance=self.id,
+                                                  detail="peers reaped us; carrying on"))
+            self._reap(now)
+            renewed = peers.renew(self.store, self.id,
+                                  {m: self.synced(m) for m in self.held}, now, self.duration)
+            gained = {m for m in self.mailboxes if m not in renewed and
+                      peers.acquire(self.store, m, self.id, now, self.duration)}
+        except StoreUnavailableError:
+            if time.monotonic() - self._renewed < self.duration.total_seconds():
+                raise
+            lost, self.held = self.held, frozenset()
+            return Change(lost=lost)
+        self._renewed = time.monotonic()
+        before = self.held
+        self.held = frozenset(renewed | gained)
+        change = Change(gained=frozenset(gained), lost=frozenset(before - renewed))
+        for mailbox in sorted(change.gained):
+            log.info("lease %s", fields(event="acquired", mailbox=mailbox, instance=self.id))
+        for mailbox in sorted(change.lost):
+            log.warning("lease %s", fields(event="lost", mailbox=mailbox, instance=self.id))
+        return change
+
+    def leave(self) -> None:
+        """Give up every lease and mark this instance stopped (a clean shutdown)."""
+        peers.stopped(self.store, self.id, self.clock.now(), "shutdown")
+        self.held = frozenset()
+
+    def _reap(self, now: datetime, *, startup: bool = False) -> None:
+        dead = {}
+        for peer in peers.instances(self.store):
+            why = presumed_dead(peer, me=self.id, host=self.host, pid=self.pid, now=now,
+                                timeout=self.timeout)
+            if why is not None:
+                dead[peer.id] = why
+        for number, (peer_id, why) in enumerate(sorted(dead.items())):
+            # Unclaimed `sending` items (from before instances were recorded) go at start.
+            reaped = peers.reap(self.store, [peer_id], now, why,
+                                unclaimed=startup and number == 0)
+            log.warning("instance %s", fields(event="reaped", instance=peer_id, reason=why,
+                                              leases=reaped.leases,
+                                              interrupted=reaped.interrupted))
+        if startup and not dead:
+            peers.reap(self.store, [], now, "unknown instance", unclaimed=True)
+
+    # -- on the event loop ----------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event,
+                  on_change: Callable[[Change], Awaitable[None]]) -> None:
+        """Tick every quarter of the lease timeout until `stopping`; report each change."""
+        never = asyncio.Event()
+        while not stopping.is_set():
+            await sleep_until(never, stopping, self.interval.total_seconds())
+            if stopping.is_set():
+                return
+            try:
+                change = await asyncio.to_thread(self.tick)
+            except TransientError as exc:
+                log.warning("instance %s", fields(event="heartbeat_failed", error=str(exc)))
+                continue
+            if change.gained or change.lost:
+                await on_change(change)

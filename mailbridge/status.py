@@ -1,0 +1,186 @@
+"""`mailbridge status`: the instances sharing the store, who watches which mailbox, the outbox
+and the next deadline, read from the store (the daemon need not answer).
+
+Public API: `Status`, `InstanceStatus`, `MailboxStatus`, `gather(store, config, now, host)`,
+`print_status(status, out, as_json)`, `EXIT_UNWATCHED`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+from sqlalchemy import func, select
+
+from mailbridge.config import Config
+from mailbridge.config_types import mask_url
+from mailbridge.store import peers
+from mailbridge.store.db import CURSORS, OUTBOX, THREADS, Store
+from mailbridge.store.migrations import current_version
+
+EXIT_UNWATCHED = 3
+"""Like `systemctl status`: a configured mailbox that no live instance watches."""
+
+
+@dataclass(frozen=True)
+class InstanceStatus:
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    last_seen_at: datetime
+    state: str
+    """"alive", "silent" (no heartbeat within the lease timeout, not yet reaped) or "stopped"."""
+    stop_reason: str
+    mailboxes: tuple[str, ...]
+    this_host: bool
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    mailbox: str
+    holder: str | None
+    expires_at: datetime | None
+    last_sync: datetime | None
+    uidvalidity: int | None
+    last_uid: int | None
+    last_recorded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Status:
+    now: datetime
+    store: str
+    schema_version: int
+    instances: tuple[InstanceStatus, ...]
+    mailboxes: tuple[MailboxStatus, ...]
+    outbox_pending: int
+    outbox_sending: int
+    outbox_failed: int
+    next_deadline: datetime | None
+    next_deadline_thread: str | None
+
+    @property
+    def unwatched(self) -> list[str]:
+        """Mailboxes whose lease no live instance holds."""
+        alive = {i.id for i in self.instances if i.state == "alive"}
+        return [m.mailbox for m in self.mailboxes if m.holder not in alive]
+
+
+def _state(row: peers.InstanceRow, now: datetime, timeout: timedelta) -> str:
+    if row.stopped_at is not None:
+        return "stopped"
+    return "alive" if now - row.last_seen_at <= timeout else "silent"
+
+
+def gather(store: Store, config: Config, now: datetime, host: str | None = None) -> Status:
+    """Everything `mailbridge status` shows, as of `now`."""
+    host = host or socket.gethostname()
+    leases = {lease.mailbox: lease for lease in peers.leases(store)}
+    held: dict[str, list[str]] = {}
+    for lease in leases.values():
+        if lease.expires_at >= now:
+            held.setdefault(lease.holder, []).append(lease.mailbox)
+    instances = tuple(
+        InstanceStatus(row.id, row.host, row.pid, row.version, row.started_at, row.last_seen_at,
+                       _state(row, now, config.store.lease_timeout), row.stop_reason,
+                       tuple(sorted(held.get(row.id, ()))), row.host == host)
+        for row in peers.instances(store))
+    configured = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
+    names = list(dict.fromkeys([*configured, *sorted(leases)]))
+    with store.transaction() as tx:
+        conn = tx.session.connection()
+        o, t, c = OUTBOX.c, THREADS.c, CURSORS.c
+        by_state: dict[str, int] = dict(conn.execute(select(o.state, func.count()).where(
+            o.state.in_(["pending", "sending", "failed"])).group_by(o.state)).all())
+        due = conn.execute(select(t.next_due_at, t.id).where(t.next_due_at.is_not(None))
+                           .order_by(t.next_due_at).limit(1)).first()
+        cursors = {row.mailbox: row for row in conn.execute(
+            select(c.mailbox, c.uidvalidity, c.last_uid, c.updated_at)
+            .where(c.mailbox.in_(names)))}
+        version = current_version(conn)
+    mailboxes = []
+    for name in names:
+        found = leases.get(name)
+        live = found is not None and found.expires_at >= now
+        cursor = cursors.get(name)
+        mailboxes.append(MailboxStatus(
+            name, found.holder if live and found else None,
+            found.expires_at if live and found else None,
+            found.synced_at if found else None,
+            cursor.uidvalidity if cursor else None, cursor.last_uid if cursor else None,
+            cursor.updated_at if cursor else None))
+    return Status(now, mask_url(config.store.url), version, instances, tuple(mailboxes),
+                  int(by_state.get("pending", 0)), int(by_state.get("sending", 0)),
+                  int(by_state.get("failed", 0)), due[0] if due else None,
+                  due[1] if due else None)
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = round((now - when).total_seconds())
+    if abs(seconds) < 120:
+        return f"{seconds}s ago" if seconds >= 0 else f"in {-seconds}s"
+    minutes = abs(seconds) // 60
+    text = f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
+    return f"{text} ago" if seconds >= 0 else f"in {text}"
+
+
+def _json(status: Status) -> str:
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    data = plain(asdict(status))
+    data["unwatched"] = status.unwatched
+    return json.dumps(data)
+
+
+def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
+    if as_json:
+        print(_json(status), file=out)
+        return
+    now = status.now
+    print(f"store: {status.store} (schema version {status.schema_version})", file=out)
+    print("instances:", file=out)
+    live_here = [i for i in status.instances if i.this_host and i.state == "alive"]
+    for i in status.instances:
+        if i.state == "stopped" and not i.this_host:
+            continue
+        mark = ""
+        if i.this_host:
+            mark = "  <- this instance" if len(live_here) == 1 and i in live_here else \
+                "  (this host)"
+        stopped = f" ({i.stop_reason})" if i.state == "stopped" and i.stop_reason else ""
+        print(f"  {i.id}  {i.host}:{i.pid}  {i.state}{stopped}, "
+              f"started {_ago(i.started_at, now)}, last seen {_ago(i.last_seen_at, now)}, "
+              f"mailboxes: {', '.join(i.mailboxes) or '-'}{mark}", file=out)
+    if not status.instances:
+        print("  none has run on this store yet", file=out)
+    print("mailboxes:", file=out)
+    for m in status.mailboxes:
+        holder = f"watched by {m.holder}" if m.holder else "NOT WATCHED"
+        cursor = f"last UID {m.last_uid}" if m.last_uid is not None else "no UID recorded yet"
+        print(f"  {m.mailbox}: {holder}, last IMAP sync {_ago(m.last_sync, now)}, {cursor}, "
+              f"last recorded {_ago(m.last_recorded_at, now)}", file=out)
+    print(f"outbox: {status.outbox_pending} pending, {status.outbox_sending} sending, "
+          f"{status.outbox_failed} failed", file=out)
+    if status.next_deadline is None:
+        print("next deadline: none", file=out)
+    else:
+        print(f"next deadline: {status.next_deadline:%Y-%m-%d %H:%M:%S} UTC "
+              f"({_ago(status.next_deadline, now)}), thread {status.next_deadline_thread}",
+              file=out)
+    for mailbox in status.unwatched:
+        print(f"warning: no live instance watches {mailbox}; start one with "
+              "`mailbridge run --config ...`", file=out)

@@ -1,0 +1,206 @@
+"""Several instances on one store: leases, heartbeats, reaping, and claims under contention."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from mailbridge.clock import FakeClock
+from mailbridge.config import load_config
+from mailbridge.errors import ConfigError
+from mailbridge.membership import Membership, presumed_dead
+from mailbridge.store import peers
+from mailbridge.store.db import Finished, Store
+from mailbridge.store.tables import OutboxItem
+
+T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=20)
+
+
+def _outbox(thread: str) -> OutboxItem:
+    return OutboxItem(thread_id=thread, kind="ack", mailbox="INBOX", message_id=f"<{thread}@x>",
+                      envelope_from="", recipient="ana@example.org", body=b"x",
+                      next_attempt_at=T0, created_at=T0, arrived_at=T0)
+
+
+def _instance(store: Store, name: str, *, at: datetime = T0, host: str = "h1",
+              pid: int = 1) -> str:
+    peers.register(store, peers.InstanceRow(name, host, pid, "test", at, at))
+    return name
+
+
+def test_a_lease_has_one_holder_until_it_expires(store: Store) -> None:
+    """A held lease is refused to others, renewed by its holder, and free once expired."""
+    assert peers.acquire(store, "INBOX", "a", T0, LEASE)
+    assert not peers.acquire(store, "INBOX", "b", T0 + timedelta(seconds=5), LEASE)
+    assert peers.renew(store, "a", {"INBOX": T0}, T0 + timedelta(seconds=15), LEASE) == {"INBOX"}
+    assert not peers.acquire(store, "INBOX", "b", T0 + timedelta(seconds=30), LEASE)
+    later = T0 + timedelta(seconds=36)
+    assert peers.acquire(store, "INBOX", "b", later, LEASE)
+    assert peers.renew(store, "a", {"INBOX": None}, later, LEASE) == set()
+    [lease] = peers.leases(store)
+    assert (lease.holder, lease.acquired_at, lease.synced_at) == ("b", later, T0)
+
+
+def test_reaping_fails_a_dead_instances_sends_and_frees_its_leases(store: Store) -> None:
+    """What a dead instance was sending is failed (never repeated); a live one's is kept."""
+    dead, live = _instance(store, "dead"), _instance(store, "live")
+    with store.transaction() as tx:
+        for thread in ("AAAAAA", "BBBBBB"):
+            tx.add(_outbox(thread))
+    assert store.claim_outbox(T0, claimer=dead) is not None
+    assert store.claim_outbox(T0, claimer=live) is not None
+    peers.acquire(store, "INBOX", dead, T0, LEASE)
+    reaped = peers.reap(store, [dead], T0, "no heartbeat for 40s")
+    assert (reaped.instances, reaped.leases, reaped.interrupted) == (1, 1, 1)
+    states = {i.claimed_by: (i.state, i.last_error) for i in store.outbox()}
+    assert states[live] == ("sending", "")
+    assert states[dead][0] == "failed" and "no heartbeat" in states[dead][1]
+    assert peers.acquire(store, "INBOX", live, T0, LEASE)
+    [gone] = [i for i in peers.instances(store) if i.id == dead]
+    assert gone.stopped_at == T0 and gone.stop_reason == "no heartbeat for 40s"
+
+
+def test_a_peer_is_presumed_dead_when_silent_or_its_process_is_gone() -> None:
+    """Silence past the timeout, or a vanished PID on our own host, means dead; else alive."""
+    def verdict(peer: peers.InstanceRow, *, after: float, alive: bool) -> str | None:
+        return presumed_dead(peer, me="me", host="h1", pid=1, now=T0 + timedelta(seconds=after),
+                             timeout=timedelta(seconds=30), alive=lambda pid: alive)
+
+    here = peers.InstanceRow("p", "h1", 4242, "", T0, T0)
+    elsewhere = peers.InstanceRow("p", "h2", 4242, "", T0, T0)
+    assert verdict(here, after=10, alive=True) is None
+    assert verdict(here, after=31, alive=True) == "no heartbeat for 31s"
+    assert verdict(here, after=0, alive=False) == "process 4242 on h1 has ended"
+    assert verdict(elsewhere, after=0, alive=False) is None, "another host's PIDs are not ours"
+    reused = peers.InstanceRow("p", "h1", 1, "", T0, T0)
+    assert verdict(reused, after=0, alive=True) == "process 1 on h1 has ended", "our own PID"
+
+
+def test_a_restarted_instance_takes_over_at_once_and_a_killed_peer_after_the_timeout(
+        store: Store) -> None:
+    """Same host, process gone: at once; another host, silent: within the lease timeout."""
+    clock = FakeClock(T0)
+    first = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
+                       host="h1", pid=999_999_999)  # a PID no process has
+    assert first.join().gained == {"INBOX", "Sent"}
+    again = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
+                       host="h1")
+    assert again.join().gained == {"INBOX", "Sent"}, "the old process of this host is gone"
+    other = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
+                       host="h2")
+    assert other.join().gained == frozenset()
+    for _ in range(3):  # both alive: the holder renews, the other waits
+        clock.advance(LEASE / 4)
+        assert again.tick().lost == frozenset()
+        assert other.tick().gained == frozenset()
+    # `again` stops renewing (killed); `other` takes over within the lease timeout.
+    waited = timedelta(0)
+    while not other.held:
+        clock.advance(LEASE / 4)
+        waited += LEASE / 4
+        other.tick()
+    assert waited <= LEASE and other.held == {"INBOX", "Sent"}
+    clock.advance(LEASE / 4)
+    assert again.tick().lost == {"INBOX", "Sent"}, "a stalled holder learns it lost them"
+
+
+def test_a_clean_shutdown_hands_over_at_once(store: Store) -> None:
+    """Leaving releases the leases: a peer takes them at its next tick."""
+    clock = FakeClock(T0)
+    first = Membership(store, clock, mailboxes=["INBOX"], lease_timeout=LEASE, host="h1")
+    second = Membership(store, clock, mailboxes=["INBOX"], lease_timeout=LEASE, host="h2")
+    first.join()
+    assert second.join().gained == frozenset()
+    first.leave()
+    assert second.tick().gained == {"INBOX"}
+    [left] = [i for i in peers.instances(store) if i.id == first.id]
+    assert left.stop_reason == "shutdown"
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_concurrent_claimers_never_take_one_item_twice(store_url: str) -> None:
+    """Four instances claiming at once with SKIP LOCKED take every item exactly once."""
+    setup = Store.open(store_url)
+    with setup.transaction() as tx:
+        for n in range(200):
+            tx.add(_outbox(f"T{n:05d}"))
+    stores = [Store.open(store_url) for _ in range(4)]
+    claimed: list[list[int]] = [[] for _ in stores]
+    start = threading.Barrier(len(stores))
+
+    def claim(index: int) -> None:
+        start.wait()
+        finished = None
+        while (item := stores[index].claim_outbox(T0, finished=finished,
+                                                  claimer=f"i{index}")) is not None:
+            claimed[index].append(item.id)
+            finished = Finished(item.id, "sent", T0)
+        if finished is not None:
+            stores[index].finish_outbox(finished)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    every = [item for mine in claimed for item in mine]
+    assert len(every) == len(set(every)) == 200, "no item claimed twice, none left"
+    assert sum(1 for mine in claimed if mine) >= 2, "the claimers really ran side by side"
+    assert {i.state for i in setup.outbox()} == {"sent"}
+    by = {i.id: i.claimed_by for i in setup.outbox()}
+    assert all(by[item] == f"i{index}" for index, mine in enumerate(claimed) for item in mine)
+    for opened in (setup, *stores):
+        opened.close()
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_concurrent_lease_takers_get_one_holder(store_url: str) -> None:
+    """Eight instances racing for one free mailbox: exactly one gets it."""
+    stores = [Store.open(store_url) for _ in range(8)]
+    start = threading.Barrier(len(stores))
+    won: list[str] = []
+
+    def take(index: int) -> None:
+        start.wait()
+        if peers.acquire(stores[index], "INBOX", f"i{index}", T0, LEASE):
+            won.append(f"i{index}")
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(won) == 1
+    assert [lease.holder for lease in peers.leases(stores[0])] == won
+    for opened in stores:
+        opened.close()
+
+
+def test_the_lease_timeout_is_configured_in_the_store_section(tmp_path: Path) -> None:
+    """`[store] lease_timeout` defaults to 30 s and must be a positive duration."""
+    def load(extra: str) -> timedelta:
+        path = tmp_path / "mailbridge.toml"
+        path.write_text(f"""
+[support]
+address = "support@example.com"
+name = "Example Support"
+[[agents]]
+name = "Dana Whitfield"
+email = "dana@example.com"
+[store]
+url = "sqlite:///{tmp_path}/s.sqlite3"
+{extra}
+[daemon]
+state_dir = "{tmp_path}"
+""")
+        return load_config(path).store.lease_timeout
+
+    assert load("") == timedelta(seconds=30)
+    assert load('lease_timeout = "2m"') == timedelta(minutes=2)
+    with pytest.raises(ConfigError) as caught:
+        load('lease_timeout = "0s"')
+    assert any(p.startswith("[store] lease_timeout") for p in caught.value.problems)

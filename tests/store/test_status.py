@@ -1,0 +1,94 @@
+"""`mailbridge status` on each backend: instances, mailbox watchers, outbox and next deadline."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from mailbridge.cli import main
+from mailbridge.clock import SystemClock
+from mailbridge.config import load_config
+from mailbridge.membership import Membership
+from mailbridge.status import EXIT_UNWATCHED, gather
+from mailbridge.store.db import Store
+from mailbridge.store.tables import OutboxItem, Thread
+
+
+def _config(tmp_path: Path, store_url: str) -> Path:
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(f"""
+[support]
+address = "support@example.com"
+name = "Example Support"
+[[agents]]
+name = "Dana Whitfield"
+email = "dana@example.com"
+[imap]
+host = "127.0.0.1"
+username = "support@example.com"
+password = "x"
+sent_folders = ["Sent"]
+[store]
+url = "{store_url}"
+lease_timeout = "20s"
+[daemon]
+state_dir = "{tmp_path}"
+""")
+    return path
+
+
+def test_status_shows_instances_watchers_outbox_and_next_deadline(
+        store: Store, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two instances, one watching both mailboxes; an ack pending; a deadline ahead."""
+    config = _config(tmp_path, store_url)
+    clock = SystemClock()
+    now = clock.now()
+    here = Membership(store, clock, mailboxes=["INBOX", "Sent"],
+                      lease_timeout=timedelta(seconds=20), synced=lambda m: now)
+    here.join()
+    here.tick()  # records the watchers' last sync on the leases
+    peer = Membership(store, clock, mailboxes=["INBOX", "Sent"],
+                      lease_timeout=timedelta(seconds=20), host="other-host")
+    peer.join()
+    due = now + timedelta(hours=3)
+    with store.transaction() as tx:
+        tx.add(Thread(id="ABCDEF", created_at=now, customer="a@x", agent_name="D",
+                      agent_email="d@x", first_response_due=due, next_due_at=due))
+        tx.add(OutboxItem(thread_id="ABCDEF", kind="ack", mailbox="INBOX", message_id="<a@x>",
+                          envelope_from="", recipient="a@x", body=b"x", next_attempt_at=now,
+                          created_at=now, arrived_at=now))
+        tx.advance_cursor("INBOX", 9, 41, now)
+
+    status = gather(store, load_config(config), clock.now())
+    by_id = {i.id: i for i in status.instances}
+    assert by_id[here.id].mailboxes == ("INBOX", "Sent") and by_id[here.id].state == "alive"
+    assert by_id[peer.id].mailboxes == () and not by_id[peer.id].this_host
+    inbox = status.mailboxes[0]
+    assert (inbox.mailbox, inbox.holder, inbox.last_uid) == ("INBOX", here.id, 41)
+    assert inbox.last_sync is not None and abs(inbox.last_sync - now) < timedelta(seconds=1)
+    assert (status.outbox_pending, status.next_deadline_thread) == (1, "ABCDEF")
+    assert status.next_deadline == due and status.unwatched == []
+
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert f"{here.id}" in text and "<- this instance" in text
+    assert "INBOX: watched by" in text and "last UID 41" in text
+    assert "outbox: 1 pending" in text and "thread ABCDEF" in text
+
+    here.leave()
+    assert main(["status", "--config", str(config), "--json"]) == EXIT_UNWATCHED
+    data = json.loads(capsys.readouterr().out)
+    assert data["unwatched"] == ["INBOX", "Sent"]
+    assert {i["id"]: i["state"] for i in data["instances"]}[here.id] == "stopped"
+
+
+def test_status_of_a_fresh_store_says_nothing_runs(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before any instance ran, status names the unwatched mailboxes and exits 3."""
+    assert main(["status", "--config", str(_config(tmp_path, store_url))]) == EXIT_UNWATCHED
+    text = capsys.readouterr().out
+    assert "none has run on this store yet" in text
+    assert "warning: no live instance watches INBOX" in text
