@@ -263,6 +263,11 @@ class Deadlines:
         The first run also makes the waiting threads of every agent who is off shift or
         inactive now due, so that a changed rota (or a stop over a shift's end) is acted on.
         """
+        if self._rechecked:
+            # Most wake-ups find nothing due: look first without taking the write lock.
+            next_at = self.store.next_due_time()
+            if next_at is None or next_at > now:
+                return 0
         with self.store.transaction() as tx:
             if not self._rechecked:
                 tx.recheck_agents(self.team.available(now), now)

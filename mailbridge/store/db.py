@@ -385,9 +385,12 @@ class Store:
                              item.arrived_at)
 
     def next_due_time(self) -> datetime | None:
-        """The earliest time any thread has something due (an indexed MIN)."""
-        with self.transaction() as tx:
-            return tx.session.exec(select(func.min(Thread.next_due_at))).first()
+        """The earliest time any thread has something due (an indexed MIN, read-only)."""
+        with self.reading() as conn:
+            # MIN keeps the column's type, so the value comes back as an aware UTC time.
+            found: datetime | None = conn.execute(
+                select(func.min(THREADS.c.next_due_at))).scalar()
+            return found
 
     def next_outbox_time(self) -> datetime | None:
         with self.transaction() as tx:

@@ -51,6 +51,17 @@ def test_times_come_back_aware_utc(store: Store) -> None:
         assert thread.first_response_due.tzinfo == UTC
 
 
+def test_the_next_due_time_is_the_earliest_aware_time(store: Store) -> None:
+    """The scheduler's indexed MIN comes back as an aware UTC time, or None."""
+    assert store.next_due_time() is None
+    for ref, due in (("LATERR", T0 + timedelta(hours=2)), ("FIRSTT", T0 + timedelta(hours=1))):
+        with store.transaction() as tx:
+            tx.add(Thread(id=ref, created_at=T0, customer="a@x", agent_name="D",
+                          agent_email="d@x", first_response_due=due, next_due_at=due))
+    found = store.next_due_time()
+    assert found == T0 + timedelta(hours=1) and found.tzinfo == UTC
+
+
 def test_a_thread_can_have_only_one_ack(store: Store) -> None:
     """The schema itself refuses a second acknowledgement for a thread."""
     with store.transaction() as tx:
