@@ -55,6 +55,8 @@ class AgentProfile(_Table):
     title: OneLine = ""
     signature: Signature = ""
     photo_url: HttpsUrl | None = None
+    from_address: Address | None = None
+    """A personal alias the agent's acknowledgements come from; None: the support address."""
     languages: tuple[LanguageTag, ...] = ()
     """The languages they write; (): not stated, any language."""
     policies: tuple[NonEmpty, ...] | None = None

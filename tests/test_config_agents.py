@@ -172,3 +172,13 @@ def test_faq_language_is_checked(tmp_path: Path) -> None:
     assert load(tmp_path, text).faq[0].language == "de"
     with pytest.raises(ConfigError, match=r"\[\[faq\]\] #1 language: no templates"):
         load(tmp_path, MINIMAL + FAQ.replace("[faq.match]", 'language = "fr"\n[faq.match]'))
+
+
+def test_an_agent_alias_must_be_an_address(tmp_path: Path) -> None:
+    """from_address is checked like every address."""
+    from mailbridge.config_agents import AgentProfile
+
+    assert AgentProfile(name="Dana", email="dana@example.com",
+                        from_address="dana@support.example.com").from_address
+    with pytest.raises(ValueError, match="from_address"):
+        AgentProfile(name="Dana", email="dana@example.com", from_address="not an address")

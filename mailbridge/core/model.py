@@ -83,6 +83,8 @@ class Agent:
     """Plain text, several lines; replaces name, title and desk under the closing."""
     photo_url: str = ""
     """An https URL of their photo, shown in the HTML part; "" for none."""
+    from_address: str = ""
+    """A personal alias for the From of mail to customers; "" for the support address."""
 
 
 @dataclass(frozen=True)

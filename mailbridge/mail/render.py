@@ -348,8 +348,9 @@ def _customer_message(
     """Headers of mail to the customer: from the agent at the desk, an RFC 3834 auto-reply."""
     agent, support = clean(ctx.agent.name, max_len=80), clean(ctx.support_name, max_len=80)
     signature = ", ".join(part for part in (agent, support) if part)  # "Dana W, Acme Support"
+    # Replies still go to the tracked support mailbox, whichever address it comes from.
     return _message(
-        sender=(signature, ctx.support_address),
+        sender=(signature, ctx.agent.from_address or ctx.support_address),
         recipient=(ctx.customer_name, ctx.customer_address),
         reply_to=(support, ctx.support_address),
         subject=subject, message_id=message_id, date=date,

@@ -651,3 +651,14 @@ def test_operator_notice_templates_are_sandboxed(tmp_path: Path) -> None:
     (tmp_path / NUDGE_TEXT).write_text("{{ to_name.__class__.__mro__ }}\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"nudge\.txt\.j2, line 1: SecurityError"):
         render_notice(Renderer(tmp_path), notice_context(kind="nudge"))
+
+
+def test_a_personal_alias_sends_the_ack_and_replies_still_reach_the_desk(
+        renderer: Renderer) -> None:
+    """With a configured alias the ack comes from the agent's own address, Reply-To stays."""
+    dana = Agent(name="Dana Whitfield", email="dana@acme.example",
+                 from_address="dana@support.acme.example")
+    wire = email.message_from_bytes(render(renderer, context(agent=dana)).as_bytes(),
+                                    policy=default)
+    assert str(wire["From"]) == '"Dana Whitfield, Acme Support" <dana@support.acme.example>'
+    assert str(wire["Reply-To"]) == "Acme Support <support@acme.example>"
