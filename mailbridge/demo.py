@@ -92,7 +92,7 @@ def _print_outcome(out: TextIO, outcome: Outcome) -> None:
     line = f"→ {outcome.source.describe()}: {action} ({outcome.verdict.rule}: " \
            f"{outcome.verdict.detail})"
     if outcome.agent is not None and outcome.due is not None:
-        line += f"; agent {outcome.agent.name}, promised by {outcome.due.isoformat()}"
+        line += f"; agent {outcome.agent.name}, due {outcome.due:%Y-%m-%d %H:%M} UTC"
     print(line, file=out, flush=True)
 
 
