@@ -59,6 +59,7 @@ from mailbridge.config_types import (
     Host,
     IdleRefresh,
     Listen,
+    ListenAddress,
     NonEmpty,
     Port,
     PositiveDuration,
@@ -70,7 +71,6 @@ from mailbridge.config_types import (
     Timezone,
     Tls,
     mask_url,
-    split_listen,
 )
 from mailbridge.durations import format_duration, parse_duration
 from mailbridge.errors import ConfigError
@@ -169,7 +169,7 @@ class StoreSettings(_Section):
         yield "url", mask_url(self.url)
 
 
-class HttpSettings(_Section):
+class HttpSettings(ListenAddress, _Section):
     listen: Listen = "127.0.0.1:9464"
     bearer_token: Secret | None = None
     """From bearer_token_file: /metrics then wants "Authorization: Bearer <token>"."""
@@ -183,14 +183,6 @@ class HttpSettings(_Section):
         if user is not None and ":" in user:
             raise ValueError("must not contain a colon (RFC 7617)")
         return user
-
-    @property
-    def host(self) -> str:
-        return split_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return split_listen(self.listen)[1]
 
 
 class AgentSettings(AgentProfile):

@@ -28,12 +28,12 @@ from mailbridge.config_types import (
     ADDRESS_PATTERN,
     Host,
     Listen,
+    ListenAddress,
     NonEmpty,
     Port,
     Secret,
     StrictBool,
     Tls,
-    split_listen,
 )
 from mailbridge.passwords import parse_hash
 
@@ -98,7 +98,7 @@ def _password_hash(value: str) -> str:
 PasswordHash = Annotated[str, AfterValidator(_password_hash)]
 
 
-class RelaySettings(BaseModel):
+class RelaySettings(ListenAddress, BaseModel):
     """The agents' SMTP submission relay; off unless `enabled = true`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,14 +125,6 @@ class RelaySettings(BaseModel):
             port = _UPSTREAM_PORTS.get(tls, 587) if isinstance(tls, str) else 587
             data = {**data, "upstream_port": port}
         return data
-
-    @property
-    def host(self) -> str:
-        return split_listen(self.listen)[0]
-
-    @property
-    def port(self) -> int:
-        return split_listen(self.listen)[1]
 
 
 # -- loading -----------------------------------------------------------------------------------

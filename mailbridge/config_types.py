@@ -25,7 +25,7 @@ import zoneinfo
 from collections.abc import Mapping
 from datetime import date, time, timedelta
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -144,6 +144,21 @@ def _store_url(value: str) -> str:
 def mask_url(url: str) -> str:
     """Hide the password in scheme://user:password@host, for repr and error messages."""
     return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+class ListenAddress:
+    """`host` and `port` of a settings model's `listen = "host:port"`."""
+
+    if TYPE_CHECKING:
+        listen: str
+
+    @property
+    def host(self) -> str:
+        return split_listen(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_listen(self.listen)[1]
 
 
 def split_listen(listen: str) -> tuple[str, int]:

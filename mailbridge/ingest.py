@@ -112,8 +112,9 @@ class Ingestor:
         policies = deadlines.policies
         self.leads = frozenset(p.escalate_to.lower() for p in (policies.default, *policies.policies)
                                if p.escalate_to)
-        self.agents = tuple(Agent(a.name, a.email) for a in config.agents)
-        self.agent_emails = frozenset(a.email.lower() for a in config.agents)
+        # The roster as configured (names, signatures, aliases), built once in Deadlines.
+        self.agents = tuple(member.agent for member in deadlines.team.members)
+        self.agent_emails = frozenset(agent.email.lower() for agent in self.agents)
         self.windows = threads.Windows(same_subject=config.threads.same_subject_window,
                                        burst=config.threads.burst_window)
         # How far back a customer's threads matter: subject matching, bursts, the cap.

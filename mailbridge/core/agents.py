@@ -21,7 +21,6 @@ choice and the reason for it out. Public API:
   and will not be back before `due`; None when it stays.
 - `next_check(members, *, current, due, policy, now)`: when to look at that again (the
   end of the agent's shift, or a colleague's start); None when nothing can change.
-- `round_robin(agents, turn)`: the plain rotation, kept for callers without a roster.
 
 Reasons name agents and times, never the customer's address, so they can be logged.
 """
@@ -210,13 +209,6 @@ def next_check(members: Sequence[Member], *, current: str, due: datetime | None,
     starts = [s for m in pool if m.email != current.lower()
               for s in [m.next_start(now)] if s is not None and s < due]
     return min(starts, default=None)
-
-
-def round_robin(agents: Sequence[Agent], turn: int) -> Agent:
-    """The agent whose turn it is; `turn` is a counter the store keeps."""
-    if not agents:
-        raise ValueError("no agents configured")
-    return agents[turn % len(agents)]
 
 
 # -- the steps ----------------------------------------------------------------------------------

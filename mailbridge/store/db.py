@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, or_, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, or_, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, select
@@ -32,21 +32,15 @@ from mailbridge.store.tables import (
     OutboxItem,
     Thread,
     ThreadEvent,
+    table_of,
 )
 
-
-def _table(model: type[SQLModel]) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-MESSAGES = _table(Message)
-THREADS = _table(Thread)
-KNOWN_IDS = _table(KnownId)
-COUNTERS = _table(Counter)
-CURSORS = _table(Cursor)
-OUTBOX = _table(OutboxItem)
+MESSAGES = table_of(Message)
+THREADS = table_of(Thread)
+KNOWN_IDS = table_of(KnownId)
+COUNTERS = table_of(Counter)
+CURSORS = table_of(Cursor)
+OUTBOX = table_of(OutboxItem)
 
 
 @dataclass(frozen=True)
@@ -277,7 +271,7 @@ class Tx:
 
     def insert(self, model: type[SQLModel], **values: Any) -> None:
         """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
-        self._conn.execute(_table(model).insert(), values)
+        self._conn.execute(table_of(model).insert(), values)
 
     def add(self, row: SQLModel) -> None:
         self.session.add(row)

@@ -19,22 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, case, delete, insert, or_, select, update
+from sqlalchemy import case, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel
 
 from mailbridge.store.db import Store
-from mailbridge.store.tables import Instance, MailboxLease
+from mailbridge.store.tables import Instance, MailboxLease, table_of
 
-
-def _table(model: type[SQLModel]) -> Table:
-    table = model.__table__  # type: ignore[attr-defined]
-    assert isinstance(table, Table)
-    return table
-
-
-INSTANCES = _table(Instance)
-LEASES = _table(MailboxLease)
+INSTANCES = table_of(Instance)
+LEASES = table_of(MailboxLease)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The store's tables as SQLModel classes (the schema itself lives in migrations).
 
 Public API: `UTCDateTime`, `Message`, `Thread`, `ThreadEvent`, `KnownId`, `OutboxItem`,
-`Cursor`, `Counter`, `Instance`, `MailboxLease`. Timestamps are aware UTC datetimes on both
-SQLite and PostgreSQL.
+`Cursor`, `Counter`, `Instance`, `MailboxLease`, `table_of(model)`. Timestamps are aware UTC
+datetimes on both SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -39,6 +39,13 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy Core table behind a table model, for Core statements."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
 
 
 def _ts(*, nullable: bool = False, index: bool = False) -> Any:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailbridge.core import agents, threads
-from mailbridge.core.model import Address, Agent, InboundMessage
+from mailbridge.core import threads
+from mailbridge.core.model import Address, InboundMessage
 
 
 def test_linked_ids_prefer_in_reply_to_then_newest_reference() -> None:
@@ -33,13 +33,6 @@ def test_refs_use_the_unambiguous_alphabet(data: bytes) -> None:
     ref = threads.make_ref(data)
     assert len(ref) == 6 and set(ref) <= set(threads.REF_ALPHABET)
     assert threads.subject_ref(f"Re: hello [#{ref}]") == ref
-
-
-def test_round_robin_takes_turns() -> None:
-    """Agents take turns in the configured order."""
-    team = [Agent("Dana", "dana@x"), Agent("Sam", "sam@x")]
-    assert [agents.round_robin(team, t).name for t in range(5)] == \
-        ["Dana", "Sam", "Dana", "Sam", "Dana"]
 
 
 def test_find_thread_never_joins_by_subject_across_senders() -> None:
