@@ -100,6 +100,7 @@ def _serve(config: Config) -> int:
     from mailbridge.service import Service
 
     logs.setup(config.daemon.log_level, journal="JOURNAL_STREAM" in os.environ)
+    sys.setswitchinterval(0.0005)
     return asyncio.run(Service(config).serve())
 
 

@@ -1,18 +1,19 @@
 """One inbound message in: decide with the core, record it, queue the acknowledgement.
 
-Public API: `Source`, `Outcome`, `Ingestor`.
+Public API: `Source`, `Incoming`, `Outcome`, `Ingestor`.
 
 The same `Ingestor` serves the IMAP watcher, `replay` and the demo, so a dry
 run shows exactly what the daemon would do. Each message is one transaction:
 the message row, its thread, the known Message-IDs, the outbox row and the
-mailbox cursor are committed together or not at all.
+mailbox cursor are committed together or not at all. A mailbox catching up
+records a fetched batch in one transaction (`ingest_many`), all or nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -63,6 +64,18 @@ class Source:
         if self.label:
             return self.label
         return f"{self.mailbox}/{self.uidvalidity}:{self.uid}"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message to record: parsed (None when it could not be, `error` says why), where
+    it came from and when it arrived."""
+
+    source: Source
+    message: InboundMessage | None
+    received: datetime
+    size: int = 0
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -164,14 +177,46 @@ class Ingestor:
     def _ingest_once(self, message: InboundMessage, source: Source, received: datetime,
                      now: datetime) -> Outcome:
         with self.store.transaction() as tx:
-            if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-                verdict = Verdict(False, "already_recorded", "this UID was recorded before")
-                return Outcome(source, message.message_id, verdict, None, None, None, None, None,
-                               received, recorded=False)
-            outcome = self._decide_and_record(tx, message, source, received, now)
-            if source.uid is not None and source.uidvalidity is not None:
-                tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
+            outcome = self._record_one(tx, Incoming(source, message, received), now)
+            self._advance(tx, [source], now)
             return outcome
+
+    def ingest_many(self, items: Sequence[Incoming], *, now: datetime) -> list[Outcome]:
+        """Record several messages in one transaction, in order (a mailbox catching up).
+
+        The same decisions as `ingest` one by one, without a commit and a cursor
+        update per message. Raises what one message raises, `IntegrityError` when
+        another instance recorded one of them meanwhile: nothing of the batch is
+        then committed, and the caller records them one at a time with `ingest`
+        and `record_failure`, which decide each again and keep a bad one apart.
+        """
+        with self.store.transaction() as tx:
+            outcomes = [self._record_one(tx, replace(item, received=item.received.astimezone(UTC)),
+                                         now) for item in items]
+            self._advance(tx, [item.source for item in items], now)
+            return outcomes
+
+    def _record_one(self, tx: Tx, item: Incoming, now: datetime) -> Outcome:
+        source, received = item.source, item.received
+        if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
+            verdict = Verdict(False, "already_recorded", "this UID was recorded before")
+            return Outcome(source, item.message.message_id if item.message else None, verdict,
+                           None, None, None, None, None, received, recorded=False)
+        if item.message is None:
+            return self._failure_row(tx, source, item.error, size=item.size, received=received,
+                                     now=now)
+        return self._decide_and_record(tx, item.message, source, received, now)
+
+    @staticmethod
+    def _advance(tx: Tx, sources: Sequence[Source], now: datetime) -> None:
+        """Move each mailbox's cursor past the last of `sources` it holds."""
+        last: dict[tuple[str, int], int] = {}
+        for source in sources:
+            if source.uid is not None and source.uidvalidity is not None:
+                key = (source.mailbox, source.uidvalidity)
+                last[key] = max(last.get(key, 0), source.uid)
+        for (mailbox, uidvalidity), uid in last.items():
+            tx.advance_cursor(mailbox, uidvalidity, uid, now)
 
     def relay(self, message: InboundMessage, relayed: Relayed, *, received: datetime,
               now: datetime) -> Outcome:
@@ -186,23 +231,28 @@ class Ingestor:
     def record_failure(self, source: Source, error: str, *, size: int, received: datetime,
                        now: datetime) -> Outcome:
         """Record a message that could not be processed at all, so it is never lost."""
-        verdict = Verdict(False, "internal_error", f"could not be processed: {error}"[:500])
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
                 with self.store.transaction() as tx:
-                    if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-                        tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
-                                  uidvalidity=source.uidvalidity, uid=source.uid,
-                                  message_id=None, sender="", subject="", size=size,
-                                  received_at=received, recorded_at=now, thread_id=None,
-                                  action="ignore", rule=verdict.rule, reason=verdict.detail,
-                                  defects="")
-                    if source.uid is not None and source.uidvalidity is not None:
-                        tx.advance_cursor(source.mailbox, source.uidvalidity, source.uid, now)
-                break
+                    outcome = self._failure_row(tx, source, error, size=size, received=received,
+                                                now=now)
+                    self._advance(tx, [source], now)
+                return outcome
             except IntegrityError:  # another instance recorded it meanwhile
                 if attempt == RACE_ATTEMPTS:
                     raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _failure_row(tx: Tx, source: Source, error: str, *, size: int, received: datetime,
+                     now: datetime) -> Outcome:
+        verdict = Verdict(False, "internal_error", f"could not be processed: {error}"[:500])
+        if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
+            tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
+                      uidvalidity=source.uidvalidity, uid=source.uid, message_id=None,
+                      sender="", subject="", size=size, received_at=received, recorded_at=now,
+                      thread_id=None, action="ignore", rule=verdict.rule, reason=verdict.detail,
+                      defects="")
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
     def _is_staff(self, sender: str, source: Source) -> bool:

@@ -32,7 +32,7 @@ from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.core.model import InboundMessage
 from mailbridge.errors import TransientError
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.ingest import Incoming, Ingestor, Outcome, Source
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.relay import (
@@ -56,6 +56,13 @@ from mailbridge.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
 from mailbridge.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)
+
+SHARED_OUTBOX_POLL = 1.0
+"""Seconds between looks at a shared (PostgreSQL) outbox when nothing woke the sender: the
+instance that queues mail wakes only its own sender, and the others help with a backlog."""
+MESSAGES_PER_TRANSACTION = 20
+"""A mailbox catching up records this many messages per transaction: fewer commits, while
+the sender still gets the (SQLite) write lock between them."""
 
 
 def message_hash(message_id: str | None) -> str | None:
@@ -153,7 +160,8 @@ class Service:
                 config.relay, local_hostname=config.support.domain)
         self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
                                    on_sent=self.on_sent, claimer=self.membership.id,
-                                   routes=routes)
+                                   routes=routes,
+                                   idle_poll=SHARED_OUTBOX_POLL if self.store.shared else None)
         self._tasks.append(asyncio.create_task(self.sender.run(self._stopping_sender)))
         self.scheduler = Scheduler(self.ingestor.deadlines, self.store, self.clock,
                                    on_work=self.sender.wake)
@@ -254,17 +262,35 @@ class Service:
     # -- ingest ----------------------------------------------------------------------
 
     def _deliver_threadsafe(self, mailbox: str, batch: Sequence[Fetched]) -> None:
-        """Called on a watcher thread: record each message, waking the sender after each."""
-        for item in batch:
-            source = Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid)
-            received = item.internaldate or self.clock.now()
+        """Called on a watcher thread: record a fetched batch in one transaction; if that
+        fails (a bug in one message, a race with another instance), one at a time."""
+        items = [Incoming(Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid),
+                          item.message, item.internaldate or self.clock.now(), item.size,
+                          item.error) for item in batch]
+        for start in range(0, len(items), MESSAGES_PER_TRANSACTION):
+            self._deliver_chunk(mailbox, items[start:start + MESSAGES_PER_TRANSACTION])
+
+    def _deliver_chunk(self, mailbox: str, items: Sequence[Incoming]) -> None:
+        if len(items) > 1:
+            try:
+                outcomes = self._ingestor().ingest_many(items, now=self.clock.now())
+            except TransientError:  # the store is down: the watcher fetches them again later
+                raise
+            except Exception as exc:  # each is decided again, alone, below
+                log.info("message %s", fields(event="batch_retried", mailbox=mailbox,
+                                              messages=len(items), error=type(exc).__name__))
+            else:
+                for outcome in outcomes:
+                    self._recorded(outcome)
+                return
+        for item in items:
             if item.message is None:
                 step = functools.partial(
-                    self._ingestor().record_failure, source, item.error, size=item.size,
-                    received=received, now=self.clock.now())
+                    self._ingestor().record_failure, item.source, item.error, size=item.size,
+                    received=item.received, now=self.clock.now())
             else:
-                step = functools.partial(self._ingest, item.message, source, received)
-            self._record(source, item.size, step)
+                step = functools.partial(self._ingest, item.message, item.source, item.received)
+            self._record(item.source, item.size, step)
 
     def ingest_raw(self, raw: bytes, source: Source) -> Outcome | None:
         """Record one complete message (the demo's and local tools' ingest path).
@@ -327,10 +353,16 @@ class Service:
             log.exception("message %s", fields(event="error", source=source.describe()))
             outcome = self._ingestor().record_failure(source, f"{type(exc).__name__}: {exc}",
                                                       size=size, received=now, now=now)
+        self._recorded(outcome)
+        return outcome
+
+    def _recorded(self, outcome: Outcome) -> None:
+        """What follows a committed outcome: wake-ups, the metric, the log line."""
         if outcome.ack_message_id is not None or outcome.queued:
             self._wake_sender()
         if outcome.thread is not None:
             self._wake_scheduler()  # the thread's next due time may have moved
+        source = outcome.source
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)
             log.info("message %s", fields(
@@ -339,4 +371,3 @@ class Service:
                 rule=outcome.verdict.rule, thread=outcome.thread))
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-        return outcome

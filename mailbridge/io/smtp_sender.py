@@ -137,7 +137,7 @@ class OutboxSender:
     def __init__(self, store: Store, transport: Transport, clock: Clock, metrics: Metrics,
                  retry: RetryPolicy, *, on_sent: Callable[[OutboxRow], None] | None = None,
                  claimer: str | None = None, routes: Mapping[str, Transport] | None = None,
-                 ) -> None:
+                 idle_poll: float | None = None) -> None:
         self.store = store
         self.routes = dict(routes or {})
         """Transports by outbox mailbox ("relay": the relay's upstream); else `transport`."""
@@ -148,6 +148,9 @@ class OutboxSender:
         self.metrics = metrics
         self.retry = retry
         self.on_sent = on_sent
+        self.idle_poll = idle_poll
+        """Look at the outbox at least this often (seconds): other instances queue mail too,
+        and nothing wakes this one for it. None: only when woken or an item falls due."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -196,9 +199,10 @@ class OutboxSender:
 
     async def _sleep(self, stopping: asyncio.Event) -> None:
         next_at = await asyncio.to_thread(self.store.next_outbox_time)
-        timeout = None
+        timeout = self.idle_poll
         if next_at is not None:
-            timeout = max(0.0, (next_at - self.clock.now()).total_seconds())
+            due_in = max(0.0, (next_at - self.clock.now()).total_seconds())
+            timeout = due_in if timeout is None else min(timeout, due_in)
         await sleep_until(self._wake, stopping, timeout)
 
     async def _deliver(self, item: OutboxRow) -> Finished:

@@ -29,6 +29,7 @@ from mailbridge.core import commands
 from mailbridge.core.model import Agent
 from mailbridge.errors import PermanentError
 from mailbridge.mail.headers import (
+    HEADER_REGISTRY,
     MAX_SUBJECT,
     clean,
     format_address,
@@ -37,7 +38,7 @@ from mailbridge.mail.headers import (
     policy_for,
 )
 
-_PARSE_POLICY = email.policy.default
+_PARSE_POLICY = email.policy.default.clone(header_factory=HEADER_REGISTRY)
 _TOKENS = re.compile(r"(<[^>]*>)|([^<]+)")
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _COMMAND_LIKE = re.compile(r"#[A-Za-z]")

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.headerregistry import Address as HeaderAddress
-from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import TypeVar
@@ -30,6 +29,7 @@ from typing import TypeVar
 from mailbridge.core.model import Address, InboundMessage
 from mailbridge.mail.bodystructure import MAX_PARTS
 from mailbridge.mail.defects import Defects, excerpt, guard
+from mailbridge.mail.headers import CachedHeaderRegistry
 
 MAX_TOP_FIELD = 64 * 1024
 MAX_MIME_FIELD = 2 * 1024
@@ -42,8 +42,8 @@ MAX_ADDRESSES = 100
 MAX_REFERENCES = 50
 
 _T = TypeVar("_T")
-_ADDRESS_HEADERS = HeaderRegistry()
-_UNSTRUCTURED = HeaderRegistry(use_default_map=False)
+_ADDRESS_HEADERS = CachedHeaderRegistry()
+_UNSTRUCTURED = CachedHeaderRegistry(use_default_map=False)
 _ID_TOKEN = re.compile(r"<[^<>\s]+>")
 _HEADER_LINE = re.compile(rb"[!-9;-~]*:")
 _BOUNDARY_LINE = re.compile(

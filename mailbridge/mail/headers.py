@@ -10,6 +10,9 @@ Public API:
 - `clean(value, *, max_len=200)`: one line of printable text, shortened with "…".
 - `format_address(name, addr)`: a quoted/encoded address header value; ASCII
   whenever the addr-spec allows it, so a non-ASCII result means SMTPUTF8 is needed.
+- `mailbox(name, addr)`: the checked (display name, addr-spec) pair behind it;
+  `address_field`, `ids_field` and `text_field` write whole folded header lines
+  (CRLF) from such values without the email package, for the mail we render.
 - `reply_subject(subject, thread_ref)`: "Re: <subject> [#REF]".
 - `references_for(original)`: the References of a reply (RFC 5322 3.6.4).
 - `make_message_id(domain)`: a fresh "<...@domain>".
@@ -20,11 +23,14 @@ Public API:
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Sequence
 from email.charset import Charset
 from email.errors import HeaderParseError
 from email.headerregistry import Address as HeaderAddress
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import formataddr, make_msgid
@@ -57,6 +63,7 @@ _DOMAIN_RE = re.compile(r"[^\s<>()\[\],;:\\\"@]+")
 _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+CRLF = "\r\n"
 
 
 def clean(value: str, *, max_len: int = 200) -> str:
@@ -105,6 +112,20 @@ def format_address(name: str, addr: str) -> str:
     not a usable mailbox (no "@", empty parts, or syntax that could smuggle
     another address).
     """
+    display, spec = mailbox(name, addr)
+    if spec.isascii():
+        return formataddr((display, spec), charset="utf-8")
+    local, _, domain = spec.rpartition("@")
+    # headerregistry quotes a local part that is not a dot-atom; the domain
+    # was checked, so nothing in it can end the address early.
+    return str(HeaderAddress(display_name=display, username=local, domain=domain))
+
+
+@functools.lru_cache(maxsize=4096)
+def mailbox(name: str, addr: str) -> tuple[str, str]:
+    """(display name, addr-spec) of a usable mailbox, as `format_address` writes it: the
+    name cleaned, the addr-spec checked and, with an ASCII local part, its domain in
+    punycode. Raises ValueError as `format_address` does."""
     display = clean(name)
     spec = clean(addr, max_len=MAX_ADDR_SPEC * 2)
     local, at, domain = spec.rpartition("@")
@@ -115,13 +136,36 @@ def format_address(name: str, addr: str) -> str:
     if local.isascii():
         ascii_spec = _ascii_addr_spec(local, _ascii_domain(domain))
         if ascii_spec is not None:
-            return formataddr((display, ascii_spec), charset="utf-8")
+            return display, ascii_spec
         raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
     if re.search(r"[\s\"\\]", local):
         raise ValueError(f"not a usable e-mail address: {clean(addr, max_len=60)!r}")
-    # headerregistry quotes a local part that is not a dot-atom; the domain
-    # was checked above, so nothing in it can end the address early.
-    return str(HeaderAddress(display_name=display, username=local, domain=domain))
+    return display, spec
+
+
+def address_field(name: str, box: tuple[str, str], *, utf8: bool) -> str:
+    """`Name: display <spec>` CRLF, folded, for a `mailbox()` pair; raw UTF-8 only with
+    `utf8` (an SMTPUTF8 message), else the display name in RFC 2047 encoded words."""
+    return _fold_tokens(name, _mailbox_tokens(*box, utf8=utf8), CRLF)
+
+
+def ids_field(name: str, ids: Sequence[str]) -> str:
+    """`Name: <id> <id>` CRLF, folded between ids; every id must be well formed."""
+    if not all(is_message_id(token) for token in ids):
+        raise ValueError(f"header {name}: not a well-formed message id")
+    return _fold_tokens(name, list(ids), CRLF)
+
+
+def text_field(name: str, value: str, *, utf8: bool) -> str:
+    """`Name: value` CRLF for one line of text, folded between words; non-ASCII text as
+    RFC 2047 encoded words unless `utf8`. Raises ValueError for a CR or LF in `value`."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} would contain a line break")
+    if value.isascii() or utf8:
+        return _fold_tokens(name, value.split(), CRLF)
+    utf8_charset = Charset("utf-8")
+    return _fold_tokens(name, [utf8_charset.header_encode(chunk)
+                               for chunk in _word_chunks(value)], CRLF)
 
 
 def _ascii_domain(domain: str) -> str:
@@ -298,9 +342,30 @@ def _fold_tokens(name: str, tokens: list[str], linesep: str) -> str:
     return linesep.join(lines) + linesep
 
 
-SMTP_POLICY = SafePolicy(linesep="\r\n")
+class CachedHeaderRegistry(HeaderRegistry):
+    """A `HeaderRegistry` that makes each header's class once.
+
+    Python 3.11's registry creates a new class for every header it parses
+    (`type(...)` in `__getitem__`), which was a third of the cost of rendering an
+    acknowledgement; the classes depend only on the header name.
+    """
+
+    def __init__(self, *, use_default_map: bool = True) -> None:
+        super().__init__(use_default_map=use_default_map)
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(name)
+        return found
+
+
+HEADER_REGISTRY = CachedHeaderRegistry()
+SMTP_POLICY = SafePolicy(linesep="\r\n", header_factory=HEADER_REGISTRY)
 """`email.policy.SMTP` with the folding fixes of `SafePolicy`."""
-SMTPUTF8_POLICY = SafePolicy(linesep="\r\n", utf8=True)
+SMTPUTF8_POLICY = SafePolicy(linesep="\r\n", utf8=True, header_factory=HEADER_REGISTRY)
 """The same for mail that must go out with SMTPUTF8 (RFC 6531/6532)."""
 
 

@@ -1,4 +1,4 @@
-"""Mail we send, from jinja2 templates: complete `EmailMessage`s out.
+"""Mail we send, from jinja2 templates: complete mail (`Rendered`: its wire bytes) out.
 
 Three kinds: the acknowledgement of a new message, a status update to a
 customer still waiting, and internal notices to staff (an escalation when a
@@ -19,14 +19,19 @@ packaged English folder. Customer mail is written in its context's
 
 Public API: `Renderer(templates_dir=None, *, default_language="en")` with
 `render_ack(...)`, `render_status_update(...)`, `render_notice(...)` and
-`languages`; `TEMPLATE_NAMES`, the template files an operator folder may
+`languages`, each giving a `Rendered`; `TEMPLATE_NAMES`, the template files an operator folder may
 override (`ACK_TEXT`, `ACK_HTML`, ...); `PHRASES_FILE`.
 """
 
 from __future__ import annotations
 
+import binascii
+import email
+import functools
 import logging
+import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -57,16 +62,44 @@ from mailbridge.mail import templates
 from mailbridge.mail.headers import (
     MAX_REFERENCES,
     MAX_SUBJECT,
+    SMTP_POLICY,
+    SMTPUTF8_POLICY,
+    address_field,
     clean,
-    format_address,
+    ids_field,
     is_message_id,
-    policy_for,
+    mailbox,
     references_for,
     reply_subject,
+    text_field,
 )
 from mailbridge.mail.templates import PACKAGE_TEMPLATES
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One mail we wrote: the bytes that go out over SMTP, and the message read back from
+    them (for tests and tools; parsing costs more than writing, so only on demand)."""
+
+    raw: bytes
+    utf8: bool = False
+    """The mail needs SMTPUTF8: an address has a non-ASCII local part."""
+
+    def as_bytes(self) -> bytes:
+        return self.raw
+
+    @functools.cached_property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(
+            self.raw, policy=SMTPUTF8_POLICY if self.utf8 else SMTP_POLICY)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+    def __getitem__(self, name: str) -> Any:
+        """A header of the mail, as `EmailMessage` gives it; None when absent."""
+        return self.message[name]
 
 ACK_TEXT, ACK_HTML = "ack.txt.j2", "ack.html.j2"
 UPDATE_TEXT, UPDATE_HTML = "update.txt.j2", "update.html.j2"
@@ -128,7 +161,7 @@ class Renderer:
         message_id: str,
         date: datetime,
         now: datetime,
-    ) -> EmailMessage:
+    ) -> Rendered:
         """The complete acknowledgement for `original`, ready for SMTP.
 
         `message_id` is ours (see `headers.make_message_id`); `date` is the
@@ -164,7 +197,7 @@ class Renderer:
 
     def render_status_update(
         self, ctx: UpdateContext, *, message_id: str, date: datetime, now: datetime
-    ) -> EmailMessage:
+    ) -> Rendered:
         """A status update to a waiting customer, signed by the same agent, ready for SMTP.
 
         It says we have not forgotten them and when they will hear from us
@@ -185,7 +218,7 @@ class Renderer:
 
     def render_notice(
         self, ctx: NoticeContext, *, message_id: str, date: datetime, now: datetime
-    ) -> EmailMessage:
+    ) -> Rendered:
         """An internal notice to `ctx.to_address`: an escalation or a nudge (`ctx.kind`).
 
         Raises ValueError for an unknown kind or an unusable address, and
@@ -204,18 +237,30 @@ class Renderer:
         )  # fmt: skip
         return self._fill(msg, ctx.kind, values, self.default_language)
 
-    def _fill(self, msg: EmailMessage, kind: str, values: dict[str, Any],
-              language: str) -> EmailMessage:
-        """`msg` with the text and HTML alternatives of `kind` rendered from `values`."""
+    def _fill(self, head: _Head, kind: str, values: dict[str, Any], language: str) -> Rendered:
+        """The mail: `head`'s header lines and the text and HTML alternatives of `kind`."""
         text_template, html_template = self._templates[language][kind]
         text = templates.render(text_template, values)
         html = templates.render(html_template, values)
-        msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-        for part in msg.iter_parts():
-            del part["MIME-Version"]  # set_content adds it to parts too; only the top needs it
-        log.debug("rendered %s %s for thread %s", kind, msg["Message-ID"], values["thread_ref"])
-        return msg
+        boundary = f"=_{secrets.token_hex(16)}"  # "=_" never occurs in quoted-printable
+        lines = [*head.lines, "MIME-Version: 1.0\r\n",
+                 f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n', "\r\n"]
+        for subtype, body in (("plain", text), ("html", html)):
+            lines += [f"--{boundary}\r\n", f'Content-Type: text/{subtype}; charset="utf-8"\r\n',
+                      "Content-Transfer-Encoding: quoted-printable\r\n", "\r\n",
+                      _quoted_printable(body), "\r\n"]
+        lines.append(f"--{boundary}--\r\n")
+        log.debug("rendered %s for thread %s", kind, values["thread_ref"])
+        return Rendered("".join(lines).encode("utf-8"), utf8=head.utf8)
+
+
+def _quoted_printable(text: str) -> str:
+    """`text` as quoted-printable lines ending in CRLF (RFC 2045 6.7)."""
+    body = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not body.endswith("\n"):
+        body += "\n"
+    encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii")
+    return encoded.replace("\n", "\r\n")
 
 
 def _greeting_name(name: str, address: str) -> str:
@@ -344,7 +389,7 @@ def _customer_message(
     date: datetime,
     in_reply_to: str | None,
     references: tuple[str, ...],
-) -> EmailMessage:
+) -> _Head:
     """Headers of mail to the customer: from the agent at the desk, an RFC 3834 auto-reply."""
     agent, support = clean(ctx.agent.name, max_len=80), clean(ctx.support_name, max_len=80)
     signature = ", ".join(part for part in (agent, support) if part)  # "Dana W, Acme Support"
@@ -357,6 +402,14 @@ def _customer_message(
         in_reply_to=in_reply_to, references=references,
         auto_submitted="auto-replied", loop=ctx.support_address, thread_ref=ctx.thread_ref,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Head:
+    lines: tuple[str, ...]
+    """Complete header lines, folded, each ending in CRLF."""
+    utf8: bool
+    """An address needs SMTPUTF8 (RFC 6531/6532): header values are raw UTF-8."""
 
 
 def _message(
@@ -372,43 +425,33 @@ def _message(
     thread_ref: str,
     in_reply_to: str | None = None,
     references: tuple[str, ...] = (),
-) -> EmailMessage:
+) -> _Head:
     """The headers every mail of ours has; addresses are (display name, addr-spec) pairs.
 
-    The one place header values are set: names are cleaned and encoded by
-    `format_address`, ids must be well-formed, and no value may hold a line break.
+    The one place header values are set: names are cleaned and checked by
+    `mailbox`, ids must be well-formed, and no value may hold a line break
+    (the field writers of `mailbridge.mail.headers` refuse one).
     """
     if date.tzinfo is None or date.utcoffset() is None:
         raise ValueError("the Date of our mail must be timezone-aware")
     if not is_message_id(message_id):
         raise ValueError(f"not a usable Message-ID: {clean(message_id, max_len=80)!r}")
-    addresses = {"From": format_address(*sender), "To": format_address(*recipient)}
+    boxes = {"From": mailbox(*sender), "To": mailbox(*recipient)}
     if reply_to is not None:
-        addresses["Reply-To"] = format_address(*reply_to)
-    msg = EmailMessage(policy=policy_for(*addresses.values()))
-    for name, value in addresses.items():
-        msg[name] = value
-    msg["Subject"] = clean(subject, max_len=MAX_SUBJECT)
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
+        boxes["Reply-To"] = mailbox(*reply_to)
+    utf8 = not all(spec.isascii() for _display, spec in boxes.values())
+    lines = [address_field(name, box, utf8=utf8) for name, box in boxes.items()]
+    lines += [text_field("Subject", clean(subject, max_len=MAX_SUBJECT), utf8=utf8),
+              text_field("Date", format_datetime(date), utf8=False),
+              ids_field("Message-ID", [message_id])]
     if in_reply_to is not None and is_message_id(in_reply_to):
-        msg["In-Reply-To"] = in_reply_to
-    if references:
-        msg["References"] = " ".join(ref for ref in references if is_message_id(ref))
-    msg["Auto-Submitted"] = auto_submitted
-    msg["X-Auto-Response-Suppress"] = "All"
-    # Loop protection other responders understand (Sieve, procmail, many helpdesks).
-    msg["X-Loop"] = clean(loop, max_len=320)
-    msg["X-Mailbridge-Thread"] = _ref(thread_ref)
-    _refuse_line_breaks(msg)
-    return msg
-
-
-def _refuse_line_breaks(msg: EmailMessage) -> None:
-    """Last guard against header injection: no stored value may hold CR or LF.
-
-    Python 3.11 before 3.11.10 lacks `policy.verify_generated_headers`.
-    """
-    for name, value in msg.items():
-        if "\r" in str(value) or "\n" in str(value):
-            raise ValueError(f"header {name} would contain a line break")
+        lines.append(ids_field("In-Reply-To", [in_reply_to]))
+    kept = [ref for ref in references if is_message_id(ref)]
+    if kept:
+        lines.append(ids_field("References", kept))
+    lines += [text_field("Auto-Submitted", auto_submitted, utf8=False),
+              "X-Auto-Response-Suppress: All\r\n",
+              # Loop protection other responders understand (Sieve, procmail, many helpdesks).
+              text_field("X-Loop", clean(loop, max_len=320), utf8=utf8),
+              text_field("X-Mailbridge-Thread", _ref(thread_ref), utf8=utf8)]
+    return _Head(tuple(lines), utf8)

@@ -10,6 +10,8 @@ calls them from worker threads, never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ KNOWN_IDS = table_of(KnownId)
 COUNTERS = table_of(Counter)
 CURSORS = table_of(Cursor)
 OUTBOX = table_of(OutboxItem)
+OPEN_STATES = ("awaiting_agent", "awaiting_customer")
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class Tx:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.committed: list[Callable[[], None]] = []
+        self._open_counts: dict[str, int] | None = None
+        self._responses: dict[tuple[str, datetime], list[float]] = {}
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this transaction has committed (never if it rolls back)."""
@@ -185,10 +190,13 @@ class Tx:
     def thread(self, thread_id: str) -> Thread | None:
         """The thread, locked until this transaction ends: its clock is read, changed and
         written back, and the scheduler (or another instance) must not write in between."""
-        return self.session.get(Thread, thread_id, with_for_update=True)
+        # populate_existing: a batch may have changed the row since this session loaded it.
+        return self.session.get(Thread, thread_id, with_for_update=True, populate_existing=True)
 
     def update_thread(self, thread_id: str, **values: Any) -> None:
         self._conn.execute(update(THREADS).where(THREADS.c.id == thread_id).values(**values))
+        if "state" in values or "agent_email" in values:
+            self._open_counts = None  # counted again when next asked
 
     def event(self, thread_id: str, at: datetime, kind: str, detail: str = "") -> None:
         """Add a line to the thread's history."""
@@ -204,14 +212,19 @@ class Tx:
 
     def recent_first_responses(self, policy: str, since: datetime,
                                limit: int = 500) -> list[float]:
-        """Business seconds to first response of this policy's threads answered since `since`."""
-        t = THREADS.c
-        rows = self._conn.execute(
-            select(t.first_response_business_seconds)
-            .where(t.policy == policy, t.first_response_at >= since,
-                   t.first_response_business_seconds.is_not(None))
-            .order_by(t.first_response_at.desc()).limit(limit))
-        return [float(row[0]) for row in rows]
+        """Business seconds to first response of this policy's threads answered since `since`
+        (to the hour: a transaction recording many messages reads them once)."""
+        key = (policy, since.replace(minute=0, second=0, microsecond=0))
+        found = self._responses.get(key)
+        if found is None:
+            t = THREADS.c
+            rows = self._conn.execute(
+                select(t.first_response_business_seconds)
+                .where(t.policy == policy, t.first_response_at >= key[1],
+                       t.first_response_business_seconds.is_not(None))
+                .order_by(t.first_response_at.desc()).limit(limit))
+            found = self._responses[key] = [float(row[0]) for row in rows]
+        return found
 
     def ack_recipient(self, thread_id: str) -> str | None:
         """Where the thread's acknowledgement went: later customer mail goes there too."""
@@ -237,16 +250,22 @@ class Tx:
         return None if row is None else (str(row.agent_email), row.created_at)
 
     def open_counts(self) -> dict[str, int]:
-        """Open threads (awaiting an agent or the customer) per agent address, lower case."""
-        t = THREADS.c
-        rows = self._conn.execute(
-            select(t.agent_email, func.count())
-            .where(t.state.in_(["awaiting_agent", "awaiting_customer"]))
-            .group_by(t.agent_email))
-        counts: dict[str, int] = {}
-        for email, count in rows:
-            counts[str(email).lower()] = counts.get(str(email).lower(), 0) + int(count)
-        return counts
+        """Open threads (awaiting an agent or the customer) per agent address, lower case.
+
+        Counted once per transaction; threads this transaction opens with `insert` are
+        added, so a batch of new threads is spread as if each had been committed alone.
+        """
+        if self._open_counts is None:
+            t = THREADS.c
+            rows = self._conn.execute(
+                select(t.agent_email, func.count())
+                .where(t.state.in_(OPEN_STATES))
+                .group_by(t.agent_email))
+            counts: dict[str, int] = {}
+            for email, count in rows:
+                counts[str(email).lower()] = counts.get(str(email).lower(), 0) + int(count)
+            self._open_counts = counts
+        return dict(self._open_counts)
 
     def recheck_agents(self, available: Sequence[str], now: datetime) -> int:
         """Make the waiting threads of every agent not in `available` (lower-case addresses)
@@ -271,7 +290,12 @@ class Tx:
 
     def insert(self, model: type[SQLModel], **values: Any) -> None:
         """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
-        self._conn.execute(table_of(model).insert(), values)
+        table = table_of(model)
+        self._conn.execute(table.insert(), values)
+        if table is THREADS and self._open_counts is not None \
+                and values.get("state") in OPEN_STATES:
+            agent = str(values.get("agent_email", "")).lower()
+            self._open_counts[agent] = self._open_counts.get(agent, 0) + 1
 
     def add(self, row: SQLModel) -> None:
         self.session.add(row)
@@ -292,6 +316,15 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time and its busy handler waits by sleeping in steps
+        # of up to 100 ms; threads of this process queue on a lock instead and go on the
+        # moment the writer before them commits. Other processes still meet busy_timeout.
+        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other instances may work on this store too (PostgreSQL, not SQLite)."""
+        return self._write_lock is None
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -309,7 +342,8 @@ class Store:
         violations raise sqlalchemy's `IntegrityError` for the caller to re-check."""
         # No autoflush: a transaction reads first and writes at the end, in one flush.
         try:
-            with Session(self.engine, expire_on_commit=False, autoflush=False) as session, \
+            with self._write_lock or contextlib.nullcontext(), \
+                    Session(self.engine, expire_on_commit=False, autoflush=False) as session, \
                     session.begin():
                 tx = Tx(session)
                 yield tx
@@ -357,26 +391,23 @@ class Store:
         is `sending`, `recover_interrupted` marks it failed rather than sending it
         again: a customer must never get two acks.
         """
+        o = OUTBOX.c
         with self.transaction() as tx:
             if finished is not None:
                 _finish(tx, finished)
-            query = (
-                select(OutboxItem)
-                .where(OutboxItem.state == "pending", OutboxItem.next_attempt_at <= now)
-                .order_by(col(OutboxItem.next_attempt_at), col(OutboxItem.id))
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            item = tx.session.exec(query).first()
-            if item is None:
+            conn = tx.session.connection()
+            row = conn.execute(
+                OUTBOX.select().where(o.state == "pending", o.next_attempt_at <= now)
+                .order_by(o.next_attempt_at, o.id).limit(1)
+                .with_for_update(skip_locked=True)).first()
+            if row is None:
                 return None
-            item.state = "sending"
-            item.attempts += 1
-            item.claimed_by = claimer
-            assert item.id is not None
-            return OutboxRow(item.id, item.thread_id, item.kind, item.mailbox, item.message_id,
-                             item.envelope_from, item.recipient, item.body, item.attempts,
-                             item.arrived_at)
+            attempts = int(row.attempts) + 1
+            conn.execute(update(OUTBOX).where(o.id == row.id).values(
+                state="sending", attempts=attempts, claimed_by=claimer))
+            return OutboxRow(row.id, row.thread_id, row.kind, row.mailbox, row.message_id,
+                             row.envelope_from, row.recipient, row.body, attempts,
+                             row.arrived_at)
 
     def next_due_time(self) -> datetime | None:
         """The earliest time any thread has something due (an indexed MIN, read-only)."""

@@ -25,6 +25,7 @@ from mailbridge.mail.render import (
     TEMPLATE_NAMES,
     UPDATE_HTML,
     UPDATE_TEXT,
+    Rendered,
     Renderer,
 )
 
@@ -80,7 +81,7 @@ def context(**changes: object) -> AckContext:
 
 def render(
     renderer: Renderer, ctx: AckContext | None = None, inbound: InboundMessage | None = None
-) -> EmailMessage:
+) -> Rendered:
     return renderer.render_ack(
         ctx or context(),
         inbound or original(),
@@ -90,7 +91,7 @@ def render(
     )
 
 
-def parts(msg: EmailMessage) -> tuple[str, str]:
+def parts(msg: Rendered) -> tuple[str, str]:
     """The text and HTML parts as the customer's client decodes them, from the wire bytes."""
     wire = email.message_from_bytes(msg.as_bytes(), policy=default)
     assert isinstance(wire, EmailMessage)
@@ -170,7 +171,7 @@ def test_headers_make_a_threaded_auto_reply(renderer: Renderer) -> None:
 
 def test_body_is_multipart_alternative_text_then_html_in_utf8(renderer: Renderer) -> None:
     """The body is text/plain then text/html, both UTF-8."""
-    msg = render(renderer)
+    msg = render(renderer).message
     assert msg.get_content_type() == "multipart/alternative"
     kinds = [(p.get_content_type(), p.get_content_charset()) for p in msg.iter_parts()]
     assert kinds == [("text/plain", "utf-8"), ("text/html", "utf-8")]
@@ -381,7 +382,7 @@ def update_context(**changes: object) -> UpdateContext:
     return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
 
 
-def render_update(renderer: Renderer, ctx: UpdateContext | None = None) -> EmailMessage:
+def render_update(renderer: Renderer, ctx: UpdateContext | None = None) -> Rendered:
     return renderer.render_status_update(
         ctx or update_context(), message_id="<update-1@acme.example>", date=NOW, now=NOW
     )
@@ -464,7 +465,7 @@ def notice_context(**changes: object) -> NoticeContext:
     return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
 
 
-def render_notice(renderer: Renderer, ctx: NoticeContext | None = None) -> EmailMessage:
+def render_notice(renderer: Renderer, ctx: NoticeContext | None = None) -> Rendered:
     return renderer.render_notice(
         ctx or notice_context(), message_id="<notice-1@acme.example>", date=NOW, now=NOW
     )
