@@ -32,6 +32,10 @@ from mailbridge.waiting import sleep_until
 
 log = logging.getLogger(__name__)
 
+CLAIM_BATCH = 10
+"""Due items taken per store transaction. Each claim waits for the store's write lock,
+which ingest holds while a mailbox catches up; one at a time, acks trailed far behind."""
+
 
 class Transport(Protocol):
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
@@ -137,7 +141,7 @@ class OutboxSender:
     def __init__(self, store: Store, transport: Transport, clock: Clock, metrics: Metrics,
                  retry: RetryPolicy, *, on_sent: Callable[[OutboxRow], None] | None = None,
                  claimer: str | None = None, routes: Mapping[str, Transport] | None = None,
-                 idle_poll: float | None = None) -> None:
+                 idle_poll: float | None = None, batch: int = CLAIM_BATCH) -> None:
         self.store = store
         self.routes = dict(routes or {})
         """Transports by outbox mailbox ("relay": the relay's upstream); else `transport`."""
@@ -151,6 +155,8 @@ class OutboxSender:
         self.idle_poll = idle_poll
         """Look at the outbox at least this often (seconds): other instances queue mail too,
         and nothing wakes this one for it. None: only when woken or an item falls due."""
+        self.batch = batch
+        """Items claimed per transaction; a crash fails (never resends) at most this many."""
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -165,17 +171,18 @@ class OutboxSender:
         record; an outcome it can never record leaves the item `sending`, so that it is
         failed as interrupted, never sent again.
         """
-        finished: Finished | None = None
+        finished: list[Finished] = []
         backoff = Backoff(initial=0.5, cap=10.0)
         never = asyncio.Event()
         try:
             while True:
                 self._wake.clear()
                 try:
-                    item = await asyncio.to_thread(self.store.claim_outbox, self.clock.now(),
-                                                   finished=finished, claimer=self.claimer)
-                    finished = None
-                    if item is None:
+                    items = await asyncio.to_thread(
+                        self.store.claim_outbox_batch, self.clock.now(), finished=finished,
+                        claimer=self.claimer, limit=self.batch)
+                    finished = []
+                    if not items:
                         if stopping.is_set():
                             return
                         await self._sleep(stopping)
@@ -189,11 +196,12 @@ class OutboxSender:
                     await sleep_until(never, stopping, delay)
                     continue
                 backoff.reset()
-                finished = await self._deliver(item)
+                for item in items:  # claimed, so sent even while stopping: a drain
+                    finished.append(await self._deliver(item))
         finally:
-            if finished is not None:
+            if finished:
                 with contextlib.suppress(StoreUnavailableError):
-                    await asyncio.to_thread(self.store.finish_outbox, finished)
+                    await asyncio.to_thread(self.store.finish_outbox_batch, finished)
             for transport in (self.transport, *self.routes.values()):
                 await asyncio.to_thread(transport.close)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, or_, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, or_, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, select
@@ -44,6 +44,38 @@ COUNTERS = table_of(Counter)
 CURSORS = table_of(Cursor)
 OUTBOX = table_of(OutboxItem)
 OPEN_STATES = ("awaiting_agent", "awaiting_customer")
+
+# The statements of the per-message path, built once: building a statement and its cache
+# key costs several times more than running it on SQLite.
+_m, _t, _k, _c, _o = MESSAGES.c, THREADS.c, KNOWN_IDS.c, CURSORS.c, OUTBOX.c
+_SOURCE_RECORDED = select(_m.id).where(_m.mailbox == bindparam("mailbox"),
+                                       _m.uidvalidity == bindparam("uidvalidity"),
+                                       _m.uid == bindparam("uid"))
+_KNOWN_IDS = select(_k.message_id, _k.thread_id, _k.direction).where(
+    _k.message_id.in_(bindparam("keys", expanding=True)))
+RECENT_LIMIT = 50
+_RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
+                   .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))
+                   .order_by(_t.created_at.desc()).limit(RECENT_LIMIT))
+_THREAD_CUSTOMER = select(_t.customer).where(_t.id == bindparam("thread_id"))
+_THREADS_STARTED = select(func.count()).select_from(THREADS).where(
+    _t.created_at >= bindparam("since"))
+_LAST_AGENT = (select(_t.agent_email, _t.created_at).where(_t.customer == bindparam("customer"))
+               .order_by(_t.created_at.desc()).limit(1))
+_TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
+              .values(value=COUNTERS.c.value + 1).returning(COUNTERS.c.value))
+_CURSOR = select(_c.uidvalidity, _c.last_uid).where(_c.mailbox == bindparam("box"))
+_MOVE_CURSOR = update(CURSORS).where(_c.mailbox == bindparam("box")).values(
+    uidvalidity=bindparam("validity"), last_uid=bindparam("uid"), updated_at=bindparam("at"))
+_NEXT_OUTBOX = (OUTBOX.select().where(_o.state == "pending", _o.next_attempt_at <= bindparam("now"))
+                .order_by(_o.next_attempt_at, _o.id).limit(bindparam("limit"))
+                .with_for_update(skip_locked=True))
+_CLAIM = update(OUTBOX).where(_o.id == bindparam("item")).values(
+    state="sending", attempts=bindparam("tries"), claimed_by=bindparam("claimer"))
+_SENT = update(OUTBOX).where(_o.id == bindparam("item")).values(
+    state="sent", last_error=bindparam("error"), sent_at=bindparam("at"))
+_INSERTS = {table: table.insert() for table in (MESSAGES, THREADS, KNOWN_IDS, OUTBOX,
+                                                table_of(ThreadEvent))}
 
 
 @dataclass(frozen=True)
@@ -75,6 +107,10 @@ class Finished:
 
 
 def _finish(tx: Tx, finished: Finished) -> None:
+    if finished.state == "sent" and finished.retry_at is None:  # nearly always
+        tx.session.connection().execute(_SENT, {"item": finished.item_id,
+                                                "error": finished.error, "at": finished.at})
+        return
     values: dict[str, Any] = {"state": finished.state, "last_error": finished.error}
     if finished.state == "sent":
         values["sent_at"] = finished.at
@@ -146,46 +182,40 @@ class Tx:
     def _conn(self) -> Connection:
         return self.session.connection()
 
-    def _first(self, query: Any) -> Any:
-        return self._conn.execute(query).first()
+    def _first(self, query: Any, params: dict[str, Any] | None = None) -> Any:
+        return self._conn.execute(query, params).first()
 
     def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
         if uid is None:
             return False
-        m = MESSAGES.c
-        return self._first(select(m.id).where(
-            m.mailbox == mailbox, m.uidvalidity == uidvalidity, m.uid == uid)) is not None
+        if uidvalidity is None:
+            m = MESSAGES.c
+            return self._first(select(m.id).where(
+                m.mailbox == mailbox, m.uidvalidity.is_(None), m.uid == uid)) is not None
+        return self._first(_SOURCE_RECORDED, {"mailbox": mailbox, "uidvalidity": uidvalidity,
+                                              "uid": uid}) is not None
 
     def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
         if not keys:
             return {}
-        k = KNOWN_IDS.c
-        rows = self._conn.execute(select(k.message_id, k.thread_id, k.direction)
-                                  .where(k.message_id.in_(list(dict.fromkeys(keys)))))
+        rows = self._conn.execute(_KNOWN_IDS, {"keys": list(dict.fromkeys(keys))})
         return {row.message_id: (row.thread_id, row.direction) for row in rows}
 
-    def recent_threads(self, customer: str, since: datetime,
-                       limit: int = 50) -> list[RecentThread]:
-        """The customer's threads started since `since`, newest first."""
-        t = THREADS.c
-        rows = self._conn.execute(
-            select(t.id, t.subject_key, t.created_at, t.state)
-            .where(t.customer == customer, t.created_at >= since)
-            .order_by(t.created_at.desc()).limit(limit))
+    def recent_threads(self, customer: str, since: datetime) -> list[RecentThread]:
+        """The customer's threads started since `since`, newest first (`RECENT_LIMIT`)."""
+        rows = self._conn.execute(_RECENT_THREADS, {"customer": customer, "since": since})
         return [RecentThread(r.id, r.subject_key, r.created_at, r.state == "resolved")
                 for r in rows]
 
     def thread_customer(self, thread_id: str) -> str | None:
         """The customer address of a thread, or None when there is no such thread."""
-        t = THREADS.c
-        row = self._first(select(t.customer).where(t.id == thread_id))
+        row = self._first(_THREAD_CUSTOMER, {"thread_id": thread_id})
         return None if row is None else str(row.customer)
 
     def threads_started(self, since: datetime) -> int:
         """How many threads were started (acknowledged) since `since`."""
-        query = select(func.count()).select_from(THREADS).where(THREADS.c.created_at >= since)
-        return int(self._conn.execute(query).scalar_one())
+        return int(self._conn.execute(_THREADS_STARTED, {"since": since}).scalar_one())
 
     def thread(self, thread_id: str) -> Thread | None:
         """The thread, locked until this transaction ends: its clock is read, changed and
@@ -244,9 +274,7 @@ class Tx:
 
     def last_agent(self, customer: str) -> tuple[str, datetime] | None:
         """(agent address, start) of the customer's latest thread; None for a new customer."""
-        t = THREADS.c
-        row = self._first(select(t.agent_email, t.created_at).where(t.customer == customer)
-                          .order_by(t.created_at.desc()).limit(1))
+        row = self._first(_LAST_AGENT, {"customer": customer})
         return None if row is None else (str(row.agent_email), row.created_at)
 
     def open_counts(self) -> dict[str, int]:
@@ -280,9 +308,7 @@ class Tx:
 
     def take_turn(self, name: str) -> int:
         """Return the counter's value and increment it, atomically."""
-        c = COUNTERS.c
-        row = self._first(update(COUNTERS).where(c.name == name).values(value=c.value + 1)
-                          .returning(c.value))
+        row = self._first(_TAKE_TURN, {"counter": name})
         if row is None:
             self._conn.execute(COUNTERS.insert(), {"name": name, "value": 1})
             return 0
@@ -291,7 +317,8 @@ class Tx:
     def insert(self, model: type[SQLModel], **values: Any) -> None:
         """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
         table = table_of(model)
-        self._conn.execute(table.insert(), values)
+        statement = _INSERTS.get(table)
+        self._conn.execute(table.insert() if statement is None else statement, values)
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()
@@ -301,14 +328,13 @@ class Tx:
         self.session.add(row)
 
     def advance_cursor(self, mailbox: str, uidvalidity: int, uid: int, now: datetime) -> None:
-        c = CURSORS.c
-        row = self._first(select(c.uidvalidity, c.last_uid).where(c.mailbox == mailbox))
+        row = self._first(_CURSOR, {"box": mailbox})
         if row is None:
             self.insert(Cursor, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid,
                         updated_at=now)
         elif row.uidvalidity != uidvalidity or uid > row.last_uid:
-            self._conn.execute(update(CURSORS).where(c.mailbox == mailbox).values(
-                uidvalidity=uidvalidity, last_uid=uid, updated_at=now))
+            self._conn.execute(_MOVE_CURSOR, {"box": mailbox, "validity": uidvalidity,
+                                              "uid": uid, "at": now})
 
 
 class Store:
@@ -383,31 +409,33 @@ class Store:
 
     def claim_outbox(self, now: datetime, *, finished: Finished | None = None,
                      claimer: str | None = None) -> OutboxRow | None:
-        """Take the next due item and mark it `sending` by `claimer`, committed before any
-        send; other instances skip the locked row (`FOR UPDATE SKIP LOCKED`).
+        """`claim_outbox_batch` for one item: the next due one, or None."""
+        rows = self.claim_outbox_batch(now, finished=[finished] if finished else [],
+                                       claimer=claimer, limit=1)
+        return rows[0] if rows else None
 
-        `finished` records the outcome of the previous item in the same transaction,
-        which saves one commit per acknowledgement. If the process dies while an item
-        is `sending`, `recover_interrupted` marks it failed rather than sending it
-        again: a customer must never get two acks.
+    def claim_outbox_batch(self, now: datetime, *, finished: Sequence[Finished] = (),
+                           claimer: str | None = None, limit: int) -> list[OutboxRow]:
+        """Take up to `limit` due items, oldest first, and mark them `sending` by `claimer`,
+        committed before any send; other instances skip locked rows (`FOR UPDATE SKIP
+        LOCKED`).
+
+        `finished` records the outcomes of the previous items in the same transaction,
+        which saves commits. If the process dies while an item is `sending`,
+        `recover_interrupted` marks it failed rather than sending it again: a customer
+        must never get two acks. So a crash fails at most `limit` items.
         """
-        o = OUTBOX.c
         with self.transaction() as tx:
-            if finished is not None:
-                _finish(tx, finished)
+            for outcome in finished:
+                _finish(tx, outcome)
             conn = tx.session.connection()
-            row = conn.execute(
-                OUTBOX.select().where(o.state == "pending", o.next_attempt_at <= now)
-                .order_by(o.next_attempt_at, o.id).limit(1)
-                .with_for_update(skip_locked=True)).first()
-            if row is None:
-                return None
-            attempts = int(row.attempts) + 1
-            conn.execute(update(OUTBOX).where(o.id == row.id).values(
-                state="sending", attempts=attempts, claimed_by=claimer))
-            return OutboxRow(row.id, row.thread_id, row.kind, row.mailbox, row.message_id,
-                             row.envelope_from, row.recipient, row.body, attempts,
-                             row.arrived_at)
+            rows = conn.execute(_NEXT_OUTBOX, {"now": now, "limit": limit}).all()
+            if rows:
+                conn.execute(_CLAIM, [{"item": row.id, "tries": int(row.attempts) + 1,
+                                       "claimer": claimer} for row in rows])
+            return [OutboxRow(row.id, row.thread_id, row.kind, row.mailbox, row.message_id,
+                              row.envelope_from, row.recipient, row.body, int(row.attempts) + 1,
+                              row.arrived_at) for row in rows]
 
     def next_due_time(self) -> datetime | None:
         """The earliest time any thread has something due (an indexed MIN, read-only)."""
@@ -425,8 +453,13 @@ class Store:
 
     def finish_outbox(self, finished: Finished) -> None:
         """Record the outcome of one delivery attempt: sent, pending (retry) or failed."""
+        self.finish_outbox_batch([finished])
+
+    def finish_outbox_batch(self, finished: Sequence[Finished]) -> None:
+        """Record the outcomes of several delivery attempts in one transaction."""
         with self.transaction() as tx:
-            _finish(tx, finished)
+            for outcome in finished:
+                _finish(tx, outcome)
 
     def recover_interrupted(self, now: datetime, *, claimers: Sequence[str] | None = None,
                             why: str = "") -> int:
