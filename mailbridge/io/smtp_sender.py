@@ -15,9 +15,9 @@ import contextlib
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from mailbridge.clock import Clock
@@ -129,6 +129,14 @@ class SmtpTransport:
 
 
 @dataclass(frozen=True)
+class _Attempt:
+    item: OutboxRow
+    error: TransientError | PermanentError | None
+    at: datetime
+    seconds: float
+
+
+@dataclass(frozen=True)
 class RetryPolicy:
     initial: timedelta = timedelta(seconds=30)
     cap: timedelta = timedelta(minutes=15)
@@ -196,8 +204,7 @@ class OutboxSender:
                     await sleep_until(never, stopping, delay)
                     continue
                 backoff.reset()
-                for item in items:  # claimed, so sent even while stopping: a drain
-                    finished.append(await self._deliver(item))
+                finished = await self._deliver(items)  # claimed: sent even while stopping
         finally:
             if finished:
                 with contextlib.suppress(StoreUnavailableError):
@@ -213,23 +220,36 @@ class OutboxSender:
             timeout = due_in if timeout is None else min(timeout, due_in)
         await sleep_until(self._wake, stopping, timeout)
 
-    async def _deliver(self, item: OutboxRow) -> Finished:
-        """Send one item; return its outcome for the store to record."""
-        started = self.clock.monotonic()
-        try:
-            transport = self.routes.get(item.mailbox, self.transport)
-            await asyncio.to_thread(transport.send, item.envelope_from, item.recipient,
-                                    item.body)
-        except TransientError as exc:
-            return self._retry_later(item, str(exc))
-        except PermanentError as exc:
-            return self._fail(item, str(exc), "smtp_permanent")
-        now = self.clock.now()
+    async def _deliver(self, items: Sequence[OutboxRow]) -> list[Finished]:
+        """Send claimed items, one after the other in one worker thread; return their
+        outcomes for the store to record."""
+        attempts = await asyncio.to_thread(self._send_each, items)
+        return [self._outcome(attempt) for attempt in attempts]
+
+    def _send_each(self, items: Sequence[OutboxRow]) -> list[_Attempt]:
+        attempts = []
+        for item in items:
+            started = self.clock.monotonic()
+            error: TransientError | PermanentError | None = None
+            try:
+                transport = self.routes.get(item.mailbox, self.transport)
+                transport.send(item.envelope_from, item.recipient, item.body)
+            except (TransientError, PermanentError) as exc:
+                error = exc
+            attempts.append(_Attempt(item, error, self.clock.now(),
+                                     self.clock.monotonic() - started))
+        return attempts
+
+    def _outcome(self, attempt: _Attempt) -> Finished:
+        item, now = attempt.item, attempt.at
+        if isinstance(attempt.error, TransientError):
+            return self._retry_later(item, str(attempt.error))
+        if isinstance(attempt.error, PermanentError):
+            return self._fail(item, str(attempt.error), "smtp_permanent")
         latency = max(0.0, (now - item.arrived_at).total_seconds())
         self.metrics.delivered(item.kind, item.mailbox, latency)
         log.info("ack %s", fields(event="sent", thread=item.thread_id, kind=item.kind,
-                                  attempt=item.attempts,
-                                  send_ms=round((self.clock.monotonic() - started) * 1000)))
+                                  attempt=item.attempts, send_ms=round(attempt.seconds * 1000)))
         if self.on_sent is not None:
             self.on_sent(item)
         return Finished(item.id, "sent", now)
