@@ -29,7 +29,7 @@ from typing import TypeVar
 from mailbridge.core.model import Address, InboundMessage
 from mailbridge.mail.bodystructure import MAX_PARTS
 from mailbridge.mail.defects import Defects, excerpt, guard
-from mailbridge.mail.headers import CachedHeaderRegistry
+from mailbridge.mail.headers import PLAIN_ADDR_SPEC, CachedHeaderRegistry
 
 MAX_TOP_FIELD = 64 * 1024
 MAX_MIME_FIELD = 2 * 1024
@@ -45,6 +45,13 @@ _T = TypeVar("_T")
 _ADDRESS_HEADERS = CachedHeaderRegistry()
 _UNSTRUCTURED = CachedHeaderRegistry(use_default_map=False)
 _ID_TOKEN = re.compile(r"<[^<>\s]+>")
+_PLAIN_MAILBOX = re.compile(
+    rf" *(?:(?P<name>[A-Za-z0-9!#$%&'*+/^_`{{|}}~ -]*?) *<(?P<angle>{PLAIN_ADDR_SPEC})>"
+    rf"|(?P<bare>{PLAIN_ADDR_SPEC})) *")
+"""One mailbox any parser reads alike: ASCII atoms as the name (no quotes, comments, dots,
+or "=" and "?" of encoded words), a dot-atom local part and a host name. Most mail has
+such a From and To; the full parser, which costs about as much as the rest of reading a
+message, is left for everything else."""
 _HEADER_LINE = re.compile(rb"[!-9;-~]*:")
 _BOUNDARY_LINE = re.compile(
     rb"--[0-9A-Za-z'()+_,./:=?-](?:[0-9A-Za-z'()+_,./:=? -]{0,68}[0-9A-Za-z'()+_,./:=?-])?"
@@ -184,6 +191,10 @@ def _addresses(index: dict[str, list[str]], name: str, defects: Defects) -> tupl
     text = _bounded(index, name, defects)
     if text is None or not text.strip():
         return ()
+    plain = _PLAIN_MAILBOX.fullmatch(text)
+    if plain is not None:
+        return (Address(name=_tidy(plain.group("name") or ""),
+                        addr=plain.group("angle") or plain.group("bare")),)
     try:
         header = _ADDRESS_HEADERS(name.lower(), text)
         found: Sequence[HeaderAddress] = getattr(header, "addresses", ())

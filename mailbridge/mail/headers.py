@@ -64,6 +64,13 @@ _ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
 _ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
 _SPECIALS = re.compile(r'[][\\()<>@,:;".]')
 CRLF = "\r\n"
+_ANY_TAG = re.compile(r"\[#[^\]]*\]")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+PLAIN_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})+"
+"""An addr-spec every parser reads alike and writes back unchanged: a dot-atom local part
+(without "=" and "?", the marks of encoded words) at a host name."""
+_PLAIN_SPEC = re.compile(PLAIN_ADDR_SPEC)
 
 
 def clean(value: str, *, max_len: int = 200) -> str:
@@ -180,6 +187,9 @@ def _ascii_domain(domain: str) -> str:
 
 def _ascii_addr_spec(local: str, domain: str) -> str | None:
     """The parsed, re-serialised addr-spec, or None when it does not parse cleanly."""
+    spec = f"{local}@{domain}"
+    if _PLAIN_SPEC.fullmatch(spec):  # a dot-atom at a host name: the parser returns it as is
+        return spec
     try:
         parsed = HeaderAddress(addr_spec=f"{local}@{domain}")
     except (ValueError, IndexError, HeaderParseError):
@@ -199,7 +209,8 @@ def reply_subject(subject: str, thread_ref: str) -> str:
     tag = f"[#{ref}]" if ref else ""
     text = clean(subject, max_len=10 * MAX_SUBJECT)
     if tag:
-        text = re.sub(re.escape(tag), " ", text, flags=re.IGNORECASE)
+        text = _ANY_TAG.sub(lambda m: " " if m.group(0).lower() == tag.lower() else m.group(0),
+                            text)
     text = " ".join(text.split())
     text = _REPLY_PREFIX.sub("", text).strip() or "your message"
     room = MAX_SUBJECT - len("Re: ") - (len(tag) + 1 if tag else 0)

@@ -11,7 +11,6 @@ calls them from worker threads, never on the event loop.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from mailbridge.store.tables import (
     ThreadEvent,
     table_of,
 )
+from mailbridge.store.writelock import FairLock
 
 MESSAGES = table_of(Message)
 THREADS = table_of(Thread)
@@ -343,9 +343,10 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         # SQLite has one writer at a time and its busy handler waits by sleeping in steps
-        # of up to 100 ms; threads of this process queue on a lock instead and go on the
-        # moment the writer before them commits. Other processes still meet busy_timeout.
-        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
+        # of up to 100 ms; threads of this process queue on a fair lock instead and go on,
+        # in turn, the moment the writer before them commits. Other processes still meet
+        # busy_timeout.
+        self._write_lock = FairLock() if engine.dialect.name == "sqlite" else None
 
     @property
     def shared(self) -> bool:

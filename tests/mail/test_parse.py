@@ -7,6 +7,7 @@ import dataclasses
 import os
 import time
 from datetime import UTC, datetime, timedelta, timezone
+from email.headerregistry import HeaderRegistry
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -718,3 +719,20 @@ def test_parse_parts_accepts_a_partial_fetch() -> None:
     assert text.startswith(msg.text)
     assert len(msg.text) > 500
     assert msg.defects == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.from_regex(r"[A-Za-z0-9!#$%&'*+/^_`{|}~ -]{0,30}", fullmatch=True),
+       local=st.from_regex(r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]{1,10}(\.[A-Za-z0-9_-]{1,5}){0,2}",
+                           fullmatch=True),
+       domain=st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,4})?(\.[a-z]{2,6}){1,2}",
+                            fullmatch=True),
+       angle=st.booleans())
+def test_plain_mailboxes_read_as_the_full_parser_reads_them(name: str, local: str,
+                                                            domain: str, angle: bool) -> None:
+    """The shortcut for plain From/To values gives what the header parser gives."""
+    value = f"{name} <{local}@{domain}>" if angle else f"{local}@{domain}"
+    raw = f"From: {value}\r\nTo: support@example.com\r\nSubject: x\r\n\r\nbody\r\n".encode()
+    parsed = parse_message(raw).author
+    [full] = HeaderRegistry()("from", value).addresses
+    assert parsed == Address(name=" ".join(full.display_name.split()), addr=full.addr_spec)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from mailbridge.clock import FakeClock
-from mailbridge.config import load_config
+from mailbridge.clock import FakeClock, SystemClock
+from mailbridge.config import SmtpSettings, load_config
 from mailbridge.errors import ConfigError
+from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport
 from mailbridge.membership import Membership, presumed_dead
+from mailbridge.metrics import Metrics
 from mailbridge.store import peers
 from mailbridge.store.db import Finished, Store
 from mailbridge.store.tables import OutboxItem
+from tests.servers import SmtpPeer
 
 T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=20)
@@ -204,3 +209,38 @@ state_dir = "{tmp_path}"
     with pytest.raises(ConfigError) as caught:
         load('lease_timeout = "0s"')
     assert any(p.startswith("[store] lease_timeout") for p in caught.value.problems)
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_an_idle_sender_finds_mail_another_instance_queued(store_url: str) -> None:
+    """Nothing wakes a sender for mail another instance queues; with `idle_poll` it looks
+    again by itself, so a second instance helps with a backlog."""
+    other, ours = Store.open(store_url), Store.open(store_url)
+    with SmtpPeer() as peer:
+        transport = SmtpTransport(SmtpSettings(host=peer.host, port=peer.port, tls="none"),
+                                  local_hostname="test.example")
+        sender = OutboxSender(ours, transport, SystemClock(),
+                              Metrics(CollectorRegistry(), ["INBOX"]), RetryPolicy(),
+                              claimer="ours", idle_poll=0.2)
+
+        async def scenario() -> None:
+            stopping = asyncio.Event()
+            task = asyncio.create_task(sender.run(stopping))
+            await asyncio.sleep(0.5)  # let it find nothing and go to sleep: the setup
+            now = datetime.now(UTC)
+            with other.transaction() as tx:
+                for n in range(3):
+                    tx.add(OutboxItem(thread_id=f"T{n}", kind="ack", mailbox="INBOX",
+                                      message_id=f"<t{n}@x>", envelope_from="",
+                                      recipient=f"c{n}@example.org", body=b"Subject: x\r\n\r\nx",
+                                      next_attempt_at=now, created_at=now, arrived_at=now))
+            await asyncio.to_thread(peer.wait_for_count, 3, 10.0)
+            stopping.set()
+            await asyncio.wait_for(task, 10)
+
+        asyncio.run(scenario())
+        assert sorted(r for m in peer.messages for r in m.rcpt_tos) == [
+            "c0@example.org", "c1@example.org", "c2@example.org"]
+    assert {(i.state, i.claimed_by) for i in other.outbox()} == {("sent", "ours")}
+    other.close()
+    ours.close()

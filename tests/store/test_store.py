@@ -139,3 +139,21 @@ def test_claiming_the_next_item_records_the_previous_outcome(store: Store) -> No
     assert second is not None and second.thread_id == "SECOND"
     states = {i.thread_id: (i.state, i.sent_at) for i in store.outbox()}
     assert states == {"FIRSTT": ("sent", T0), "SECOND": ("sending", None)}
+
+
+def test_a_batch_claim_takes_due_items_oldest_first_up_to_its_limit(store: Store) -> None:
+    """Up to `limit` due items at once, each marked sending with one more attempt; the
+    outcomes handed in are recorded in the same transaction."""
+    with store.transaction() as tx:
+        for n, minutes in enumerate((3, 1, 2, 0, 60)):
+            tx.add(_outbox(f"ITEM{n:02d}", due=T0 + timedelta(minutes=minutes)))
+    first = store.claim_outbox_batch(T0 + timedelta(minutes=5), limit=3, claimer="me")
+    assert [i.thread_id for i in first] == ["ITEM03", "ITEM01", "ITEM02"]
+    assert all(i.attempts == 1 for i in first)
+    finished = [Finished(i.id, "sent", T0) for i in first]
+    rest = store.claim_outbox_batch(T0 + timedelta(minutes=5), finished=finished, limit=3)
+    assert [i.thread_id for i in rest] == ["ITEM00"], "the item due in an hour waits"
+    states = {i.thread_id: (i.state, i.claimed_by) for i in store.outbox()}
+    assert states == {"ITEM03": ("sent", "me"), "ITEM01": ("sent", "me"),
+                      "ITEM02": ("sent", "me"), "ITEM00": ("sending", None),
+                      "ITEM04": ("pending", None)}
