@@ -32,6 +32,7 @@ import argparse
 import os
 import platform
 import random
+import smtplib
 import sys
 import tempfile
 import threading
@@ -202,6 +203,20 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                    max(acks.values(), default=0), len(customers - set(acks)))
 
 
+def peer_rate(count: int = 2000) -> float:
+    """Messages per second the benchmark's own SMTP peer (aiosmtpd, Python) accepts over one
+    smtplib connection with nothing else running: a ceiling of this harness, not of ours."""
+    body = b"Subject: ceiling\r\n\r\n" + b"Thank you for your message.\r\n" * 60
+    with SmtpPeer() as peer:
+        client = smtplib.SMTP(peer.host, peer.port)
+        started = time.monotonic()
+        for n in range(count):
+            client.sendmail("", [customer(n)], body)
+        seconds = time.monotonic() - started
+        client.quit()
+    return count / seconds
+
+
 def postgres_available() -> bool:
     try:
         from tests.postgres import server_answers
@@ -277,6 +292,11 @@ def main() -> int:
         runs += [Run("SQLite, one instance, no attachments", m, plain_mail),
                  Run(f"SQLite, one instance, every {every}th with a 20 MiB attachment", m,
                      with_attachments(every))]
+    ceiling = peer_rate()
+    notes.append(f"The SMTP peer alone accepts {ceiling:.0f} messages/s over one connection "
+                 "(smtplib to aiosmtpd, nothing else of ours running); during a run it shares the CPUs with "
+                 "Dovecot and the daemon.")
+    print(notes[-1], flush=True)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="mb-backlog-") as tmp:
         for i, run in enumerate(runs):

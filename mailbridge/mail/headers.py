@@ -85,8 +85,11 @@ def clean(value: str, *, max_len: int = 200) -> str:
     """
     if max_len <= 0:
         return ""
+    value = str(value)
+    if value.isascii() and value.isprintable():  # nothing to drop: the common case
+        return shorten(" ".join(value.split()).replace("=?", "= ?"), max_len)
     kept: list[str] = []
-    for char in str(value):
+    for char in value:
         category = unicodedata.category(char)
         if category in ("Cc", "Zl", "Zp"):
             kept.append(" ")
