@@ -294,8 +294,8 @@ def main() -> int:
                      with_attachments(every))]
     ceiling = peer_rate()
     notes.append(f"The SMTP peer alone accepts {ceiling:.0f} messages/s over one connection "
-                 "(smtplib to aiosmtpd, nothing else of ours running); during a run it shares the CPUs with "
-                 "Dovecot and the daemon.")
+                 "(smtplib to aiosmtpd, nothing else of ours running); during a run it shares "
+                 "the CPUs with Dovecot and the daemon.")
     print(notes[-1], flush=True)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="mb-backlog-") as tmp:
