@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mailbridge.deadlines import SlaOutcome
 
 MESSAGE_KINDS = ("customer", "follow_up", "agent", "automatic", "bounce", "ignored", "error")
-FAILURE_REASONS = ("smtp_temporary", "smtp_permanent", "interrupted")
+FAILURE_REASONS = ("smtp_temporary", "smtp_permanent", "interrupted", "internal")
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 SUPPRESSION_REASONS = tuple(name for name, _rule in RULES)
 """Why a message got no acknowledgement: the name of the rule that said no."""

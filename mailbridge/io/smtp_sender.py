@@ -128,6 +128,10 @@ class SmtpTransport:
                 conn.close()
 
 
+class SendBug(PermanentError):
+    """Sending raised something no transport should: whether the mail went out is unknown."""
+
+
 @dataclass(frozen=True)
 class _Attempt:
     item: OutboxRow
@@ -236,6 +240,10 @@ class OutboxSender:
                 transport.send(item.envelope_from, item.recipient, item.body)
             except (TransientError, PermanentError) as exc:
                 error = exc
+            except Exception as exc:  # a bug must not lose the outcomes of the others
+                log.exception("ack %s", fields(event="send_error", thread=item.thread_id))
+                # Whether it went out is unknown: fail it, never send it again.
+                error = SendBug(f"internal error while sending: {type(exc).__name__}")
             attempts.append(_Attempt(item, error, self.clock.now(),
                                      self.clock.monotonic() - started))
         return attempts
@@ -245,7 +253,8 @@ class OutboxSender:
         if isinstance(attempt.error, TransientError):
             return self._retry_later(item, str(attempt.error))
         if isinstance(attempt.error, PermanentError):
-            return self._fail(item, str(attempt.error), "smtp_permanent")
+            reason = "internal" if isinstance(attempt.error, SendBug) else "smtp_permanent"
+            return self._fail(item, str(attempt.error), reason)
         latency = max(0.0, (now - item.arrived_at).total_seconds())
         self.metrics.delivered(item.kind, item.mailbox, latency)
         log.info("ack %s", fields(event="sent", thread=item.thread_id, kind=item.kind,

@@ -274,7 +274,7 @@ def test_quiet_series_read_zero_and_labels_are_bounded(desk: Desk) -> None:
                "sla": {"first_response", "next_response", "resolution"},
                "state": {"awaiting_agent", "awaiting_customer"}, "mailbox": {"INBOX"},
                "reason": {name for name, _ in RULES} | {"smtp_temporary", "smtp_permanent",
-                                                        "interrupted"}}
+                                                        "interrupted", "internal"}}
     for family in desk.registry.collect():
         for sample in family.samples:
             for key, value in sample.labels.items():
