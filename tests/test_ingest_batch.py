@@ -26,6 +26,11 @@ def backlog() -> list[Incoming]:
     raws.append(customer_mail(10, addr="c0@example.org", subject="Re: Order 0"))
     raws.append(customer_mail(11, addr="ooo@example.org", Auto_Submitted="auto-replied"))
     raws.append(raws[1])
+    first_id = parse_message(raws[0]).message_id
+    raws.append(customer_mail(12, addr="dana@example.com", subject="Re: Order 0",
+                              In_Reply_To=first_id, References=first_id))
+    raws.append(customer_mail(13, addr="c0@example.org", subject="Re: Order 0",
+                              In_Reply_To=first_id, References=first_id))
     items = [Incoming(Source("INBOX", 7, uid), parse_message(raw),
                       START + timedelta(minutes=uid), len(raw))
              for uid, raw in enumerate(raws, 1)]
@@ -65,13 +70,19 @@ def test_a_batch_decides_as_one_message_at_a_time_does(tmp_path: Path) -> None:
         got = many.ingestor.ingest_many(backlog(), now=START)
         assert shape(got) == shape(expected)
         rules = [row[0] for row in shape(got)]
-        assert rules == ["new_thread"] * 5 + ["follow_up", "auto_submitted", "duplicate",
-                                              "internal_error"]
+        assert rules[:8] == ["new_thread"] * 5 + ["follow_up", "auto_submitted", "duplicate"]
+        assert rules[10] == "internal_error"
+        assert shape(got)[8][2] == shape(got)[9][2] == 0, "the agent's reply and the "\
+            "customer's answer to it joined the first thread"
         agents = [row[1] for row in shape(got)[:5]]
         assert {agents.count("Dana Whitfield"), agents.count("Sam Okafor")} == {2, 3}
         assert len(batched.outbox()) == 5
-        assert batched.cursor("INBOX") == (7, 9)
-        assert len(batched.messages()) == 9
+        assert batched.cursor("INBOX") == (7, 11)
+        assert len(batched.messages()) == 11
+        with batched.transaction() as tx:
+            thread = tx.thread(got[0].thread or "")
+            assert thread is not None and thread.state == "awaiting_agent", \
+                "the agent answered, then the customer wrote again"
     finally:
         alone.close()
         batched.close()
