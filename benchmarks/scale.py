@@ -45,6 +45,7 @@ from mailbridge.ingest import Ingestor, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import OUTBOX, THREADS, Store
 from mailbridge.store.tables import ThreadEvent
+from tests.configs import MINIMAL
 from tests.mails import customer_mail
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -58,13 +59,7 @@ OPEN_ONLY = ("next_due_at", "waiting_since", "response_due_at", "response_kind",
 def _config(directory: Path) -> Path:
     path = directory / "mailbridge.toml"
     path.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-[sla]
+{MINIMAL}[sla]
 first_response = "4h"
 escalate_to = "lead@example.com"
 [daemon]

@@ -30,6 +30,7 @@ from sqlalchemy import text
 
 from mailbridge.store.db import OUTBOX, THREADS, Store
 from mailbridge.store.snapshot import read_snapshot
+from tests.configs import MINIMAL
 from tests.daemon import Daemon
 from tests.servers import Dovecot, SmtpPeer, free_port
 
@@ -41,14 +42,7 @@ POLICIES = {"default": ("normal", timedelta(hours=4)), "vip": ("high", timedelta
 def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer) -> Path:
     path = directory / "mailbridge.toml"
     path.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-
+{MINIMAL}
 [sla]
 first_response = "4h"
 at_risk_horizon = "1h"

@@ -163,23 +163,22 @@ class Ingestor:
         loser's transaction rolls back whole, ack included, and is decided again: it
         then finds the message recorded, or joins the winner's thread.
         """
-        received = received.astimezone(UTC)
+        return self._alone(Incoming(source, message, received.astimezone(UTC)), now)
+
+    def _alone(self, item: Incoming, now: datetime) -> Outcome:
+        """Record `item` in a transaction of its own, deciding again after a lost race."""
         for attempt in range(1, RACE_ATTEMPTS + 1):
             try:
-                return self._ingest_once(message, source, received, now)
+                with self.store.transaction() as tx:
+                    outcome = self._record_one(tx, item, now)
+                    self._advance(tx, [item.source], now)
+                return outcome
             except IntegrityError as exc:
                 if attempt == RACE_ATTEMPTS:
                     raise
-                log.info("message %s", fields(event="lost_race", source=source.describe(),
+                log.info("message %s", fields(event="lost_race", source=item.source.describe(),
                                               attempt=attempt, constraint=_constraint(exc)))
         raise AssertionError("unreachable")
-
-    def _ingest_once(self, message: InboundMessage, source: Source, received: datetime,
-                     now: datetime) -> Outcome:
-        with self.store.transaction() as tx:
-            outcome = self._record_one(tx, Incoming(source, message, received), now)
-            self._advance(tx, [source], now)
-            return outcome
 
     def ingest_many(self, items: Sequence[Incoming], *, now: datetime) -> list[Outcome]:
         """Record several messages in one transaction, in order (a mailbox catching up).
@@ -198,13 +197,13 @@ class Ingestor:
 
     def _record_one(self, tx: Tx, item: Incoming, now: datetime) -> Outcome:
         source, received = item.source, item.received
-        if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-            verdict = Verdict(False, "already_recorded", "this UID was recorded before")
-            return Outcome(source, item.message.message_id if item.message else None, verdict,
-                           None, None, None, None, None, received, recorded=False)
         if item.message is None:
             return self._failure_row(tx, source, item.error, size=item.size, received=received,
                                      now=now)
+        if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
+            verdict = Verdict(False, "already_recorded", "this UID was recorded before")
+            return Outcome(source, item.message.message_id, verdict, None, None, None, None,
+                           None, received, recorded=False)
         return self._decide_and_record(tx, item.message, source, received, now)
 
     @staticmethod
@@ -231,17 +230,7 @@ class Ingestor:
     def record_failure(self, source: Source, error: str, *, size: int, received: datetime,
                        now: datetime) -> Outcome:
         """Record a message that could not be processed at all, so it is never lost."""
-        for attempt in range(1, RACE_ATTEMPTS + 1):
-            try:
-                with self.store.transaction() as tx:
-                    outcome = self._failure_row(tx, source, error, size=size, received=received,
-                                                now=now)
-                    self._advance(tx, [source], now)
-                return outcome
-            except IntegrityError:  # another instance recorded it meanwhile
-                if attempt == RACE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+        return self._alone(Incoming(source, None, received, size, error), now)
 
     @staticmethod
     def _failure_row(tx: Tx, source: Source, error: str, *, size: int, received: datetime,

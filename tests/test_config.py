@@ -37,17 +37,9 @@ from mailbridge.config import (
     parse_duration,
 )
 from mailbridge.errors import ConfigError
+from tests.configs import MINIMAL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
-MINIMAL = """
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-"""
 NO_AGENTS = MINIMAL.split("[[agents]]", maxsplit=1)[0]
 IMAP = MINIMAL + """
 [imap]

@@ -10,17 +10,9 @@ import pytest
 from mailbridge.config import Config, load_config
 from mailbridge.errors import ConfigError
 from mailbridge.team import build_team
+from tests.configs import MINIMAL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
-MINIMAL = """
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-"""
 FAQ = """
 [[faq]]
 title = "Resetting your password"

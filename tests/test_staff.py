@@ -21,6 +21,7 @@ from mailbridge.mail.parse import parse_message
 from mailbridge.staff import prepare_relayed
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread
+from tests.configs import MINIMAL
 from tests.mails import customer_mail
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -49,13 +50,7 @@ class Desk:
 def desk(tmp_path: Path) -> Iterator[Desk]:
     config_file = tmp_path / "mailbridge.toml"
     config_file.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-[sla]
+{MINIMAL}[sla]
 escalate_to = "lead@example.com"
 [imap]
 host = "mail.example.com"

@@ -342,16 +342,13 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.shared = engine.dialect.name != "sqlite"
+        """Whether other instances may work on this store too (PostgreSQL, not SQLite)."""
         # SQLite has one writer at a time and its busy handler waits by sleeping in steps
         # of up to 100 ms; threads of this process queue on a fair lock instead and go on,
         # in turn, the moment the writer before them commits. Other processes still meet
         # busy_timeout.
-        self._write_lock = FairLock() if engine.dialect.name == "sqlite" else None
-
-    @property
-    def shared(self) -> bool:
-        """Whether other instances may work on this store too (PostgreSQL, not SQLite)."""
-        return self._write_lock is None
+        self._write_lock = None if self.shared else FairLock()
 
     @classmethod
     def open(cls, url: str) -> Store:

@@ -29,6 +29,7 @@ from mailbridge.io.relay import Credentials, RelayHandler, RelayServer, Submissi
 from mailbridge.passwords import hash_password, parse_hash
 from mailbridge.service import Service
 from mailbridge.store.tables import Thread, ThreadEvent
+from tests.configs import MINIMAL
 from tests.mails import customer_mail
 from tests.servers import SmtpPeer, TlsFiles, free_port, make_tls_files, wait_for
 
@@ -53,14 +54,7 @@ def setup(tmp_path: Path, smtp_peer: SmtpPeer) -> Iterator[Setup]:
     with SmtpPeer() as upstream:
         path = tmp_path / "mailbridge.toml"
         path.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-password_hash = "{hash_password(DANA_PW, n=2**10)}"
+{MINIMAL}password_hash = "{hash_password(DANA_PW, n=2**10)}"
 
 [[agents]]
 name = "Sam Okafor"

@@ -12,7 +12,7 @@ from mailbridge.config import SmtpSettings
 from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport
 from mailbridge.metrics import Metrics
 from mailbridge.store.db import Store
-from mailbridge.store.tables import OutboxItem
+from tests.outbox import outbox_item
 from tests.servers import SmtpPeer
 
 
@@ -32,10 +32,7 @@ def test_a_bug_while_sending_fails_that_item_and_the_batch_goes_on() -> None:
     now = datetime.now(UTC)
     with store.transaction() as tx:
         for n in range(3):
-            tx.add(OutboxItem(thread_id=f"T{n}", kind="ack", mailbox="INBOX",
-                              message_id=f"<t{n}@x>", envelope_from="",
-                              recipient=f"c{n}@example.org", body=b"Subject: x\r\n\r\nx\r\n",
-                              next_attempt_at=now, created_at=now, arrived_at=now))
+            tx.add(outbox_item(f"T{n}", due=now, recipient=f"c{n}@example.org"))
     with SmtpPeer() as peer:
         transport = BuggyTransport(SmtpSettings(host=peer.host, port=peer.port, tls="none"),
                                    local_hostname="test.example")

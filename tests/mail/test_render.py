@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -63,19 +64,18 @@ def original(subject: str = "Printer on fire", **changes: object) -> InboundMess
     return dataclasses.replace(msg, **changes)  # type: ignore[arg-type]
 
 
+THREAD: dict[str, Any] = {
+    "support_name": "Acme Support", "support_address": "support@acme.example",
+    "customer_name": "Ana Souza", "customer_address": "ana@example.com",
+    "subject": "Printer on fire", "thread_ref": "MB-1042",
+    "agent": Agent(name="Dana Whitfield", email="dana@acme.example"),
+    "timezone": "Europe/Berlin",
+}
+"""What an acknowledgement and a status update of one thread have in common."""
+
+
 def context(**changes: object) -> AckContext:
-    ctx = AckContext(
-        support_name="Acme Support",
-        support_address="support@acme.example",
-        customer_name="Ana Souza",
-        customer_address="ana@example.com",
-        subject="Printer on fire",
-        thread_ref="MB-1042",
-        agent=Agent(name="Dana Whitfield", email="dana@acme.example"),
-        due=datetime(2026, 11, 30, 13, 30, tzinfo=UTC),
-        timezone="Europe/Berlin",
-        received=NOW,
-    )
+    ctx = AckContext(**THREAD, due=datetime(2026, 11, 30, 13, 30, tzinfo=UTC), received=NOW)
     return dataclasses.replace(ctx, **changes)  # type: ignore[arg-type]
 
 
@@ -366,15 +366,8 @@ CUSTOMER_REPLY_ID = "<second@example.com>"
 
 def update_context(**changes: object) -> UpdateContext:
     ctx = UpdateContext(
-        support_name="Acme Support",
-        support_address="support@acme.example",
-        customer_name="Ana Souza",
-        customer_address="ana@example.com",
-        subject="Printer on fire",
-        thread_ref="MB-1042",
-        agent=Agent(name="Dana Whitfield", email="dana@acme.example"),
+        **THREAD,
         due=datetime(2026, 12, 1, 11, 0, tzinfo=UTC),
-        timezone="Europe/Berlin",
         received=datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
         in_reply_to=CUSTOMER_REPLY_ID,
         references=(CUSTOMER_ID, "<ack-1@acme.example>", CUSTOMER_REPLY_ID),

@@ -12,16 +12,9 @@ from prometheus_client import CollectorRegistry, Counter
 from mailbridge.config import load_config
 from mailbridge.errors import ConfigError
 from mailbridge.io.http import HttpAuth, HttpServer, http_auth
+from tests import configs
 
-MINIMAL = """
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-
+MINIMAL = configs.MINIMAL + """
 [http]
 listen = "0.0.0.0:9464"
 """

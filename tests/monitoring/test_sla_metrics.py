@@ -25,18 +25,11 @@ from mailbridge.metrics import SLA_LADDER, Metrics, sla_buckets
 from mailbridge.policies import build_policies
 from mailbridge.sla_metrics import StoreCollector
 from mailbridge.store.db import THREADS, Store, engine_for
+from tests.configs import MINIMAL
 from tests.mails import customer_mail, reply_to
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-CONFIG = """
-[support]
-address = "support@example.com"
-name = "Example Support"
-
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-
+CONFIG = MINIMAL + """
 [sla]
 first_response = "4h"
 at_risk_horizon = "1h"

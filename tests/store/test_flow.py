@@ -18,6 +18,7 @@ from mailbridge.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import Thread, ThreadEvent
+from tests.configs import MINIMAL
 from tests.mails import customer_mail, reply_to
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
@@ -54,13 +55,7 @@ class Desk:
 def desk(store: Store, tmp_path: Path) -> Iterator[Desk]:
     config_file = tmp_path / "mailbridge.toml"
     config_file.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-[[agents]]
+{MINIMAL}[[agents]]
 name = "Sam Okafor"
 email = "sam@example.com"
 [sla]

@@ -18,17 +18,11 @@ from mailbridge.membership import Membership, presumed_dead
 from mailbridge.metrics import Metrics
 from mailbridge.store import peers
 from mailbridge.store.db import Finished, Store
-from mailbridge.store.tables import OutboxItem
+from tests.configs import MINIMAL
+from tests.outbox import T0, outbox_item
 from tests.servers import SmtpPeer
 
-T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=20)
-
-
-def _outbox(thread: str) -> OutboxItem:
-    return OutboxItem(thread_id=thread, kind="ack", mailbox="INBOX", message_id=f"<{thread}@x>",
-                      envelope_from="", recipient="ana@example.org", body=b"x",
-                      next_attempt_at=T0, created_at=T0, arrived_at=T0)
 
 
 def _instance(store: Store, name: str, *, at: datetime = T0, host: str = "h1",
@@ -55,7 +49,7 @@ def test_reaping_fails_a_dead_instances_sends_and_frees_its_leases(store: Store)
     dead, live = _instance(store, "dead"), _instance(store, "live")
     with store.transaction() as tx:
         for thread in ("AAAAAA", "BBBBBB"):
-            tx.add(_outbox(thread))
+            tx.add(outbox_item(thread))
     assert store.claim_outbox(T0, claimer=dead) is not None
     assert store.claim_outbox(T0, claimer=live) is not None
     peers.acquire(store, "INBOX", dead, T0, LEASE)
@@ -132,7 +126,7 @@ def test_concurrent_claimers_never_take_one_item_twice(store_url: str) -> None:
     setup = Store.open(store_url)
     with setup.transaction() as tx:
         for n in range(200):
-            tx.add(_outbox(f"T{n:05d}"))
+            tx.add(outbox_item(f"T{n:05d}"))
     stores = [Store.open(store_url) for _ in range(4)]
     claimed: list[list[int]] = [[] for _ in stores]
     start = threading.Barrier(len(stores))
@@ -190,13 +184,7 @@ def test_the_lease_timeout_is_configured_in_the_store_section(tmp_path: Path) ->
     def load(extra: str) -> timedelta:
         path = tmp_path / "mailbridge.toml"
         path.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-[store]
+{MINIMAL}[store]
 url = "sqlite:///{tmp_path}/s.sqlite3"
 {extra}
 [daemon]
@@ -223,17 +211,24 @@ def test_an_idle_sender_finds_mail_another_instance_queued(store_url: str) -> No
                               Metrics(CollectorRegistry(), ["INBOX"]), RetryPolicy(),
                               claimer="ours", idle_poll=0.2)
 
+        asleep = threading.Event()
+        next_outbox_time = ours.next_outbox_time
+
+        def looked_before_sleeping() -> datetime | None:  # the sender asks, then sleeps
+            found = next_outbox_time()
+            asleep.set()
+            return found
+
+        ours.next_outbox_time = looked_before_sleeping  # type: ignore[method-assign]
+
         async def scenario() -> None:
             stopping = asyncio.Event()
             task = asyncio.create_task(sender.run(stopping))
-            await asyncio.sleep(0.5)  # let it find nothing and go to sleep: the setup
+            assert await asyncio.to_thread(asleep.wait, 10), "the sender found nothing to do"
             now = datetime.now(UTC)
             with other.transaction() as tx:
                 for n in range(3):
-                    tx.add(OutboxItem(thread_id=f"T{n}", kind="ack", mailbox="INBOX",
-                                      message_id=f"<t{n}@x>", envelope_from="",
-                                      recipient=f"c{n}@example.org", body=b"Subject: x\r\n\r\nx",
-                                      next_attempt_at=now, created_at=now, arrived_at=now))
+                    tx.add(outbox_item(f"T{n}", due=now, recipient=f"c{n}@example.org"))
             await asyncio.to_thread(peer.wait_for_count, 3, 10.0)
             stopping.set()
             await asyncio.wait_for(task, 10)

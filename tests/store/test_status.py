@@ -15,18 +15,13 @@ from mailbridge.membership import Membership
 from mailbridge.status import EXIT_UNWATCHED, gather
 from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem, Thread
+from tests.configs import MINIMAL
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
     path = tmp_path / "mailbridge.toml"
     path.write_text(f"""
-[support]
-address = "support@example.com"
-name = "Example Support"
-[[agents]]
-name = "Dana Whitfield"
-email = "dana@example.com"
-[imap]
+{MINIMAL}[imap]
 host = "127.0.0.1"
 username = "support@example.com"
 password = "x"

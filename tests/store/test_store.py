@@ -11,15 +11,8 @@ from sqlmodel import SQLModel
 
 from mailbridge.store.db import Finished, Store
 from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
-from mailbridge.store.tables import OutboxItem, Thread
-
-T0 = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
-
-
-def _outbox(thread: str, *, due: datetime = T0, kind: str = "ack") -> OutboxItem:
-    return OutboxItem(thread_id=thread, kind=kind, mailbox="INBOX", message_id=f"<{thread}@x>",
-                      envelope_from="", recipient="ana@example.org", body=b"x",
-                      next_attempt_at=due, created_at=T0, arrived_at=T0)
+from mailbridge.store.tables import Thread
+from tests.outbox import T0, outbox_item
 
 
 def test_migrations_are_versioned_and_idempotent(store: Store) -> None:
@@ -65,17 +58,17 @@ def test_the_next_due_time_is_the_earliest_aware_time(store: Store) -> None:
 def test_a_thread_can_have_only_one_ack(store: Store) -> None:
     """The schema itself refuses a second acknowledgement for a thread."""
     with store.transaction() as tx:
-        tx.add(_outbox("ABCDEF"))
+        tx.add(outbox_item("ABCDEF"))
     with pytest.raises(IntegrityError), store.transaction() as tx:
-        tx.add(_outbox("ABCDEF"))
+        tx.add(outbox_item("ABCDEF"))
     assert len(store.outbox()) == 1
 
 
 def test_claim_takes_due_items_in_order_and_marks_them_sending(store: Store) -> None:
     """Only due items are claimed, oldest first, each once."""
     with store.transaction() as tx:
-        tx.add(_outbox("LATERR", due=T0 + timedelta(minutes=5)))
-        tx.add(_outbox("FIRSTT", due=T0))
+        tx.add(outbox_item("LATERR", due=T0 + timedelta(minutes=5)))
+        tx.add(outbox_item("FIRSTT", due=T0))
     first = store.claim_outbox(T0)
     assert first is not None and first.thread_id == "FIRSTT" and first.attempts == 1
     assert store.claim_outbox(T0) is None
@@ -87,7 +80,7 @@ def test_claim_takes_due_items_in_order_and_marks_them_sending(store: Store) -> 
 def test_interrupted_sends_are_failed_not_repeated(store: Store) -> None:
     """An item left `sending` by a crash is recorded as failed and never claimed again."""
     with store.transaction() as tx:
-        tx.add(_outbox("ABCDEF"))
+        tx.add(outbox_item("ABCDEF"))
     assert store.claim_outbox(T0) is not None
     assert store.recover_interrupted(T0) == 1
     assert store.claim_outbox(T0 + timedelta(days=1)) is None
@@ -98,7 +91,7 @@ def test_interrupted_sends_are_failed_not_repeated(store: Store) -> None:
 def test_retry_puts_an_item_back_for_later(store: Store) -> None:
     """A temporary failure makes the item due again at the retry time, with its error."""
     with store.transaction() as tx:
-        tx.add(_outbox("ABCDEF"))
+        tx.add(outbox_item("ABCDEF"))
     item = store.claim_outbox(T0)
     assert item is not None
     store.finish_outbox(Finished(item.id, "pending", T0, "SMTP 451 busy",
@@ -131,8 +124,8 @@ def test_round_robin_counter_is_durable(store: Store) -> None:
 def test_claiming_the_next_item_records_the_previous_outcome(store: Store) -> None:
     """The outcome passed to claim_outbox is committed with the next claim."""
     with store.transaction() as tx:
-        tx.add(_outbox("FIRSTT"))
-        tx.add(_outbox("SECOND"))
+        tx.add(outbox_item("FIRSTT"))
+        tx.add(outbox_item("SECOND"))
     first = store.claim_outbox(T0)
     assert first is not None
     second = store.claim_outbox(T0, finished=Finished(first.id, "sent", T0))
@@ -146,7 +139,7 @@ def test_a_batch_claim_takes_due_items_oldest_first_up_to_its_limit(store: Store
     outcomes handed in are recorded in the same transaction."""
     with store.transaction() as tx:
         for n, minutes in enumerate((3, 1, 2, 0, 60)):
-            tx.add(_outbox(f"ITEM{n:02d}", due=T0 + timedelta(minutes=minutes)))
+            tx.add(outbox_item(f"ITEM{n:02d}", due=T0 + timedelta(minutes=minutes)))
     first = store.claim_outbox_batch(T0 + timedelta(minutes=5), limit=3, claimer="me")
     assert [i.thread_id for i in first] == ["ITEM03", "ITEM01", "ITEM02"]
     assert all(i.attempts == 1 for i in first)

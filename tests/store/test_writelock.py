@@ -26,7 +26,11 @@ def test_a_waiter_gets_the_lock_before_its_holder_takes_it_again() -> None:
         thread = threading.Thread(target=worker, args=(name,))
         thread.start()
         threads.append(thread)
-        wait_for(lambda q=queued: len(lock._waiters) == q, message=f"{name} queued")
+
+        def in_line(count: int = queued) -> bool:
+            return len(lock._waiters) == count
+
+        wait_for(in_line, message=f"{name} queued")
     lock.release()
     with lock:
         order.append("watcher again")
