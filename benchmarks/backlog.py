@@ -10,6 +10,8 @@ distinct customers are delivered into the INBOX Maildir, as an MDA does, and the
 starts again. Timed: from process start to the last ack at the SMTP peer. Meanwhile a
 thread reads each daemon's VmRSS from /proc every 0.2 s; VmHWM (the kernel's own peak)
 and the idle VmRSS are read IDLE_S seconds after the last ack, before the daemon stops.
+The daemon's CPU time (user + system, from /proc) at the last ack, per message, varies
+less with the load of a shared machine than the wall time does.
 
 1. N messages, one instance, SQLite.
 2. N messages, one instance, PostgreSQL; then two instances on one database, started
@@ -89,6 +91,8 @@ class Outcome:
     sent_by: list[int]
     most_acks: int
     missing: int
+    cpu_s: list[float]
+    """CPU time (user + system) each daemon process used until the last ack."""
 
 
 def customer(n: int | str) -> str:
@@ -130,6 +134,12 @@ def status_mib(pid: int, field: str) -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024  # kB
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (its own, not its children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class RssSampler:
@@ -191,6 +201,7 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                 start_together(daemons)
                 peer.wait_for_count(count, timeout=ACK_TIMEOUT_S)
                 seconds = time.monotonic() - started
+                cpu = [cpu_seconds(pid) for pid in pids(daemons)]
                 time.sleep(IDLE_S)  # a settling period, not a wait on a condition
                 idle = [status_mib(pid, "VmRSS") for pid in pids(daemons)]
                 hwm = [status_mib(pid, "VmHWM") for pid in pids(daemons)]
@@ -202,7 +213,7 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                 if daemon.process is not None:
                     daemon.stop()
     return Outcome(label, count, seconds, sampler.peak, hwm, idle, sent_by,
-                   max(acks.values(), default=0), len(customers - set(acks)))
+                   max(acks.values(), default=0), len(customers - set(acks)), cpu)
 
 
 def peer_rate(count: int = 2000, *, pipelining: bool = True) -> float:
@@ -247,13 +258,14 @@ def mib(values: list[float]) -> str:
 
 def table(outcomes: list[Outcome]) -> str:
     lines = ["| run | messages | process start to last ack | acks/s | most acks to one "
-             "customer / customers without | acks sent per instance | peak VmRSS (sampled) | "
-             "VmHWM | idle VmRSS |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "customer / customers without | acks sent per instance | daemon CPU per message | "
+             "peak VmRSS (sampled) | VmHWM | idle VmRSS |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(f"| {o.label} | {o.count:,} | {o.seconds:.1f} s | {o.count / o.seconds:.0f} "
                      f"| {o.most_acks} / {o.missing} | {' / '.join(map(str, o.sent_by))} | "
-                     f"{mib(o.peak_mib)} MiB | {mib(o.hwm_mib)} MiB | {mib(o.idle_mib)} MiB |")
+                     f"{sum(o.cpu_s) / o.count * 1000:.2f} ms | {mib(o.peak_mib)} MiB | "
+                     f"{mib(o.hwm_mib)} MiB | {mib(o.idle_mib)} MiB |")
     return "\n".join(lines) + "\n"
 
 
@@ -313,7 +325,9 @@ def main() -> int:
                                   instances=run.instances, store_url=url,
                                   pipelining=pipelining)
             outcomes.append(outcome)
-            print(f"{run.label}: {run.messages:,} acks in {outcome.seconds:.1f} s, peak VmRSS "
+            print(f"{run.label}: {run.messages:,} acks in {outcome.seconds:.1f} s "
+                  f"({run.messages / outcome.seconds:.0f}/s), daemon CPU "
+                  f"{sum(outcome.cpu_s) / run.messages * 1000:.2f} ms per message, peak VmRSS "
                   f"{mib(outcome.peak_mib)} MiB", flush=True)
     for o in outcomes:
         if o.most_acks != 1 or o.missing:

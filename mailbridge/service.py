@@ -281,7 +281,8 @@ class Service:
                                               messages=len(items), error=type(exc).__name__))
             else:
                 for outcome in outcomes:
-                    self._recorded(outcome)
+                    self._recorded(outcome, wake=False)
+                self._wake_for(outcomes)  # once per batch: each wake-up costs the loop a query
                 return
         for item in items:
             if item.message is None:
@@ -356,12 +357,16 @@ class Service:
         self._recorded(outcome)
         return outcome
 
-    def _recorded(self, outcome: Outcome) -> None:
-        """What follows a committed outcome: wake-ups, the metric, the log line."""
-        if outcome.ack_message_id is not None or outcome.queued:
+    def _wake_for(self, outcomes: Sequence[Outcome]) -> None:
+        if any(o.ack_message_id is not None or o.queued for o in outcomes):
             self._wake_sender()
-        if outcome.thread is not None:
-            self._wake_scheduler()  # the thread's next due time may have moved
+        if any(o.thread is not None for o in outcomes):
+            self._wake_scheduler()  # a thread's next due time may have moved
+
+    def _recorded(self, outcome: Outcome, *, wake: bool = True) -> None:
+        """What follows a committed outcome: wake-ups, the metric, the log line."""
+        if wake:
+            self._wake_for([outcome])
         source = outcome.source
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)

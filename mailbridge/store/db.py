@@ -24,6 +24,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from mailbridge.core.threads import RecentThread
 from mailbridge.errors import StoreUnavailableError
+from mailbridge.store.direct import Direct, Prepared
 from mailbridge.store.migrations import migrate
 from mailbridge.store.tables import (
     Counter,
@@ -168,8 +169,11 @@ class Tx:
     per-object bookkeeping, which cost more than the queries themselves.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, direct: Direct | None = None) -> None:
         self.session = session
+        self.direct = direct
+        """SQLite: the hot statements skip SQLAlchemy's execute machinery (`store.direct`)."""
+        self._cursor: Any = None
         self.committed: list[Callable[[], None]] = []
         self._open_counts: dict[str, int] | None = None
         self._responses: dict[tuple[str, datetime], list[float]] = {}
@@ -185,6 +189,22 @@ class Tx:
     def _first(self, query: Any, params: dict[str, Any] | None = None) -> Any:
         return self._conn.execute(query, params).first()
 
+    def _first_plain(self, query: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """`_first` for a statement whose result columns need no conversion (numbers,
+        text), as a plain tuple."""
+        if self.direct is None:
+            row = self._conn.execute(query, params).first()
+            return None if row is None else tuple(row)
+        found: tuple[Any, ...] | None = self._run(self.direct.prepare(query), params).fetchone()
+        return found
+
+    def _run(self, prepared: Prepared, values: dict[str, Any]) -> Any:
+        """Run on the DBAPI cursor of this transaction's connection (begun first)."""
+        assert self.direct is not None
+        if self._cursor is None:
+            self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self.direct.run(self._cursor, prepared, values)
+
     def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
         if uid is None:
             return False
@@ -192,8 +212,8 @@ class Tx:
             m = MESSAGES.c
             return self._first(select(m.id).where(
                 m.mailbox == mailbox, m.uidvalidity.is_(None), m.uid == uid)) is not None
-        return self._first(_SOURCE_RECORDED, {"mailbox": mailbox, "uidvalidity": uidvalidity,
-                                              "uid": uid}) is not None
+        return self._first_plain(_SOURCE_RECORDED, {
+            "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}) is not None
 
     def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
@@ -210,12 +230,14 @@ class Tx:
 
     def thread_customer(self, thread_id: str) -> str | None:
         """The customer address of a thread, or None when there is no such thread."""
-        row = self._first(_THREAD_CUSTOMER, {"thread_id": thread_id})
-        return None if row is None else str(row.customer)
+        row = self._first_plain(_THREAD_CUSTOMER, {"thread_id": thread_id})
+        return None if row is None else str(row[0])
 
     def threads_started(self, since: datetime) -> int:
         """How many threads were started (acknowledged) since `since`."""
-        return int(self._conn.execute(_THREADS_STARTED, {"since": since}).scalar_one())
+        row = self._first_plain(_THREADS_STARTED, {"since": since})
+        assert row is not None
+        return int(row[0])
 
     def thread(self, thread_id: str) -> Thread | None:
         """The thread, locked until this transaction ends: its clock is read, changed and
@@ -308,17 +330,22 @@ class Tx:
 
     def take_turn(self, name: str) -> int:
         """Return the counter's value and increment it, atomically."""
-        row = self._first(_TAKE_TURN, {"counter": name})
+        row = self._first_plain(_TAKE_TURN, {"counter": name})
         if row is None:
             self._conn.execute(COUNTERS.insert(), {"name": name, "value": 1})
             return 0
-        return int(row.value) - 1
+        return int(row[0]) - 1
 
     def insert(self, model: type[SQLModel], **values: Any) -> None:
         """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
         table = table_of(model)
         statement = _INSERTS.get(table)
-        self._conn.execute(table.insert() if statement is None else statement, values)
+        if statement is None:
+            self._conn.execute(table.insert(), values)
+        elif self.direct is not None:
+            self._run(self.direct.prepare(statement, tuple(values)), values)
+        else:
+            self._conn.execute(statement, values)
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()
@@ -349,6 +376,7 @@ class Store:
         # in turn, the moment the writer before them commits. Other processes still meet
         # busy_timeout.
         self._write_lock = None if self.shared else FairLock()
+        self._direct = None if self.shared else Direct(engine.dialect)
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -369,7 +397,7 @@ class Store:
             with self._write_lock or contextlib.nullcontext(), \
                     Session(self.engine, expire_on_commit=False, autoflush=False) as session, \
                     session.begin():
-                tx = Tx(session)
+                tx = Tx(session, self._direct)
                 yield tx
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailableError(f"the database is unavailable: {_reason(exc)}") \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import inspect
@@ -11,7 +12,7 @@ from sqlmodel import SQLModel
 
 from mailbridge.store.db import Finished, Store
 from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
-from mailbridge.store.tables import Thread
+from mailbridge.store.tables import OutboxItem, Thread
 from tests.outbox import T0, outbox_item
 
 
@@ -42,6 +43,29 @@ def test_times_come_back_aware_utc(store: Store) -> None:
         assert thread is not None
         assert thread.first_response_due == berlin
         assert thread.first_response_due.tzinfo == UTC
+
+
+def test_the_per_message_path_writes_what_the_models_read(store: Store) -> None:
+    """`Tx.insert` (direct on SQLite's cursor) stores aware times as UTC, fills in the
+    columns' defaults, and is refused by the same constraints."""
+    berlin = datetime(2026, 3, 29, 3, 30, tzinfo=UTC).astimezone(ZoneInfo("Europe/Berlin"))
+    with store.transaction() as tx:
+        tx.insert(Thread, id="ABCDEF", created_at=berlin, customer="a@x", subject="Help",
+                  agent_name="D", agent_email="d@x",
+                  first_response_due=berlin + timedelta(hours=4))
+        tx.insert(OutboxItem, **outbox_item("ABCDEF").model_dump(exclude={"id"}))
+        assert tx.threads_started(berlin) == 1
+        assert tx.threads_started(berlin + timedelta(microseconds=1)) == 0
+    with store.transaction() as tx:
+        thread = tx.thread("ABCDEF")
+        assert thread is not None
+        assert thread.created_at == berlin and thread.created_at.tzinfo == UTC
+        assert (thread.state, thread.policy, thread.priority) == (
+            "awaiting_agent", "default", "normal")
+        assert tx.thread_customer("ABCDEF") == "a@x" and tx.thread_customer("NOSUCH") is None
+    with pytest.raises(IntegrityError), store.transaction() as tx:
+        tx.insert(OutboxItem, **outbox_item("ABCDEF").model_dump(exclude={"id"}))
+    assert len(store.outbox()) == 1
 
 
 def test_the_next_due_time_is_the_earliest_aware_time(store: Store) -> None:

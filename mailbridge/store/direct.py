@@ -1,0 +1,96 @@
+"""Small statements run straight on SQLite's cursor, compiled once.
+
+Public API: `Direct` (prepare, run).
+
+A mailbox catching up runs about thirteen small statements per message. For each one,
+SQLAlchemy's execute machinery (cache lookup, parameter processing, result set-up,
+events) costs several times what SQLite itself does. `Direct` compiles a statement
+once for the dialect, with the bind processors of its column types (our UTC datetimes
+among them) and the scalar Python-side column defaults an INSERT would fill in, and
+then runs it on the transaction's own DBAPI cursor. Errors come back as SQLAlchemy's
+exceptions (`IntegrityError`, `OperationalError`), as from `Connection.execute`, with
+the parameters hidden: they hold addresses and subjects.
+
+Only statements whose parameters and results need no more than that are prepared:
+no expanding IN lists, no result types that need processing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement's SQL for one dialect and how to turn named values into its parameters."""
+
+    sql: str
+    names: tuple[str, ...]
+    """Bind names, in the order of the statement's positional parameters."""
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: Mapping[str, Any]
+    """Values for binds a caller may leave out: literals and scalar column defaults."""
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = values.get(name, _MISSING)
+            if value is _MISSING:
+                value = self.defaults[name]
+            out.append(value if process is None or value is None else process(value))
+        return tuple(out)
+
+
+class Direct:
+    """Prepared statements for one engine's dialect (SQLite: positional `?` parameters)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        if not dialect.positional:
+            raise ValueError(f"{dialect.name} does not take positional parameters")
+        self.dialect = dialect
+        self._prepared: dict[tuple[ClauseElement, tuple[str, ...]], Prepared] = {}
+
+    def prepare(self, statement: ClauseElement, keys: Sequence[str] = ()) -> Prepared:
+        """`statement` compiled for this dialect; for an INSERT, `keys` are the columns the
+        caller gives values for (the others get their defaults)."""
+        cache_key = (statement, tuple(keys))
+        found = self._prepared.get(cache_key)
+        if found is not None:
+            return found
+        compiled = cast(SQLCompiler, statement.compile(dialect=self.dialect,
+                                                       column_keys=list(keys) or None))
+        names = tuple(compiled.positiontup or ())
+        defaults: dict[str, Any] = {}
+        for column in getattr(compiled, "insert_prefetch", ()):
+            default = column.default
+            if default is None or not default.is_scalar:
+                raise ValueError(f"column {column.key} has a default that is not a value")
+            defaults[column.key] = default.arg
+        processors = []
+        for name in names:
+            bind = compiled.binds[name]
+            if name not in defaults and bind.value is not None:
+                defaults[name] = bind.value  # a literal in the statement, like "value + 1"
+            processors.append(bind.type.dialect_impl(self.dialect).bind_processor(self.dialect))
+        prepared = Prepared(compiled.string, names, tuple(processors), defaults)
+        self._prepared[cache_key] = prepared
+        return prepared
+
+    def run(self, cursor: Any, prepared: Prepared, values: Mapping[str, Any]) -> Any:
+        """Execute on a DBAPI cursor of this dialect's driver; return the cursor."""
+        parameters = prepared.parameters(values)
+        dbapi = self.dialect.loaded_dbapi
+        try:
+            return cursor.execute(prepared.sql, parameters)
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(prepared.sql, parameters, exc, dbapi.Error,
+                                      hide_parameters=True, dialect=self.dialect) from exc
