@@ -11,20 +11,31 @@ calls them from worker threads, never on the event loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, or_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    or_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbridge.core.threads import RecentThread
 from mailbridge.errors import StoreUnavailableError
-from mailbridge.store.direct import Direct, Prepared
+from mailbridge.store.direct import Direct
 from mailbridge.store.migrations import migrate
 from mailbridge.store.tables import (
     Counter,
@@ -52,8 +63,6 @@ _m, _t, _k, _c, _o = MESSAGES.c, THREADS.c, KNOWN_IDS.c, CURSORS.c, OUTBOX.c
 _SOURCE_RECORDED = select(_m.id).where(_m.mailbox == bindparam("mailbox"),
                                        _m.uidvalidity == bindparam("uidvalidity"),
                                        _m.uid == bindparam("uid"))
-_KNOWN_IDS = select(_k.message_id, _k.thread_id, _k.direction).where(
-    _k.message_id.in_(bindparam("keys", expanding=True)))
 RECENT_LIMIT = 50
 _RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
                    .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))
@@ -75,6 +84,15 @@ _CLAIM = update(OUTBOX).where(_o.id == bindparam("item")).values(
     state="sending", attempts=bindparam("tries"), claimed_by=bindparam("claimer"))
 _SENT = update(OUTBOX).where(_o.id == bindparam("item")).values(
     state="sent", last_error=bindparam("error"), sent_at=bindparam("at"))
+
+
+@functools.lru_cache(maxsize=128)  # a message names at most about 100 (`mail.fields`)
+def _known_ids(count: int) -> Select[Any]:
+    """Known ids for `count` keys (key0, key1, ...): a message names a handful."""
+    return select(_k.message_id, _k.thread_id, _k.direction).where(
+        _k.message_id.in_([bindparam(f"key{i}") for i in range(count)]))
+
+
 _INSERTS = {table: table.insert() for table in (MESSAGES, THREADS, KNOWN_IDS, OUTBOX,
                                                 table_of(ThreadEvent))}
 
@@ -189,21 +207,21 @@ class Tx:
     def _first(self, query: Any, params: dict[str, Any] | None = None) -> Any:
         return self._conn.execute(query, params).first()
 
-    def _first_plain(self, query: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """`_first` for a statement whose result columns need no conversion (numbers,
-        text), as a plain tuple."""
+    def _rows(self, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A prebuilt statement's rows as plain tuples; on SQLite straight from the cursor."""
         if self.direct is None:
-            row = self._conn.execute(query, params).first()
-            return None if row is None else tuple(row)
-        found: tuple[Any, ...] | None = self._run(self.direct.prepare(query), params).fetchone()
-        return found
+            return [tuple(row) for row in self._conn.execute(query, params)]
+        return self.direct.rows(self._dbapi_cursor(), self.direct.prepare(query), params)
 
-    def _run(self, prepared: Prepared, values: dict[str, Any]) -> Any:
-        """Run on the DBAPI cursor of this transaction's connection (begun first)."""
-        assert self.direct is not None
+    def _first_plain(self, query: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        rows = self._rows(query, params)
+        return rows[0] if rows else None
+
+    def _dbapi_cursor(self) -> Any:
+        """The DBAPI cursor of this transaction's connection (begun first)."""
         if self._cursor is None:
             self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        return self.direct.run(self._cursor, prepared, values)
+        return self._cursor
 
     def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
         if uid is None:
@@ -219,14 +237,15 @@ class Tx:
         """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
         if not keys:
             return {}
-        rows = self._conn.execute(_KNOWN_IDS, {"keys": list(dict.fromkeys(keys))})
-        return {row.message_id: (row.thread_id, row.direction) for row in rows}
+        unique = list(dict.fromkeys(keys))
+        rows = self._rows(_known_ids(len(unique)), {f"key{i}": k for i, k in enumerate(unique)})
+        return {message_id: (thread_id, direction) for message_id, thread_id, direction in rows}
 
     def recent_threads(self, customer: str, since: datetime) -> list[RecentThread]:
         """The customer's threads started since `since`, newest first (`RECENT_LIMIT`)."""
-        rows = self._conn.execute(_RECENT_THREADS, {"customer": customer, "since": since})
-        return [RecentThread(r.id, r.subject_key, r.created_at, r.state == "resolved")
-                for r in rows]
+        rows = self._rows(_RECENT_THREADS, {"customer": customer, "since": since})
+        return [RecentThread(ref, key, created_at, state == "resolved")
+                for ref, key, created_at, state in rows]
 
     def thread_customer(self, thread_id: str) -> str | None:
         """The customer address of a thread, or None when there is no such thread."""
@@ -296,8 +315,8 @@ class Tx:
 
     def last_agent(self, customer: str) -> tuple[str, datetime] | None:
         """(agent address, start) of the customer's latest thread; None for a new customer."""
-        row = self._first(_LAST_AGENT, {"customer": customer})
-        return None if row is None else (str(row.agent_email), row.created_at)
+        row = self._first_plain(_LAST_AGENT, {"customer": customer})
+        return None if row is None else (str(row[0]), row[1])
 
     def open_counts(self) -> dict[str, int]:
         """Open threads (awaiting an agent or the customer) per agent address, lower case.
@@ -343,7 +362,8 @@ class Tx:
         if statement is None:
             self._conn.execute(table.insert(), values)
         elif self.direct is not None:
-            self._run(self.direct.prepare(statement, tuple(values)), values)
+            self.direct.run(self._dbapi_cursor(), self.direct.prepare(statement, tuple(values)),
+                            values)
         else:
             self._conn.execute(statement, values)
         if table is THREADS and self._open_counts is not None \

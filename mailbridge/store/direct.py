@@ -12,7 +12,7 @@ exceptions (`IntegrityError`, `OperationalError`), as from `Connection.execute`,
 the parameters hidden: they hold addresses and subjects.
 
 Only statements whose parameters and results need no more than that are prepared:
-no expanding IN lists, no result types that need processing.
+no expanding IN lists; result columns are converted by their types' result processors.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class Prepared:
     processors: tuple[Callable[[Any], Any] | None, ...]
     defaults: Mapping[str, Any]
     """Values for binds a caller may leave out: literals and scalar column defaults."""
+    results: tuple[Callable[[Any], Any] | None, ...]
+    """Converters of the result columns (SQLite's datetime text to an aware UTC time)."""
 
     def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         out = []
@@ -81,9 +83,21 @@ class Direct:
             if name not in defaults and bind.value is not None:
                 defaults[name] = bind.value  # a literal in the statement, like "value + 1"
             processors.append(bind.type.dialect_impl(self.dialect).bind_processor(self.dialect))
-        prepared = Prepared(compiled.string, names, tuple(processors), defaults)
+        results = tuple(column.type.dialect_impl(self.dialect).result_processor(self.dialect, None)
+                        for column in getattr(statement, "exported_columns", ()))
+        prepared = Prepared(compiled.string, names, tuple(processors), defaults, results)
         self._prepared[cache_key] = prepared
         return prepared
+
+    def rows(self, cursor: Any, prepared: Prepared,
+             values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Execute and return the result rows, their values converted as SQLAlchemy would."""
+        rows = self.run(cursor, prepared, values).fetchall()
+        if not any(prepared.results):
+            return list(rows)
+        return [tuple(value if convert is None else convert(value)
+                      for convert, value in zip(prepared.results, row, strict=True))
+                for row in rows]
 
     def run(self, cursor: Any, prepared: Prepared, values: Mapping[str, Any]) -> Any:
         """Execute on a DBAPI cursor of this dialect's driver; return the cursor."""
