@@ -184,7 +184,10 @@ class Tx:
 
     The per-message path uses SQLAlchemy Core statements on the session's
     connection: the same tables and types as the models, without the ORM's
-    per-object bookkeeping, which cost more than the queries themselves.
+    per-object bookkeeping, which cost more than the queries themselves. On SQLite
+    the hottest of them go one step further, straight to the connection's DBAPI
+    cursor (`store.direct`); on PostgreSQL, where a round trip costs more than
+    SQLAlchemy does, they go through `Connection.execute`.
     """
 
     def __init__(self, session: Session, direct: Direct | None = None) -> None:
