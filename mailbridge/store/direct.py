@@ -71,6 +71,8 @@ class Direct:
         compiled = cast(SQLCompiler, statement.compile(dialect=self.dialect,
                                                        column_keys=list(keys) or None))
         names = tuple(compiled.positiontup or ())
+        if unknown := set(keys) - set(names):
+            raise ValueError(f"no such column: {', '.join(sorted(unknown))}")
         defaults: dict[str, Any] = {}
         for column in getattr(compiled, "insert_prefetch", ()):
             default = column.default

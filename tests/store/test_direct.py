@@ -40,3 +40,5 @@ def test_only_positional_dialects_and_value_defaults_are_prepared() -> None:
                     Column("n", Integer, default=lambda: 1))
     with pytest.raises(ValueError, match="column n has a default that is not a value"):
         Direct(sqlite.dialect()).prepare(counted.insert(), ["id"])
+    with pytest.raises(ValueError, match="no such column: nn"):  # a typo fails, not ignored
+        Direct(sqlite.dialect()).prepare(counted.insert(), ["id", "n", "nn"])
