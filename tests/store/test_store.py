@@ -63,6 +63,10 @@ def test_the_per_message_path_writes_what_the_models_read(store: Store) -> None:
         assert (thread.state, thread.policy, thread.priority) == (
             "awaiting_agent", "default", "normal")
         assert tx.thread_customer("ABCDEF") == "a@x" and tx.thread_customer("NOSUCH") is None
+        [recent] = tx.recent_threads("a@x", berlin)
+        assert recent.created_at == berlin and recent.created_at.tzinfo == UTC
+        last = tx.last_agent("a@x")
+        assert last == ("d@x", berlin) and last[1].tzinfo == UTC
     with pytest.raises(IntegrityError), store.transaction() as tx:
         tx.insert(OutboxItem, **outbox_item("ABCDEF").model_dump(exclude={"id"}))
     assert len(store.outbox()) == 1
