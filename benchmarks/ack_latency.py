@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.results import append
 from tests.daemon import Daemon, maildir_deliver, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -73,13 +70,10 @@ def backlog(dovecot: Dovecot, peer: SmtpPeer, daemon: Daemon, count: int) -> dic
 
 
 def record(steady_result: dict[str, float], backlog_result: dict[str, float]) -> str:
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, {platform.system()} {platform.release()}")
     s, b = steady_result, backlog_result
-    text = (
-        f"\n## ack_latency — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"Machine: {machine}. Command: `python benchmarks/ack_latency.py "
-        f"--steady {int(s['count'])} --rate {s['rate']:g} --backlog {int(b['count'])}`\n\n"
+    command = (f"python benchmarks/ack_latency.py --steady {int(s['count'])} "
+               f"--rate {s['rate']:g} --backlog {int(b['count'])}")
+    return append("ack_latency", command, (
         f"| measure | value |\n|---|---|\n"
         f"| steady: messages at {s['rate']:g}/s | {int(s['count'])} |\n"
         f"| steady latency p50 / p90 / p99 / max | {s['p50']*1000:.0f} / {s['p90']*1000:.0f} / "
@@ -88,12 +82,7 @@ def record(steady_result: dict[str, float], backlog_result: dict[str, float]) ->
         f"| backlog: process start to last ack | {b['total_s']:.1f} s "
         f"({b['per_s']:.0f} acks/s) |\n"
         f"| backlog: healthy to last ack | {b['after_ready_s']:.1f} s |\n"
-    )
-    with RESULTS.open("a", encoding="utf-8") as out:
-        if out.tell() == 0:
-            out.write("# Benchmark results\n\nEach run appends a section; newest last.\n")
-        out.write(text)
-    return text
+    ))
 
 
 def main() -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -44,7 +43,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -53,13 +51,13 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.results import append
 from mailbridge.config import SmtpSettings
 from mailbridge.io.smtp_sender import SmtpTransport
 from tests.daemon import Daemon, maildir_deliver, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 ATTACHMENT_BYTES = 20 * 2**20
 SAMPLE_S = 0.2
 IDLE_S = 5.0  # after the last ack: late duplicates arrive, the daemon settles
@@ -270,19 +268,13 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def record(text: str, command: str, notes: list[str]) -> str:
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, {platform.system()} {platform.release()}")
-    section = (f"\n## backlog — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-               f"Machine: {machine}. Command: `{command}`\n\n"
-               "Backlog delivered into the Maildir while the daemon was stopped; timed from "
+    body = ("Backlog delivered into the Maildir while the daemon was stopped; timed from "
                "process start to the last ack at the SMTP peer. Memory per instance (a / b): "
                f"VmRSS sampled every {SAMPLE_S:g} s, VmHWM and idle VmRSS {IDLE_S:g} s after "
-               "the last ack.\n\n" + text)
+            "the last ack.\n\n" + text)
     if notes:
-        section += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write(section)
-    return section
+        body += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
+    return append("backlog", command, body)
 
 
 def main() -> int:

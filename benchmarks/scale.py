@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -39,6 +37,7 @@ from sqlalchemy import delete, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.results import append
 from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
 from mailbridge.ingest import Ingestor, Source
@@ -48,7 +47,6 @@ from mailbridge.store.tables import ThreadEvent
 from tests.configs import MINIMAL
 from tests.mails import customer_mail
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 LATE = T0 + timedelta(hours=5)  # past the real thread's 4 h first-response deadline
 FUTURE = T0 + timedelta(days=30)  # the clones' deadlines: never due at LATE
@@ -186,11 +184,7 @@ def backend(name: str, workdir: Path, size: int) -> Iterator[str]:
 
 
 def record(rows: list[tuple[str, dict[str, object]]], command: str) -> str:
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, {platform.system()} {platform.release()}")
-    lines = [f"\n## scale — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n",
-             f"Machine: {machine}. Command: `{command}`\n",
-             "One thread in ten open (deadline in the future), the rest resolved; the "
+    lines = ["One thread in ten open (deadline in the future), the rest resolved; the "
              "next-due query is `Store.next_due_time()` (median of 300), the firing is "
              "`Deadlines.run_due(now)` with one thread due: claim, tick, breach, escalation "
              "rendered and queued, commit (median of 30).\n",
@@ -208,10 +202,7 @@ def record(rows: list[tuple[str, dict[str, object]]], command: str) -> str:
         lines.append(f"- {name}, `SELECT min(next_due_at)`: {r['plan_next']}")
         lines.append(f"- {name}, due threads (`next_due_at <= now ORDER BY ... LIMIT 50`): "
                      f"{r['plan_due']}")
-    text_out = "\n".join(lines) + "\n"
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write(text_out)
-    return text_out
+    return append("scale", command, "\n".join(lines) + "\n")
 
 
 def main() -> int:

@@ -14,8 +14,6 @@ to benchmarks/RESULTS.md. Target (issue 6): well under 100 ms.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import sys
 import tempfile
@@ -28,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text
 
+from benchmarks.results import append
 from mailbridge.store.db import OUTBOX, THREADS, Store
 from mailbridge.store.snapshot import read_snapshot
 from tests.configs import MINIMAL
 from tests.daemon import Daemon
 from tests.servers import Dovecot, SmtpPeer, free_port
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 POLICIES = {"default": ("normal", timedelta(hours=4)), "vip": ("high", timedelta(hours=1)),
             "bulk": ("low", timedelta(days=1))}
 
@@ -193,12 +191,9 @@ def main() -> int:
                            if line.startswith("mailbridge_threads_open{"))
         store_s = gauge(body, "mailbridge_scrape_store_duration_seconds")
     assert open_threads == args.open, open_threads
-    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
-               f"{platform.python_version()}, {platform.system()} {platform.release()}")
-    text_out = (
-        f"\n## scrape — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"Machine: {machine}. Command: `python benchmarks/scrape.py --open {args.open} "
-        f"--resolved {args.resolved} --scrapes {args.scrapes}`\n\n"
+    command = (f"python benchmarks/scrape.py --open {args.open} --resolved {args.resolved} "
+               f"--scrapes {args.scrapes}")
+    text_out = append("scrape", command, (
         f"| measure | value |\n|---|---|\n"
         f"| threads in the SQLite store: open / resolved | {args.open:,} / "
         f"{args.resolved:,} (bulk insert {fill_s:.1f} s) |\n"
@@ -208,9 +203,7 @@ def main() -> int:
         f"| store query alone, in process, p50 / p95 | {ms(query, 50):.1f} / "
         f"{ms(query, 95):.1f} ms |\n"
         f"| exposition size | {size / 1024:.1f} KiB |\n"
-    )
-    with RESULTS.open("a", encoding="utf-8") as out:
-        out.write(text_out)
+    ))
     print(text_out)
     return 0
 

@@ -163,7 +163,7 @@ class Ingestor:
         loser's transaction rolls back whole, ack included, and is decided again: it
         then finds the message recorded, or joins the winner's thread.
         """
-        return self._alone(Incoming(source, message, received.astimezone(UTC)), now)
+        return self._alone(Incoming(source, message, received), now)
 
     def _alone(self, item: Incoming, now: datetime) -> Outcome:
         """Record `item` in a transaction of its own, deciding again after a lost race."""
@@ -190,13 +190,12 @@ class Ingestor:
         and `record_failure`, which decide each again and keep a bad one apart.
         """
         with self.store.transaction() as tx:
-            outcomes = [self._record_one(tx, replace(item, received=item.received.astimezone(UTC)),
-                                         now) for item in items]
+            outcomes = [self._record_one(tx, item, now) for item in items]
             self._advance(tx, [item.source for item in items], now)
             return outcomes
 
     def _record_one(self, tx: Tx, item: Incoming, now: datetime) -> Outcome:
-        source, received = item.source, item.received
+        source, received = item.source, item.received.astimezone(UTC)
         if item.message is None:
             return self._failure_row(tx, source, item.error, size=item.size, received=received,
                                      now=now)

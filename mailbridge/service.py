@@ -271,27 +271,31 @@ class Service:
             self._deliver_chunk(mailbox, items[start:start + MESSAGES_PER_TRANSACTION])
 
     def _deliver_chunk(self, mailbox: str, items: Sequence[Incoming]) -> None:
-        if len(items) > 1:
-            try:
-                outcomes = self._ingestor().ingest_many(items, now=self.clock.now())
-            except TransientError:  # the store is down: the watcher fetches them again later
-                raise
-            except Exception as exc:  # each is decided again, alone, below
-                log.info("message %s", fields(event="batch_retried", mailbox=mailbox,
-                                              messages=len(items), error=type(exc).__name__))
-            else:
-                for outcome in outcomes:
-                    self._recorded(outcome, wake=False)
-                self._wake_for(outcomes)  # once per batch: each wake-up costs the loop a query
-                return
-        for item in items:
-            if item.message is None:
-                step = functools.partial(
-                    self._ingestor().record_failure, item.source, item.error, size=item.size,
-                    received=item.received, now=self.clock.now())
-            else:
-                step = functools.partial(self._ingest, item.message, item.source, item.received)
-            self._record(item.source, item.size, step)
+        outcomes = self._record_batch(mailbox, items) if len(items) > 1 else None
+        if outcomes is None:
+            outcomes = [self._record(item.source, item.size, self._step(item)) for item in items]
+        self._wake_for(outcomes)  # once per chunk: each wake-up costs the loop a query
+
+    def _step(self, item: Incoming) -> Callable[[], Outcome]:
+        if item.message is None:
+            return functools.partial(
+                self._ingestor().record_failure, item.source, item.error, size=item.size,
+                received=item.received, now=self.clock.now())
+        return functools.partial(self._ingest, item.message, item.source, item.received)
+
+    def _record_batch(self, mailbox: str, items: Sequence[Incoming]) -> list[Outcome] | None:
+        """`items` in one transaction; None when that failed and each must go alone."""
+        try:
+            outcomes = self._ingestor().ingest_many(items, now=self.clock.now())
+        except TransientError:  # the store is down: the watcher fetches them again later
+            raise
+        except Exception as exc:  # each is decided again, alone
+            log.info("message %s", fields(event="batch_retried", mailbox=mailbox,
+                                          messages=len(items), error=type(exc).__name__))
+            return None
+        for outcome in outcomes:
+            self._recorded(outcome)
+        return outcomes
 
     def ingest_raw(self, raw: bytes, source: Source) -> Outcome | None:
         """Record one complete message (the demo's and local tools' ingest path).
@@ -299,8 +303,10 @@ class Service:
         Blocking: call it from a worker thread.
         """
         message = parse_message(raw)
-        return self._record(source, len(raw), functools.partial(
+        outcome = self._record(source, len(raw), functools.partial(
             self._ingest, message, source, self.clock.now()))
+        self._wake_for([outcome])
+        return outcome
 
     def _relay_submit(self, submission: Submission) -> Submitted:
         """Record and queue one relayed message (`io.relay`); runs in a worker thread."""
@@ -363,10 +369,9 @@ class Service:
         if any(o.thread is not None for o in outcomes):
             self._wake_scheduler()  # a thread's next due time may have moved
 
-    def _recorded(self, outcome: Outcome, *, wake: bool = True) -> None:
-        """What follows a committed outcome: wake-ups, the metric, the log line."""
-        if wake:
-            self._wake_for([outcome])
+    def _recorded(self, outcome: Outcome) -> None:
+        """What follows a committed outcome: the metric, the log line (the caller wakes the
+        sender and the scheduler, once for all it recorded)."""
         source = outcome.source
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)

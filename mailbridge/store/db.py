@@ -21,7 +21,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Insert,
     Select,
+    Table,
     bindparam,
     create_engine,
     event,
@@ -93,8 +95,9 @@ def _known_ids(count: int) -> Select[Any]:
         _k.message_id.in_([bindparam(f"key{i}") for i in range(count)]))
 
 
-_INSERTS = {table: table.insert() for table in (MESSAGES, THREADS, KNOWN_IDS, OUTBOX,
-                                                table_of(ThreadEvent))}
+@functools.cache  # one per table
+def _insert(table: Table) -> Insert:
+    return table.insert()
 
 
 @dataclass(frozen=True)
@@ -207,8 +210,8 @@ class Tx:
     def _conn(self) -> Connection:
         return self.session.connection()
 
-    def _first(self, query: Any, params: dict[str, Any] | None = None) -> Any:
-        return self._conn.execute(query, params).first()
+    def _first(self, query: Any) -> Any:
+        return self._conn.execute(query).first()
 
     def _rows(self, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """A prebuilt statement's rows as plain tuples; on SQLite straight from the cursor."""
@@ -361,14 +364,12 @@ class Tx:
     def insert(self, model: type[SQLModel], **values: Any) -> None:
         """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
         table = table_of(model)
-        statement = _INSERTS.get(table)
-        if statement is None:
-            self._conn.execute(table.insert(), values)
-        elif self.direct is not None:
+        statement = _insert(table)
+        if self.direct is None:
+            self._conn.execute(statement, values)
+        else:
             self.direct.run(self._dbapi_cursor(), self.direct.prepare(statement, tuple(values)),
                             values)
-        else:
-            self._conn.execute(statement, values)
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()
@@ -378,11 +379,11 @@ class Tx:
         self.session.add(row)
 
     def advance_cursor(self, mailbox: str, uidvalidity: int, uid: int, now: datetime) -> None:
-        row = self._first(_CURSOR, {"box": mailbox})
+        row = self._first_plain(_CURSOR, {"box": mailbox})
         if row is None:
             self.insert(Cursor, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid,
                         updated_at=now)
-        elif row.uidvalidity != uidvalidity or uid > row.last_uid:
+        elif row[0] != uidvalidity or uid > row[1]:
             self._conn.execute(_MOVE_CURSOR, {"box": mailbox, "validity": uidvalidity,
                                               "uid": uid, "at": now})
 
