@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import append
 from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
-from mailbridge.ingest import Ingestor, Source
+from mailbridge.daemon.ingest import Ingestor, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import OUTBOX, THREADS, Store
 from mailbridge.store.tables import ThreadEvent

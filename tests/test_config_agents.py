@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from mailbridge.config import Config, load_config
+from mailbridge.daemon.team import build_team
 from mailbridge.errors import ConfigError
-from mailbridge.team import build_team
 from tests.configs import MINIMAL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
@@ -86,7 +86,7 @@ def test_languages_shifts_and_policies(tmp_path: Path) -> None:
     assert dana.languages == ("en", "de-at") and dana.policies == ("default", "vip")
     assert config.support.language == "de"
     assert [p.language for p in config.policies] == ["en", None]
-    from mailbridge.policies import build_policies
+    from mailbridge.daemon.policies import build_policies
 
     policies = build_policies(config)
     assert policies.by_name["vip"].language == "en"
@@ -168,7 +168,7 @@ def test_faq_language_is_checked(tmp_path: Path) -> None:
 
 def test_an_agent_alias_must_be_an_address(tmp_path: Path) -> None:
     """from_address is checked like every address."""
-    from mailbridge.config_agents import AgentProfile
+    from mailbridge.config.agents import AgentProfile
 
     assert AgentProfile(name="Dana", email="dana@example.com",
                         from_address="dana@support.example.com").from_address

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mailbridge.config import Config, load_config
+from mailbridge.config.passwords import hash_password, verify_password
 from mailbridge.errors import ConfigError
-from mailbridge.passwords import hash_password, verify_password
 from tests.servers import make_tls_files
 
 HASH = hash_password("dana-relay-pw", n=2**10)

@@ -13,7 +13,7 @@ import pytest
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from tests.mails import customer_mail, reply_to

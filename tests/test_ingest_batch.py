@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from mailbridge.ingest import Incoming, Outcome, Source
+from mailbridge.daemon.ingest import Incoming, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Message

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
+from mailbridge.cli.replay import replay
+from mailbridge.cli.threads import print_threads, threads_records
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.replay import replay
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread, ThreadEvent
-from mailbridge.threads_view import print_threads, threads_records
 from tests.mails import customer_mail
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")

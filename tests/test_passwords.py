@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.passwords import hash_password, parse_hash, verify_password
+from mailbridge.config.passwords import hash_password, parse_hash, verify_password
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = 2**10  # the tests' cost; the format and the code path are the same

@@ -10,7 +10,7 @@ import pytest
 from mailbridge.config import Config, demo_config, load_config
 from mailbridge.core import calendar as cal
 from mailbridge.core.model import Address, InboundMessage
-from mailbridge.policies import build_policies
+from mailbridge.daemon.policies import build_policies
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 

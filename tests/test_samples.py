@@ -4,7 +4,7 @@ Every ``*.eml`` file there has an entry in ``expected.json``: the action, the ru
 decides, and the thread relation ("new" for a message that starts a thread, the file name
 of the thread's first message for a follow-up or for a duplicate copy of a message in a
 thread, null otherwise). One test replays the whole
-folder, in file-name order, through the real code (``mailbridge.replay.replay``) with each
+folder, in file-name order, through the real code (``mailbridge.cli.replay.replay``) with each
 message's own Date header as its time, as fail2ban's ``samplestestcase.py`` does for its
 annotated logs. Hostile input that would be too large to commit is generated at test time.
 """
@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from mailbridge.cli.replay import replay
 from mailbridge.config import Config, load_config
 from mailbridge.mail.parse import parse_message
-from mailbridge.replay import replay
 
 SAMPLES = Path(__file__).parent / "samples"
 EXPECTED_FILE = SAMPLES / "expected.json"

@@ -16,9 +16,9 @@ import pytest
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
 from mailbridge.core.model import Agent
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.staff import prepare_relayed
 from mailbridge.mail.parse import parse_message
-from mailbridge.staff import prepare_relayed
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread
 from tests.configs import MINIMAL

@@ -179,3 +179,20 @@ class NoticeContext:
     due: datetime
     received: datetime
     timezone: str
+
+
+@dataclass(frozen=True)
+class SlaOutcome:
+    """A response, resolution or breach as the metrics count it, at the moment it is known.
+
+    `evaluated` is True once per deadline (met, or breached); an answer after a breach the
+    scheduler already counted only reports its `business_seconds`.
+    """
+
+    sla: str
+    """"first_response", "next_response" or "resolution"."""
+    policy: str
+    priority: str
+    evaluated: bool
+    breached: bool
+    business_seconds: float | None = None

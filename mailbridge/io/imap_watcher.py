@@ -35,7 +35,7 @@ from mailbridge.io.backoff import Backoff
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
-from mailbridge.metrics import Metrics
+from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 
 log = logging.getLogger(__name__)

@@ -37,12 +37,12 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from mailbridge.clock import Clock
 from mailbridge.config import Config, RelaySettings, Secret, SmtpSettings
+from mailbridge.config.passwords import DEFAULT_N, ScryptHash, parse_hash, verify_password
 from mailbridge.core.model import Agent
 from mailbridge.core.throttle import LoginThrottle
 from mailbridge.errors import MailbridgeError, PermanentError
 from mailbridge.io.smtp_sender import SmtpTransport
 from mailbridge.logs import fields
-from mailbridge.passwords import DEFAULT_N, ScryptHash, parse_hash, verify_password
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ autoescaped, and every header value goes through `mailbridge.mail.headers`.
 Operator-supplied template folders run in jinja2's sandbox, with the packaged
 templates as fallback for any file the operator did not override.
 
-Templates are per language, one folder each (`mailbridge.languages`): for
+Templates are per language, one folder each (`mailbridge.config.languages`): for
 language L a template is looked up in the operator's L/, then (for the
 default language only) at the top of the operator's folder, where the
 template names have always been, then in the packaged L/, then in the
@@ -40,6 +40,7 @@ from typing import Any
 
 import jinja2
 
+from mailbridge.config.languages import DEFAULT_LANGUAGE, template_languages
 from mailbridge.core.eta import (
     Phrases,
     describe_due,
@@ -57,7 +58,6 @@ from mailbridge.core.model import (
     NoticeContext,
     UpdateContext,
 )
-from mailbridge.languages import DEFAULT_LANGUAGE, template_languages
 from mailbridge.mail import templates
 from mailbridge.mail.headers import (
     MAX_REFERENCES,

@@ -19,9 +19,9 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailbridge.config.languages import DEFAULT_LANGUAGE, TEMPLATES
 from mailbridge.core.eta import PHRASES, Phrases
 from mailbridge.errors import TemplateError
-from mailbridge.languages import DEFAULT_LANGUAGE, TEMPLATES
 
 PACKAGE_TEMPLATES = TEMPLATES
 PHRASES_FILE = "phrases.toml"

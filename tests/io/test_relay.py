@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.passwords import hash_password
+from mailbridge.config.passwords import hash_password
 from tests.daemon import REPO, Daemon, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer, TlsFiles, free_port, make_tls_files, wait_for

@@ -22,12 +22,12 @@ from sqlmodel import select
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import Config, RelaySettings, load_config
+from mailbridge.config.passwords import hash_password, parse_hash
 from mailbridge.core.model import Agent
 from mailbridge.core.throttle import LoginThrottle, ThrottleRules
-from mailbridge.ingest import Source
+from mailbridge.daemon.ingest import Source
+from mailbridge.daemon.service import Service
 from mailbridge.io.relay import Credentials, RelayHandler, RelayServer, Submission, Submitted
-from mailbridge.passwords import hash_password, parse_hash
-from mailbridge.service import Service
 from mailbridge.store.tables import Thread, ThreadEvent
 from tests.configs import MINIMAL
 from tests.mails import customer_mail

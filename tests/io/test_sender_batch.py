@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import SmtpSettings
-from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport
-from mailbridge.metrics import Metrics
+from mailbridge.daemon.sender import OutboxSender, RetryPolicy
+from mailbridge.io.smtp_sender import SmtpTransport
+from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 from tests.outbox import outbox_item
 from tests.servers import SmtpPeer

@@ -20,7 +20,7 @@ from sqlmodel import select
 
 from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
-from mailbridge.service import Service
+from mailbridge.daemon.service import Service
 from mailbridge.store.db import Store
 from mailbridge.store.tables import ThreadEvent
 from tests.daemon import REPO, Daemon, write_config

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.config.languages import shipped_languages
 from mailbridge.core.model import AckContext, Agent, FaqLink, UpdateContext
 from mailbridge.errors import TemplateError
-from mailbridge.languages import shipped_languages
 from mailbridge.mail.render import ACK_TEXT, Renderer
 from tests.mail.test_render import original, parts, render, render_update, update_context
 

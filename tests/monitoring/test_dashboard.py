@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.core.calendar import Calendar
 from mailbridge.core.policy import Policy
-from mailbridge.metrics import Metrics
-from mailbridge.sla_metrics import StoreCollector
+from mailbridge.metrics.collector import StoreCollector
+from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 from tests.monitoring.tools import MONITORING, RULES, promtool
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import MetaData, Table, select, text
 
 from mailbridge.core import sla
-from mailbridge.deadlines import clock_columns
+from mailbridge.daemon.deadlines import clock_columns
 from mailbridge.store.codec import dump_clock
 from mailbridge.store.db import THREADS, Store, engine_for
 from mailbridge.store.migrations import MIGRATIONS, migrate

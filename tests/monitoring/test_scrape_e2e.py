@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mailbridge.metrics import (
+from mailbridge.metrics.families import (
     FAILURE_REASONS,
     MESSAGE_KINDS,
     NOTICE_KINDS,

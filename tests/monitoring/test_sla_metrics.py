@@ -19,11 +19,11 @@ from mailbridge import __version__
 from mailbridge.clock import FakeClock
 from mailbridge.config import Config, load_config
 from mailbridge.core.rules import RULES
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.policies import build_policies
 from mailbridge.mail.parse import parse_message
-from mailbridge.metrics import SLA_LADDER, Metrics, sla_buckets
-from mailbridge.policies import build_policies
-from mailbridge.sla_metrics import StoreCollector
+from mailbridge.metrics.collector import StoreCollector
+from mailbridge.metrics.families import SLA_LADDER, Metrics, sla_buckets
 from mailbridge.store.db import THREADS, Store, engine_for
 from tests.configs import MINIMAL
 from tests.mails import customer_mail, reply_to

@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
-from mailbridge.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import Thread, ThreadEvent

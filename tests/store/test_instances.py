@@ -12,10 +12,11 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import FakeClock, SystemClock
 from mailbridge.config import SmtpSettings, load_config
+from mailbridge.daemon.membership import Membership, presumed_dead
+from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.errors import ConfigError
-from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport
-from mailbridge.membership import Membership, presumed_dead
-from mailbridge.metrics import Metrics
+from mailbridge.io.smtp_sender import SmtpTransport
+from mailbridge.metrics.families import Metrics
 from mailbridge.store import peers
 from mailbridge.store.db import Finished, Store
 from tests.configs import MINIMAL

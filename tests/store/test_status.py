@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from mailbridge.cli import main
+from mailbridge.cli.status import EXIT_UNWATCHED, gather
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.membership import Membership
-from mailbridge.status import EXIT_UNWATCHED, gather
+from mailbridge.daemon.membership import Membership
 from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem, Thread
 from tests.configs import MINIMAL

@@ -31,8 +31,14 @@ from prometheus_client import CollectorRegistry
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
 from mailbridge.core.model import InboundMessage
+from mailbridge.daemon.ingest import Incoming, Ingestor, Outcome, Source
+from mailbridge.daemon.membership import Change, Membership
+from mailbridge.daemon.notify import sd_notify, watchdog_interval
+from mailbridge.daemon.policies import build_policies
+from mailbridge.daemon.scheduler import Scheduler
+from mailbridge.daemon.sender import OutboxSender, RetryPolicy
+from mailbridge.daemon.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
 from mailbridge.errors import TransientError
-from mailbridge.ingest import Incoming, Ingestor, Outcome, Source
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.relay import (
@@ -43,16 +49,11 @@ from mailbridge.io.relay import (
     Submitted,
     upstream_transport,
 )
-from mailbridge.io.smtp_sender import OutboxSender, RetryPolicy, SmtpTransport, Transport
+from mailbridge.io.smtp_sender import SmtpTransport, Transport
 from mailbridge.logs import fields
 from mailbridge.mail.parse import parse_message
-from mailbridge.membership import Change, Membership
-from mailbridge.metrics import Metrics
-from mailbridge.notify import sd_notify, watchdog_interval
-from mailbridge.policies import build_policies
-from mailbridge.scheduler import Scheduler
-from mailbridge.sla_metrics import StoreCollector
-from mailbridge.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
+from mailbridge.metrics.collector import StoreCollector
+from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import OutboxRow, Store
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ runs in the HTTP worker thread (`mailbridge.io.http` renders /metrics there), ne
 the event loop: it runs its own short read-only query (`mailbridge.store.snapshot`).
 
 Labels come from configuration only. A thread whose policy is no longer configured
-counts under "default", as `mailbridge.deadlines` treats it. Every configured series is
+counts under "default", as `mailbridge.daemon.deadlines` treats it. Every configured series is
 exported, at 0 when nothing matches, so a quiet policy reads 0 rather than being absent.
 When the store cannot be read, the store-derived gauges are left out and
 `mailbridge_scrape_store_success` is 0.
@@ -22,11 +22,11 @@ from datetime import datetime, timedelta
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailbridge.config_sla import DEFAULT_POLICY
+from mailbridge.config.sla import DEFAULT_POLICY
 from mailbridge.core import sla
 from mailbridge.core.policy import Policy
 from mailbridge.logs import fields
-from mailbridge.metrics import sla_targets
+from mailbridge.metrics.families import sla_targets
 from mailbridge.store.db import Store
 from mailbridge.store.snapshot import OPEN_STATES, Snapshot, read_snapshot
 

@@ -7,16 +7,19 @@ Public API: `Status`, `InstanceStatus`, `MailboxStatus`, `gather(store, config, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
+import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from sqlalchemy import func, select
 
-from mailbridge.config import Config
-from mailbridge.config_types import mask_url
+from mailbridge.clock import SystemClock
+from mailbridge.config import Config, load_config
+from mailbridge.config.values import mask_url
 from mailbridge.store import peers
 from mailbridge.store.db import CURSORS, OUTBOX, THREADS, Store
 from mailbridge.store.migrations import current_version
@@ -184,3 +187,14 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
     for mailbox in status.unwatched:
         print(f"warning: no live instance watches {mailbox}; start one with "
               "`mailbridge run --config ...`", file=out)
+
+
+def command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store.open(config.store.url)
+    try:
+        status = gather(store, config, SystemClock().now())
+    finally:
+        store.close()
+    print_status(status, sys.stdout, as_json=args.json)
+    return EXIT_UNWATCHED if status.unwatched else 0

@@ -4,7 +4,7 @@ Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fi
 sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
 `SLA_KINDS`). Labels are bounded and come from configuration (mailbox, policy and
 priority names) or from these fixed sets: never an address, a subject or a thread id.
-The gauges read from the store at scrape time live in `mailbridge.sla_metrics`.
+The gauges read from the store at scrape time live in `mailbridge.metrics.collector`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,11 +23,9 @@ from prometheus_client import (
 )
 
 from mailbridge import __version__
+from mailbridge.core.model import SlaOutcome
 from mailbridge.core.policy import Policy
 from mailbridge.core.rules import RULES
-
-if TYPE_CHECKING:
-    from mailbridge.deadlines import SlaOutcome
 
 MESSAGE_KINDS = ("customer", "follow_up", "agent", "automatic", "bounce", "ignored", "error")
 FAILURE_REASONS = ("smtp_temporary", "smtp_permanent", "interrupted", "internal")
@@ -203,7 +200,7 @@ class Metrics:
             self.notice_failures.labels(_notice_kind(kind), reason).inc()
 
     def sla_outcome(self, outcome: SlaOutcome) -> None:
-        """A deadline met or breached, or an answer timed (`mailbridge.deadlines`)."""
+        """A deadline met or breached, or an answer timed (`mailbridge.daemon.deadlines`)."""
         series = (outcome.sla, outcome.policy, outcome.priority)
         if outcome.evaluated:
             self.sla_evaluations.labels(*series).inc()

@@ -10,7 +10,11 @@ until Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import socket
+import sys
+import tempfile
 import threading
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -20,9 +24,10 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import TextIO
 
+from mailbridge import logs
 from mailbridge.config import Config, demo_config
-from mailbridge.ingest import Outcome, Source
-from mailbridge.service import Service
+from mailbridge.daemon.ingest import Outcome, Source
+from mailbridge.daemon.service import Service
 
 DEMO_MAILBOX = "demo"
 
@@ -134,3 +139,25 @@ def run_demo(state_dir: Path, out: TextIO, *, once: bool = False,
         config = config.model_copy(update={"http": config.http.model_copy(
             update={"listen": listen})})
     return asyncio.run(_run(config, out, once))
+
+
+def _port_free(listen: str) -> bool:
+    host, _, port = listen.rpartition(":")
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as sock:
+        try:
+            sock.bind((host.strip("[]"), int(port)))
+        except OSError:
+            return False
+    return True
+
+
+def command(args: argparse.Namespace) -> int:
+    logs.setup("warning")
+    listen = args.listen or "127.0.0.1:9464"
+    if args.listen is None and not _port_free(listen):
+        listen = "127.0.0.1:0"  # 9464 is taken: any free port will do for a demo
+    if args.state_dir is not None:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        return run_demo(args.state_dir, sys.stdout, once=args.once, listen=listen)
+    with tempfile.TemporaryDirectory(prefix="mailbridge-demo-") as tmp:
+        return run_demo(Path(tmp), sys.stdout, once=args.once, listen=listen)

@@ -7,7 +7,7 @@ This module owns the duration syntax. It is pure: no pydantic, no file, no clock
 - `DURATION_LIKE`, the examples a problem about a duration begins with.
 
 `mailbridge.config` re-exports `parse_duration` and `format_duration`. Values in messages are
-written by `mailbridge.config_problems.show`, so they read like every other config problem.
+written by `mailbridge.config.problems.show`, so they read like every other config problem.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from mailbridge.config_problems import show
+from mailbridge.config.problems import show
 
 _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PART = re.compile(r"([0-9]+)([a-z]+)\s*")

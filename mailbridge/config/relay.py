@@ -5,7 +5,7 @@ checks that read files (certificate, key, password files). `mailbridge.config` c
 `prepare_relay` while loading and adds `RelaySettings` as [relay]. Public API:
 
 - `RelaySettings` ([relay]: where the relay listens, its TLS, and the upstream smarthost).
-- `PasswordHash` (an agent's `password_hash`, checked with `mailbridge.passwords.parse_hash`)
+- `PasswordHash` (an agent's `password_hash`, checked with `mailbridge.config.passwords.parse_hash`)
   and `SecretFile` (a `password_file`, read once while loading: its `path` and `secret`).
 - `prepare_relay(data, base, env, problems)`: resolves relative paths (password files in
   $CREDENTIALS_DIRECTORY when systemd sets it, else next to the file), reads the secrets,
@@ -23,8 +23,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler, model_validator
 from pydantic_core import CoreSchema, core_schema
 
-from mailbridge.config_problems import show
-from mailbridge.config_types import (
+from mailbridge.config.passwords import parse_hash
+from mailbridge.config.problems import show
+from mailbridge.config.values import (
     ADDRESS_PATTERN,
     Host,
     Listen,
@@ -35,7 +36,6 @@ from mailbridge.config_types import (
     StrictBool,
     Tls,
 )
-from mailbridge.passwords import parse_hash
 
 _UPSTREAM_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
 

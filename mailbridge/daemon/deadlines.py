@@ -24,16 +24,16 @@ from mailbridge.clock import Clock as TimeSource
 from mailbridge.config import Config, SlaSettings
 from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
-from mailbridge.core.model import Agent, InboundMessage, NoticeContext, UpdateContext
+from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome, UpdateContext
 from mailbridge.core.policy import Policy
+from mailbridge.daemon.policies import PolicySet
+from mailbridge.daemon.team import build_team
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
-from mailbridge.policies import PolicySet
 from mailbridge.store.codec import dump_clock, load_clock
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import KnownId, OutboxItem, Thread
-from mailbridge.team import build_team
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,6 @@ def targets_for(policy: Policy, settings: SlaSettings) -> sla.Targets:
         resolution=policy.resolution, escalate=policy.escalate_to is not None,
         update_before=settings.status_update_before, max_updates=settings.max_status_updates,
         resolve_after_quiet=settings.resolve_after_quiet)
-
-
-@dataclass(frozen=True)
-class SlaOutcome:
-    """A response, resolution or breach as the metrics count it, at the moment it is known.
-
-    `evaluated` is True once per deadline (met, or breached); an answer after a breach the
-    scheduler already counted only reports its `business_seconds`.
-    """
-
-    sla: str
-    """"first_response", "next_response" or "resolution"."""
-    policy: str
-    priority: str
-    evaluated: bool
-    breached: bool
-    business_seconds: float | None = None
 
 
 def clock_columns(clock: sla.Clock) -> dict[str, object]:

@@ -38,11 +38,11 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, core_schema
 
-from mailbridge.config_problems import show
+from mailbridge.config.durations import DURATION_LIKE, format_duration, parse_duration
+from mailbridge.config.languages import shipped_languages
+from mailbridge.config.problems import show
 from mailbridge.core.calendar import DAY_NAMES, parse_closed, parse_hours
 from mailbridge.core.language import match, normalize
-from mailbridge.durations import DURATION_LIKE, format_duration, parse_duration
-from mailbridge.languages import shipped_languages
 
 # -- secrets -----------------------------------------------------------------------------------
 

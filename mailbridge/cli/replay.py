@@ -9,6 +9,7 @@ in-memory store. One line per message, as text or JSON.
 
 from __future__ import annotations
 
+import argparse
 import json
 import mailbox
 import sys
@@ -17,14 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from mailbridge import logs
 from mailbridge.clock import SystemClock
-from mailbridge.config import Config
-from mailbridge.deadlines import Deadlines
+from mailbridge.config import Config, load_config
+from mailbridge.daemon.deadlines import Deadlines
+from mailbridge.daemon.ingest import Choice, Ingestor, Outcome, Source
 from mailbridge.errors import ConfigError
-from mailbridge.ingest import Choice, Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.report import ThreadSummary, policy_records, summaries, thread_record
 from mailbridge.store.db import Store
+from mailbridge.store.summaries import ThreadSummary, policy_records, summaries, thread_record
 
 REPLAY_MAILBOX = "replay"
 
@@ -164,3 +166,11 @@ def _print_sla(items: list[ThreadSummary], out: TextIO, json_lines: bool) -> Non
 def progress_stream() -> TextIO | None:
     """Progress goes to stderr, and only when a person is watching it."""
     return sys.stderr if sys.stderr.isatty() else None
+
+
+def command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logs.setup("warning", stream=sys.stderr)
+    replay(config, args.paths, now=args.now, out=sys.stdout, json_lines=args.json,
+           progress=progress_stream())
+    return 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from mailbridge.config import CalendarSettings, Config, MatchSettings
-from mailbridge.config_sla import ALWAYS_OPEN_CALENDAR, DEFAULT_POLICY
+from mailbridge.config.sla import ALWAYS_OPEN_CALENDAR, DEFAULT_POLICY
 from mailbridge.core import policy as core
 from mailbridge.core.calendar import Calendar
 from mailbridge.core.model import InboundMessage

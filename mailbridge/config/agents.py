@@ -9,7 +9,7 @@ builds `AgentSettings` on `AgentProfile` and adds `FaqSettings` as [[faq]]. Publ
 - `FaqSettings` with `FaqMatchSettings`: an article's title, https URL, language and match.
 - `agent_problems(agents, policies)`: the cross-checks as problem sentences, on the raw tables
   of the file or on validated settings alike.
-- `describe_error(error, sections)`: `mailbridge.config_sla.describe_error`, taught [[faq]]
+- `describe_error(error, sections)`: `mailbridge.config.sla.describe_error`, taught [[faq]]
   and the tables nested in [[agents]] and [[faq]].
 """
 
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mailbridge.config_problems import show, unknown
-from mailbridge.config_sla import DEFAULT_POLICY, HolidaySettings
-from mailbridge.config_sla import describe_error as describe_sla_error
-from mailbridge.config_types import (
+from mailbridge.config.problems import show, unknown
+from mailbridge.config.sla import DEFAULT_POLICY, HolidaySettings
+from mailbridge.config.sla import describe_error as describe_sla_error
+from mailbridge.config.values import (
     Address,
     ClosedDays,
     HttpsUrl,

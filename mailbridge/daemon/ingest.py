@@ -26,12 +26,12 @@ from mailbridge.core import calendar as cal
 from mailbridge.core import eta, faq, rules, threads
 from mailbridge.core.language import choose_language
 from mailbridge.core.model import AckContext, Address, Agent, FaqLink, InboundMessage, Verdict
-from mailbridge.deadlines import Deadlines, NewThread
+from mailbridge.daemon.deadlines import Deadlines, NewThread
+from mailbridge.daemon.policies import build_policies
+from mailbridge.daemon.staff import RELAY_MAILBOX, Relayed, StaffMail
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
-from mailbridge.policies import build_policies
-from mailbridge.staff import RELAY_MAILBOX, Relayed, StaffMail
 from mailbridge.store.db import Store, Tx
 from mailbridge.store.tables import KnownId, Message, OutboxItem, Thread
 
@@ -312,7 +312,7 @@ class Ingestor:
     def _staff_message(self, tx: Tx, message: InboundMessage, source: Source, *,
                        received: datetime, now: datetime, thread_id: str | None,
                        duplicate: bool, relayed: Relayed | None = None) -> Outcome:
-        """An agent's mail (`mailbridge.staff`): a reply stops the thread's clock, commands
+        """An agent's mail (`mailbridge.daemon.staff`): a reply stops the thread's clock, commands
         steer it; never an acknowledgement."""
         result = self.staff.record(
             tx, message, source.mailbox, source.describe(), received=received, now=now,

@@ -5,13 +5,17 @@ Public API: `print_threads(store, states, now, out, json_lines)`, `threads_recor
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
-from mailbridge.report import ThreadSummary, summaries
+from mailbridge.clock import SystemClock
+from mailbridge.config import load_config
 from mailbridge.store.db import Store
+from mailbridge.store.summaries import ThreadSummary, summaries
 
 
 def _urgency(item: ThreadSummary) -> tuple[int, datetime]:
@@ -67,3 +71,15 @@ def print_threads(store: Store, *, states: Sequence[str], now: datetime, out: Te
         age = _span(timedelta(seconds=r["age_seconds"]))
         print(f"{r['thread']:<7} {r['state']:<17} {r['policy']:<10} {r['agent'][:18]:<18} "
               f"{age:<11} {deadline:<32} {r['assignment'] or '-'}".rstrip(), file=out)
+
+
+def command(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = Store.open(config.store.url)
+    try:
+        states = args.state or ["awaiting_agent", "awaiting_customer"]
+        print_threads(store, states=states, now=SystemClock().now(), out=sys.stdout,
+                      json_lines=args.json)
+    finally:
+        store.close()
+    return 0

@@ -25,11 +25,11 @@ from datetime import datetime, timedelta
 
 from mailbridge import __version__
 from mailbridge.clock import Clock
+from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.logs import fields
 from mailbridge.store import peers
 from mailbridge.store.db import Store
-from mailbridge.waiting import sleep_until
 
 log = logging.getLogger(__name__)
 

@@ -2,13 +2,14 @@
 
 Public API:
 
-- `TEMPLATES`: the packaged template folder, `mailbridge/templates`.
+- `TEMPLATES`: the shipped template folder: `templates/` at the top of the source tree,
+  installed inside the wheel as `mailbridge/templates`.
 - `DEFAULT_LANGUAGE`: "en", the language of the packaged templates at the top of an
   operator's folder and of every template a language folder leaves out.
 - `template_languages(folder)`: the language folders (those holding an ack.txt.j2) in it.
 - `shipped_languages()`: the packaged ones ("de", "en").
 
-Adding a language is adding one folder, `mailbridge/templates/<tag>/`, with the customer
+Adding a language is adding one folder, `templates/<tag>/`, with the customer
 templates (ack.txt.j2, ack.html.j2, update.txt.j2, update.html.j2) and, unless
 `mailbridge.core.eta` has built-in phrases for it, a phrases.toml with its date words.
 """
@@ -18,7 +19,15 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+def _shipped_folder() -> Path:
+    """The wheel puts templates/ inside the package; a source checkout has it at the top."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "templates"
+    return installed if installed.is_dir() else package.parent / "templates"
+
+
+TEMPLATES = _shipped_folder()
 DEFAULT_LANGUAGE = "en"
 MARKER = "ack.txt.j2"
 """A folder is a language folder when it holds this template."""

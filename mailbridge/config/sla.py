@@ -9,7 +9,7 @@ settings and calls the rest while loading. Public API:
 - `ALWAYS_OPEN_CALENDAR` ("24/7", the built-in calendar) and `DEFAULT_POLICY` ("default").
 - `reference_problems(calendars, policies, sla)`: the cross-checks as problem sentences, on
   the raw tables of the file or on validated settings alike.
-- `describe_error(error, sections)`: `mailbridge.config_problems.describe`, taught the array
+- `describe_error(error, sections)`: `mailbridge.config.problems.describe`, taught the array
   sections and nested tables added here (`[[policies]] #2 match subject #1: ...`).
 """
 
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mailbridge.config_problems import describe, show, unknown
-from mailbridge.config_types import (
+from mailbridge.config.problems import describe, show, unknown
+from mailbridge.config.values import (
     Address,
     ClosedDays,
     NonEmpty,

@@ -28,7 +28,7 @@ from datetime import datetime
 from mailbridge.config import Config
 from mailbridge.core import commands, rules
 from mailbridge.core.model import Agent, InboundMessage, Verdict
-from mailbridge.deadlines import Deadlines
+from mailbridge.daemon.deadlines import Deadlines
 from mailbridge.logs import fields
 from mailbridge.mail.agent_mail import command_error_mail, prepare_outgoing
 from mailbridge.mail.headers import make_message_id

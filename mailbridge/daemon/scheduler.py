@@ -15,12 +15,12 @@ import logging
 from collections.abc import Callable
 
 from mailbridge.clock import Clock
-from mailbridge.deadlines import Deadlines
+from mailbridge.daemon.deadlines import Deadlines
+from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError
 from mailbridge.io.backoff import Backoff
 from mailbridge.logs import fields
 from mailbridge.store.db import Store
-from mailbridge.waiting import sleep_until
 
 log = logging.getLogger(__name__)
 

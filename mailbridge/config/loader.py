@@ -1,0 +1,146 @@
+"""Loading the configuration file: TOML in, validated `Config` out, or every problem at once.
+
+Public API: `load_config(path, *, environ=None) -> Config`, `demo_config(state_dir) -> Config`.
+
+Loading takes three steps: tomllib parses; `_prepare` settles what depends on the environment
+or on other keys (passwords and their files, the state directory, derived defaults); pydantic
+validates the rest, and `mailbridge.config.problems.describe` turns its errors into the
+operator's words.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mailbridge.config.agents import (
+    agent_problems,
+    describe_error,
+)
+from mailbridge.config.problems import rank, unknown
+from mailbridge.config.relay import prepare_relay
+from mailbridge.config.secrets import (
+    os_reason,
+    prepare_ca_file,
+    prepare_http_auth,
+    prepare_password,
+    resolve,
+)
+from mailbridge.config.sections import SECTIONS, Config, default_state_dir
+from mailbridge.config.sla import (
+    reference_problems,
+)
+from mailbridge.config.values import (
+    ADDRESS_PATTERN,
+)
+from mailbridge.errors import ConfigError
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the file at `path`; raise ConfigError listing every problem.
+
+    `environ` (default: os.environ) supplies $CREDENTIALS_DIRECTORY and $STATE_DIRECTORY.
+    """
+    env = os.environ if environ is None else environ
+    file = Path(path)
+    raw = _read_toml(file)
+    problems: list[str] = []
+    data = _prepare(raw, file.absolute(), env, problems)
+    problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
+    problems += agent_problems(data.get("agents"), data.get("policies"))
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problems += describe_error(error, SECTIONS)
+    if problems:
+        ordered = sorted(dict.fromkeys(problems), key=lambda problem: rank(problem, SECTIONS))
+        raise ConfigError(str(path), ordered)
+    return config
+
+
+def demo_config(state_dir: Path) -> Config:
+    """The settings of `mailbridge demo`: no mail server, two agents, SQLite in `state_dir`."""
+    return Config.model_validate({
+        "support": {"address": "support@example.com", "name": "Example Support",
+                    "timezone": "Europe/Berlin"},
+        "store": {"url": f"sqlite:///{state_dir / 'mailbridge.sqlite3'}"},
+        "agents": [{"name": "Dana Whitfield", "email": "dana@example.com"},
+                   {"name": "Sam Okafor", "email": "sam@example.com"}],
+        "daemon": {"state_dir": state_dir},
+    })
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(str(file), [f"cannot read {file}: {os_reason(exc)}"]) from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(str(file), [f"line {line}: not UTF-8 text"]) from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.fullmatch(r"(.*) \(at (line \d+, column \d+|end of document)\)", str(exc))
+        what, where = (match[1], match[2]) if match else (str(exc), "TOML syntax")
+        raise ConfigError(str(file), [f"{where}: {what[:1].lower()}{what[1:]}"]) from exc
+
+
+def _prepare(
+    raw: dict[str, Any], file: Path, env: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    """Resolve passwords, paths and the defaults that depend on `env` or on other keys."""
+    data, base = dict(raw), file.parent
+    if "path" in data:  # Config.path is where the file is, not a key in it
+        problems.append(unknown(("path",), data.pop("path"), SECTIONS))
+    data["path"] = file
+    state_dir = _prepare_state_dir(data, base, env)
+    store = _table(data, "store", create=True)
+    if store is not None and "url" not in store:
+        store["url"] = f"sqlite:///{(state_dir or default_state_dir(env)) / 'mailbridge.sqlite3'}"
+    for section in ("imap", "smtp"):
+        table = _table(data, section)
+        if table is not None:
+            prepare_password(section, table, base, env, problems)
+            prepare_ca_file(section, table, base, problems)
+    http = _table(data, "http")
+    if http is not None:
+        prepare_http_auth(http, base, env, problems)
+    prepare_relay(data, base, env, problems)
+    smtp, support = _table(data, "smtp"), data.get("support")
+    if smtp is not None and "helo" not in smtp and isinstance(support, dict):
+        address = support.get("address")
+        if isinstance(address, str) and ADDRESS_PATTERN.fullmatch(address):
+            smtp["helo"] = address.rpartition("@")[2].lower()
+    return data
+
+
+def _table(data: dict[str, Any], name: str, *, create: bool = False) -> dict[str, Any] | None:
+    """A private copy of the table `name`, or None when it is absent or not a table."""
+    value = data.get(name, {} if create else None)
+    if not isinstance(value, dict):
+        return None
+    copy = data[name] = dict(value)
+    return copy
+
+
+def _prepare_state_dir(data: dict[str, Any], base: Path, env: Mapping[str, str]) -> Path | None:
+    """Fill in [daemon] state_dir (relative to the file's directory); return it when valid."""
+    daemon = _table(data, "daemon", create=True)
+    if daemon is None:
+        return None
+    if "state_dir" not in daemon:
+        daemon["state_dir"] = default_state_dir(env)
+    elif isinstance(daemon["state_dir"], str):
+        daemon["state_dir"] = resolve(daemon["state_dir"], base)
+    state_dir = daemon["state_dir"]
+    return state_dir if isinstance(state_dir, Path) else None

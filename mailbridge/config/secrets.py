@@ -1,0 +1,136 @@
+"""Secrets and other files the configuration points at: read once, while loading.
+
+Public API: `resolve(value, base)` (a path relative to the config file's folder),
+`read_secret(label, file, problems)` (the first line of a file, as a `Secret`),
+`prepare_password(section, table, base, env, problems)` ([imap] and [smtp]: password,
+password_file or $CREDENTIALS_DIRECTORY/<section>-password), `prepare_http_auth(...)`
+([http]'s bearer token and basic-auth password files), `prepare_ca_file(...)`, `os_reason(exc)`.
+A relative secret file name lives in $CREDENTIALS_DIRECTORY when systemd sets it, else next to
+the configuration file. Every problem is appended to `problems` as `[section] key: ...`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mailbridge.config.problems import show
+from mailbridge.config.values import (
+    Secret,
+)
+
+
+def resolve(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def prepare_ca_file(section: str, table: dict[str, Any], base: Path, problems: list[str]) -> None:
+    if isinstance(table.get("ca_file"), str):
+        file = table["ca_file"] = resolve(table["ca_file"], base)
+        try:
+            with file.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"[{section}] ca_file: cannot read {file}: {os_reason(exc)}")
+
+
+def prepare_password(
+    section: str, table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str]
+) -> None:
+    """Replace password / password_file by one `Secret` under "password" (or leave it absent)."""
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    inline, file_value = table.get("password"), table.pop("password_file", None)
+    placeholder = Secret("")  # keeps pydantic from repeating a problem listed here
+    if inline is not None and file_value is not None:
+        problems.append(f"[{section}] password, password_file: set one of them, not both")
+        table["password"] = placeholder
+    elif inline is not None:
+        if not isinstance(inline, str) or not inline:
+            problems.append(f"[{section}] password: expected a non-empty string (value not shown)")
+        table["password"] = Secret(inline) if isinstance(inline, str) and inline else placeholder
+    elif file_value is not None:
+        if not isinstance(file_value, str) or not file_value:
+            shown = show(file_value)
+            problems.append(f"[{section}] password_file: expected a file name, got {shown}")
+            table["password"] = placeholder
+        else:
+            target = Path(file_value).expanduser()
+            if not target.is_absolute():
+                target = (Path(creds) if creds else base) / target
+            table["password"] = read_secret(f"[{section}] password_file", target, problems)
+    elif creds and (Path(creds) / f"{section}-password").exists() and (
+        section == "imap" or "username" in table
+    ):
+        table["password"] = read_secret(
+            f"[{section}] password", Path(creds) / f"{section}-password", problems
+        )
+    _check_auth_pair(section, table, problems)
+
+
+def _check_auth_pair(section: str, table: dict[str, Any], problems: list[str]) -> None:
+    example = f'password_file = "/etc/mailbridge/{section}-password"'
+    if section == "imap" and "password" not in table:
+        problems.append(
+            f"[imap] password: missing; add {example} (or LoadCredential=imap-password:... "
+            "in the systemd unit)"
+        )
+        table["password"] = Secret("")
+    elif section == "smtp" and "username" in table and "password" not in table:
+        problems.append(f"[smtp] password: username is set but no password; add {example} "
+                        "or remove username to send without logging in")
+    elif section == "smtp" and "password" in table and "username" not in table:
+        problems.append('[smtp] username: a password is set but no username; add username = "..."')
+
+
+def prepare_http_auth(
+    table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str]
+) -> None:
+    """Replace bearer_token_file / basic_auth_password_file by `Secret`s; check the pairing."""
+    for key in ("bearer_token", "basic_auth_password"):
+        if key in table:
+            problems.append(f"[http] {key}: a secret never belongs in this file; put it in a "
+                            f'file and set {key}_file = "/etc/mailbridge/{key}"')
+            table.pop(key)
+    for key, what in (("bearer_token", "the token"), ("basic_auth_password", "the password")):
+        value = table.pop(f"{key}_file", None)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            problems.append(f"[http] {key}_file: expected a file name, got {show(value)}")
+            continue
+        target = Path(value).expanduser()
+        if not target.is_absolute():
+            creds = env.get("CREDENTIALS_DIRECTORY", "")
+            target = (Path(creds) if creds else base) / target
+        table[key] = read_secret(f"[http] {key}_file", target, problems, what=what)
+    if "bearer_token" in table and "basic_auth_user" in table:
+        problems.append("[http] bearer_token_file, basic_auth_user: set one way for scrapers "
+                        "to authenticate, not both")
+    elif "basic_auth_user" in table and "basic_auth_password" not in table:
+        problems.append('[http] basic_auth_password_file: basic_auth_user is set but no '
+                        'password; add basic_auth_password_file = "/etc/mailbridge/metrics-'
+                        'password"')
+    elif "basic_auth_password" in table and "basic_auth_user" not in table:
+        problems.append('[http] basic_auth_user: a password file is set but no user; add '
+                        'basic_auth_user = "prometheus"')
+
+
+def read_secret(label: str, file: Path, problems: list[str], *,
+                 what: str = "the password") -> Secret:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{label}: cannot read {file}: {os_reason(exc)}")
+        return Secret("")
+    value = text.split("\n", 1)[0].removesuffix("\r")
+    if not value:
+        problems.append(f"{label}: the first line of {file} is empty; it must hold {what}")
+    return Secret(value)
+
+
+def os_reason(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)

@@ -1,0 +1,254 @@
+"""The sections of the configuration file: frozen pydantic models, one per table.
+
+Public API: `Config` (the whole file) and its sections `SupportSettings`, `ImapSettings`,
+`SmtpSettings`, `StoreSettings`, `HttpSettings`, `AgentSettings`, `RulesSettings`,
+`ThreadsSettings`, `DaemonSettings`; `SECTIONS`, the tables in the order of
+config.example.toml; `default_state_dir(environ)`. The [sla], calendar and policy tables are
+in `mailbridge.config.sla`, the agents' profile keys in `mailbridge.config.agents`, [relay] in
+`mailbridge.config.relay`, the value types of every field in `mailbridge.config.values`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mailbridge.config.agents import (
+    AgentProfile,
+    FaqSettings,
+    agent_problems,
+)
+from mailbridge.config.problems import AGENTS_NEEDED, show
+from mailbridge.config.relay import PasswordHash, RelaySettings, SecretFile
+from mailbridge.config.sla import (
+    CalendarSettings,
+    PolicySettings,
+    SlaSettings,
+    reference_problems,
+)
+from mailbridge.config.values import (
+    Address,
+    Duration,
+    EnvelopeSender,
+    Host,
+    IdleRefresh,
+    Listen,
+    ListenAddress,
+    NonEmpty,
+    Port,
+    PositiveDuration,
+    Seconds,
+    Secret,
+    StoreUrl,
+    StrictBool,
+    TemplateLanguage,
+    Timezone,
+    Tls,
+    mask_url,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_port(data: Any, ports: Mapping[str, int], default_tls: str) -> Any:
+    if isinstance(data, dict) and "port" not in data:
+        tls = data.get("tls", default_tls)
+        port = ports.get(tls, ports[default_tls]) if isinstance(tls, str) else ports[default_tls]
+        data = {**data, "port": port}
+    return data
+
+
+class SupportSettings(_Section):
+    address: Address
+    aliases: tuple[Address, ...] = ()
+    name: NonEmpty
+    timezone: Timezone = "UTC"
+    language: TemplateLanguage = "en"
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """The support address and its aliases, lowercased."""
+        return tuple(a.lower() for a in (self.address, *self.aliases))
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+class ImapSettings(_Section):
+    host: Host
+    port: Port = 993
+    tls: Tls = "implicit"
+    username: NonEmpty
+    password: Secret
+    mailbox: NonEmpty = "INBOX"
+    verify_tls: StrictBool = True
+    ca_file: Path | None = None
+    connect_timeout: Seconds = 15.0
+    read_timeout: Seconds = 60.0
+    idle_refresh: IdleRefresh = timedelta(minutes=10)
+    poll_interval: PositiveDuration = timedelta(seconds=60)
+    fetch_batch: Annotated[int, Field(strict=True, ge=1, le=1000)] = 200
+    backfill: Duration = timedelta(hours=1)
+    sent_folders: tuple[NonEmpty, ...] = ("Sent",)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_for_tls(cls, data: Any) -> Any:
+        return _default_port(data, {"implicit": 993, "starttls": 143, "none": 143}, "implicit")
+
+
+class SmtpSettings(_Section):
+    host: Host
+    port: Port = 587
+    tls: Tls = "starttls"
+    username: NonEmpty | None = None
+    password: Secret | None = None
+    verify_tls: StrictBool = True
+    ca_file: Path | None = None
+    timeout: Seconds = 30.0
+    envelope_sender: EnvelopeSender = ""
+    helo: Host | None = None
+    retry_initial: PositiveDuration = timedelta(seconds=30)
+    retry_max: PositiveDuration = timedelta(minutes=15)
+    give_up_after: PositiveDuration = timedelta(days=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _port_for_tls(cls, data: Any) -> Any:
+        return _default_port(data, {"implicit": 465, "starttls": 587, "none": 25}, "starttls")
+
+
+class StoreSettings(_Section):
+    url: StoreUrl
+    lease_timeout: PositiveDuration = timedelta(seconds=30)
+    """How soon another instance takes over the mailboxes of one that died."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield "url", mask_url(self.url)
+
+
+class HttpSettings(ListenAddress, _Section):
+    listen: Listen = "127.0.0.1:9464"
+    bearer_token: Secret | None = None
+    """From bearer_token_file: /metrics then wants "Authorization: Bearer <token>"."""
+    basic_auth_user: NonEmpty | None = None
+    basic_auth_password: Secret | None = None
+    """From basic_auth_password_file: /metrics then wants HTTP basic auth."""
+
+    @field_validator("basic_auth_user")
+    @classmethod
+    def _no_colon(cls, user: str | None) -> str | None:
+        if user is not None and ":" in user:
+            raise ValueError("must not contain a colon (RFC 7617)")
+        return user
+
+
+class AgentSettings(AgentProfile):
+    """An agent (profile, shift and cap: `mailbridge.config.agents.AgentProfile`)."""
+
+    password_hash: PasswordHash | None = None  # the relay login ([relay], config_relay.py)
+    password_file: SecretFile | None = None
+
+
+class RulesSettings(_Section):
+    """Who gets an acknowledgement (see `mailbridge.core.rules`)."""
+
+    reply_to: Literal["return-path", "reply-to"] = "return-path"
+    require_addressed: StrictBool = True
+    robot_senders: tuple[NonEmpty, ...] = ()
+    spam_header: NonEmpty = "X-Spam-Flag"
+    spam_value: NonEmpty = "YES"
+    dmarc_check: StrictBool = False
+    trusted_authserv_id: str = ""
+    sender_cap: Annotated[int, Field(strict=True, ge=1)] = 3
+    sender_cap_window: PositiveDuration = timedelta(hours=24)
+    global_cap_per_minute: Annotated[int, Field(strict=True, ge=1)] = 120
+
+
+class ThreadsSettings(_Section):
+    """Which thread a message joins when no header links it."""
+
+    same_subject_window: Duration = timedelta(days=7)
+    burst_window: Duration = timedelta(minutes=2)
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """$STATE_DIRECTORY (systemd), else $XDG_STATE_HOME/mailbridge, else ~/.local/state/..."""
+    if environ.get("STATE_DIRECTORY"):
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    xdg = environ.get("XDG_STATE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "mailbridge"
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".local" / "state" / "mailbridge"
+
+
+class DaemonSettings(_Section):
+    state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Duration = timedelta(seconds=10)
+
+
+class Config(_Section):
+    path: Path | None = None
+    support: SupportSettings
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    store: StoreSettings
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    agents: tuple[AgentSettings, ...]
+    sla: SlaSettings = Field(default_factory=SlaSettings)
+    calendars: tuple[CalendarSettings, ...] = ()
+    policies: tuple[PolicySettings, ...] = ()
+    faq: tuple[FaqSettings, ...] = ()
+    rules: RulesSettings = Field(default_factory=RulesSettings)
+    threads: ThreadsSettings = Field(default_factory=ThreadsSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+
+    @field_validator("agents")
+    @classmethod
+    def _agents_unique(cls, agents: tuple[AgentSettings, ...]) -> tuple[AgentSettings, ...]:
+        if not agents:
+            raise ValueError(AGENTS_NEEDED)
+        seen: dict[str, int] = {}
+        for number, agent in enumerate(agents, start=1):
+            first = seen.setdefault(agent.email.lower(), number)
+            if first != number:
+                raise ValueError(
+                    f"#{number} email: {show(agent.email)} is already the address of #{first}; "
+                    "each agent needs their own address"
+                )
+        return agents
+
+    @model_validator(mode="after")
+    def _references_known(self) -> Config:
+        problems = reference_problems(
+            [{"name": c.name} for c in self.calendars],
+            [{"name": p.name, "calendar": p.calendar} for p in self.policies],
+            {"calendar": self.sla.calendar},
+        )
+        problems += agent_problems(
+            [{"policies": a.policies, "active": a.active} for a in self.agents],
+            [{"name": p.name} for p in self.policies],
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+SECTIONS: dict[str, type[BaseModel]] = {  # in the order of config.example.toml
+    "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
+    "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
+    "rules": RulesSettings, "threads": ThreadsSettings, "imap": ImapSettings,
+    "smtp": SmtpSettings, "relay": RelaySettings, "store": StoreSettings,
+    "http": HttpSettings, "daemon": DaemonSettings,
+}
