@@ -1,7 +1,8 @@
 """The `mailbridge` command: its argument parser, and one module per command.
 
 Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
-78 configuration error (systemd's unit does not restart on 78).
+78 configuration error (systemd's unit does not restart on 78); 141 when whoever read the
+output went away (`| head -1`), quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
 `replay`, `threads`, `status`, `hash_password`), imported only when it runs, so that
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,6 +24,8 @@ from mailbridge import __version__
 from mailbridge.errors import EX_CONFIG, ConfigError, MailbridgeError
 
 EX_USAGE = 64
+EX_PIPE = 128 + 13
+"""As a shell reports a command ended by SIGPIPE."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="watch the mailbox and acknowledge new mail")
     run.add_argument("--config", required=True, type=Path, help="the TOML configuration file")
     check = sub.add_parser("check-config", help="validate a configuration file, then exit")
-    check.add_argument("file", type=Path)
+    where = check.add_mutually_exclusive_group(required=True)
+    where.add_argument("file", nargs="?", type=Path, help="the TOML configuration file")
+    where.add_argument("--config", dest="config_option", type=Path,
+                       help="the same, written as for the other commands")
     demo = sub.add_parser("demo", help="try mailbridge locally, with no mail server")
     demo.add_argument("--state-dir", type=Path, help="keep the demo store here (default: temp)")
     demo.add_argument("--listen", help="where to serve /metrics (default 127.0.0.1:9464)")
@@ -79,6 +86,8 @@ def _iso_time(text: str) -> datetime:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        args.file = args.file or args.config_option
     try:
         module = importlib.import_module(f"mailbridge.cli.{args.command.replace('-', '_')}")
         code: int = module.command(args)
@@ -91,3 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
+    except BrokenPipeError:
+        # The reader went away (`mailbridge threads | head -1`): end quietly, as `yes` does,
+        # and keep Python from reporting the pipe once more when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EX_PIPE
