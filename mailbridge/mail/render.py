@@ -1,8 +1,10 @@
-"""Mail we send, from jinja2 templates: complete mail (`Rendered`: its wire bytes) out.
+"""Mail we send, from jinja2 templates: the values each kind of mail shows, rendered.
 
 Three kinds: the acknowledgement of a new message, a status update to a
 customer still waiting, and internal notices to staff (an escalation when a
-deadline passed, a nudge before it does). All share one header builder.
+deadline passed, a nudge before it does). This module owns what their templates
+may use (plain, cleaned values) and renders them; `mailbridge.mail.mime` builds
+the headers and the MIME message around the words.
 
 Text from the customer's message is data, never template code: it reaches the
 templates only as values (never through `from_string`), the HTML templates are
@@ -18,23 +20,18 @@ packaged English folder. Customer mail is written in its context's
 `language`; staff notices in the default language.
 
 Public API: `Renderer(templates_dir=None, *, default_language="en")` with
-`render_ack(...)`, `render_status_update(...)`, `render_notice(...)` and
-`languages`, each giving a `Rendered`; `TEMPLATE_NAMES`, the template files an operator folder may
-override (`ACK_TEXT`, `ACK_HTML`, ...); `PHRASES_FILE`.
+`render_ack(...)`, `render_status_update(...)`, `render_notice(...)`, `check(samples)` and
+`languages`, each render giving a `Rendered` (`mailbridge.mail.mime`, re-exported here);
+`TEMPLATE_NAMES`, the template files an operator folder may override (`ACK_TEXT`,
+`ACK_HTML`, ...).
 """
 
 from __future__ import annotations
 
-import binascii
-import email
-import functools
 import logging
-import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,48 +55,31 @@ from mailbridge.core.model import (
     NoticeContext,
     UpdateContext,
 )
+from mailbridge.errors import TemplateError
 from mailbridge.mail import templates
 from mailbridge.mail.headers import (
-    MAX_REFERENCES,
     MAX_SUBJECT,
-    SMTP_POLICY,
-    SMTPUTF8_POLICY,
-    address_field,
     clean,
-    ids_field,
     is_message_id,
-    mailbox,
     references_for,
     reply_subject,
-    text_field,
 )
-from mailbridge.mail.templates import PACKAGE_TEMPLATES
+from mailbridge.mail.mime import (
+    Head,
+    Rendered,
+    assemble,
+    bare_ref,
+    customer_head,
+    message_head,
+    reference_ids,
+)
+from mailbridge.mail.samples import Samples
+from mailbridge.mail.templates import PACKAGE_TEMPLATES, PHRASES_FILE
+
+__all__ = ["ACK_HTML", "ACK_TEXT", "ESCALATION_HTML", "ESCALATION_TEXT", "NUDGE_HTML",
+           "NUDGE_TEXT", "TEMPLATE_NAMES", "UPDATE_HTML", "UPDATE_TEXT", "Rendered", "Renderer"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """One mail we wrote: the bytes that go out over SMTP, and the message read back from
-    them (for tests and tools; parsing costs more than writing, so only on demand)."""
-
-    raw: bytes
-    utf8: bool = False
-    """The mail needs SMTPUTF8: an address has a non-ASCII local part."""
-
-    def as_bytes(self) -> bytes:
-        return self.raw
-
-    @functools.cached_property
-    def message(self) -> EmailMessage:
-        parsed = email.message_from_bytes(
-            self.raw, policy=SMTPUTF8_POLICY if self.utf8 else SMTP_POLICY)
-        assert isinstance(parsed, EmailMessage)
-        return parsed
-
-    def __getitem__(self, name: str) -> Any:
-        """A header of the mail, as `EmailMessage` gives it; None when absent."""
-        return self.message[name]
 
 ACK_TEXT, ACK_HTML = "ack.txt.j2", "ack.html.j2"
 UPDATE_TEXT, UPDATE_HTML = "update.txt.j2", "update.html.j2"
@@ -126,8 +106,10 @@ _DEADLINES = {
 class Renderer:
     """Renders our mail from the packaged templates or an operator's folder.
 
-    Every template is loaded (and so syntax-checked) once, at construction;
-    `check-config` builds one to report a broken template before start.
+    Every template is loaded (and so syntax-checked) once, at construction; a
+    TemplateError then names every template (and date words file) that cannot be
+    loaded, one per line. `check-config` builds one and renders every template with
+    sample values (`check`) to report a broken template before start.
     """
 
     def __init__(self, templates_dir: Path | None = None, *,
@@ -140,14 +122,26 @@ class Renderer:
         self.default_language = match(default_language, self.languages) or DEFAULT_LANGUAGE
         self._templates: dict[str, dict[str, tuple[jinja2.Template, jinja2.Template]]] = {}
         self._phrases: dict[str, Phrases] = {}
+        problems: list[str] = []
         for language in self.languages:
             env = templates.environment(templates_dir, language,
                                         top_level=language == self.default_language)
+            loaded: dict[str, jinja2.Template] = {}
+            for name in (name for pair in TEMPLATE_NAMES.values() for name in pair):
+                try:
+                    loaded[name] = templates.load(env, name)
+                except TemplateError as exc:
+                    problems.append(str(exc))
             self._templates[language] = {
-                kind: (templates.load(env, text), templates.load(env, html))
-                for kind, (text, html) in TEMPLATE_NAMES.items()
+                kind: (loaded[text], loaded[html])
+                for kind, (text, html) in TEMPLATE_NAMES.items() if {text, html} <= set(loaded)
             }
-            self._phrases[language] = templates.phrases(templates_dir, language)
+            try:
+                self._phrases[language] = templates.phrases(templates_dir, language)
+            except TemplateError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise TemplateError("\n".join(dict.fromkeys(problems)))
 
     def _language(self, language: str) -> str:
         """The folder for `language`: itself, its primary subtag, else the default."""
@@ -169,6 +163,18 @@ class Renderer:
         both timezone-aware. Raises TemplateError when a template fails, and
         ValueError for an unusable customer or support address.
         """
+        language, values = self._ack_values(ctx, original, now)
+        parent = original.message_id
+        msg = customer_head(
+            ctx, values["reply_subject"], message_id=message_id, date=date,
+            in_reply_to=parent if parent and is_message_id(parent) else None,
+            references=references_for(original),
+        )  # fmt: skip
+        return self._fill(msg, "ack", values, language)
+
+    def _ack_values(self, ctx: AckContext, original: InboundMessage,
+                    now: datetime) -> tuple[str, dict[str, Any]]:
+        """The language of `ctx`'s acknowledgement, and what its templates may use."""
         language = self._language(ctx.language)
         words = self._phrases[language]
         values = _customer_values(ctx, ctx.subject or original.subject, now, words)
@@ -187,13 +193,7 @@ class Renderer:
         values["language"] = language
         extra = ctx.extra.items()
         values["extra"] = {clean(k, max_len=80): clean(v, max_len=500) for k, v in extra}
-        parent = original.message_id
-        msg = _customer_message(
-            ctx, values["reply_subject"], message_id=message_id, date=date,
-            in_reply_to=parent if parent and is_message_id(parent) else None,
-            references=references_for(original),
-        )  # fmt: skip
-        return self._fill(msg, "ack", values, language)
+        return language, values
 
     def render_status_update(
         self, ctx: UpdateContext, *, message_id: str, date: datetime, now: datetime
@@ -204,17 +204,22 @@ class Renderer:
         (`ctx.due`). It threads under `ctx.in_reply_to` and `ctx.references`;
         malformed ids are dropped. Arguments and errors as for `render_ack`.
         """
-        language = self._language(ctx.language)
-        values = _customer_values(ctx, ctx.subject, now, self._phrases[language])
-        values["reply_subject"] = reply_subject(ctx.subject, ctx.thread_ref)
-        values["language"] = language
+        language, values = self._update_values(ctx, now)
         parent = ctx.in_reply_to if ctx.in_reply_to and is_message_id(ctx.in_reply_to) else None
-        references = _reference_ids([*ctx.references, *([parent] if parent else [])])
-        msg = _customer_message(
+        references = reference_ids([*ctx.references, *([parent] if parent else [])])
+        msg = customer_head(
             ctx, values["reply_subject"], message_id=message_id, date=date,
             in_reply_to=parent, references=references,
         )  # fmt: skip
         return self._fill(msg, "update", values, language)
+
+    def _update_values(self, ctx: UpdateContext, now: datetime) -> tuple[str, dict[str, Any]]:
+        """The language of `ctx`'s status update, and what its templates may use."""
+        language = self._language(ctx.language)
+        values = _customer_values(ctx, ctx.subject, now, self._phrases[language])
+        values["reply_subject"] = reply_subject(ctx.subject, ctx.thread_ref)
+        values["language"] = language
+        return language, values
 
     def render_notice(
         self, ctx: NoticeContext, *, message_id: str, date: datetime, now: datetime
@@ -228,7 +233,7 @@ class Renderer:
             raise ValueError(f"unknown notice kind {clean(ctx.kind, max_len=40)!r}")
         values = _notice_values(ctx, now)
         support = clean(ctx.support_name, max_len=80)
-        msg = _message(
+        msg = message_head(
             sender=(", ".join(p for p in ("mailbridge", support) if p), ctx.support_address),
             recipient=(ctx.to_name, ctx.to_address), reply_to=None,
             subject=values["notice_subject"], message_id=message_id, date=date,
@@ -237,30 +242,51 @@ class Renderer:
         )  # fmt: skip
         return self._fill(msg, ctx.kind, values, self.default_language)
 
-    def _fill(self, head: _Head, kind: str, values: dict[str, Any], language: str) -> Rendered:
+    def _fill(self, head: Head, kind: str, values: dict[str, Any], language: str) -> Rendered:
         """The mail: `head`'s header lines and the text and HTML alternatives of `kind`."""
         text_template, html_template = self._templates[language][kind]
         text = templates.render(text_template, values)
         html = templates.render(html_template, values)
-        boundary = f"=_{secrets.token_hex(16)}"  # "=_" never occurs in quoted-printable
-        lines = [*head.lines, "MIME-Version: 1.0\r\n",
-                 f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n', "\r\n"]
-        for subtype, body in (("plain", text), ("html", html)):
-            lines += [f"--{boundary}\r\n", f'Content-Type: text/{subtype}; charset="utf-8"\r\n',
-                      "Content-Transfer-Encoding: quoted-printable\r\n", "\r\n",
-                      _quoted_printable(body), "\r\n"]
-        lines.append(f"--{boundary}--\r\n")
+        rendered = assemble(head, text, html)
         log.debug("rendered %s for thread %s", kind, values["thread_ref"])
-        return Rendered("".join(lines).encode("utf-8"), utf8=head.utf8)
+        return rendered
 
+    def check(self, samples: Samples) -> list[str]:
+        """Every template in use rendered once with `samples`: the problems, one line each.
 
-def _quoted_printable(text: str) -> str:
-    """`text` as quoted-printable lines ending in CRLF (RFC 2045 6.7)."""
-    body = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not body.endswith("\n"):
-        body += "\n"
-    encoded = binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii")
-    return encoded.replace("\n", "\r\n")
+        The values come from the code that renders real mail, each template file taking
+        those of the first language that uses it, so an unknown variable or a refused
+        operation names its file and line here instead of failing a customer's mail.
+        """
+        problems: list[str] = []
+        done: set[str] = set()
+        for language in self.languages:
+            try:
+                values = self._sample_values(samples, language)
+            except Exception as exc:  # an operator's date words can fail in any way
+                problems.append(f"language {language}: its date words ({PHRASES_FILE}) cannot "
+                                f"write the sample dates: {type(exc).__name__}: {exc}")
+                continue
+            for kind, pair in self._templates[language].items():
+                for template in pair:
+                    name = template.filename or template.name or ""
+                    if name in done:
+                        continue
+                    done.add(name)
+                    try:
+                        templates.render(template, values[kind])
+                    except TemplateError as exc:
+                        problems.append(" ".join(str(exc).splitlines()))
+        return problems
+
+    def _sample_values(self, samples: Samples, language: str) -> dict[str, dict[str, Any]]:
+        """What each kind of mail's templates see in `language`, for `samples`."""
+        _, ack = self._ack_values(replace(samples.ack, language=language), samples.original,
+                                  samples.now)
+        _, update = self._update_values(replace(samples.update, language=language), samples.now)
+        return {"ack": ack, "update": update,
+                "escalation": _notice_values(samples.escalation, samples.now),
+                "nudge": _notice_values(samples.nudge, samples.now)}
 
 
 def _greeting_name(name: str, address: str) -> str:
@@ -271,15 +297,11 @@ def _greeting_name(name: str, address: str) -> str:
     return text
 
 
-def _ref(thread_ref: str) -> str:
-    return clean(thread_ref, max_len=40).strip("[]# ")
-
-
 def _customer_values(
     ctx: AckContext | UpdateContext, subject: str, now: datetime, words: Phrases
 ) -> dict[str, Any]:
     """What customer-facing templates may use: plain, cleaned strings."""
-    ref = _ref(ctx.thread_ref)
+    ref = bare_ref(ctx.thread_ref)
     return {
         "greeting_name": _greeting_name(ctx.customer_name, ctx.customer_address),
         "customer_name": clean(ctx.customer_name, max_len=80),
@@ -330,7 +352,7 @@ def _faq_values(links: Iterable[FaqLink]) -> list[dict[str, str]]:
 
 def _notice_values(ctx: NoticeContext, now: datetime) -> dict[str, Any]:
     """What staff notices may use: plain, cleaned strings (and one flag, `overdue`)."""
-    ref = _ref(ctx.thread_ref)
+    ref = bare_ref(ctx.thread_ref)
     deadline = _DEADLINES.get(ctx.deadline) or clean(ctx.deadline.replace("_", " "), max_len=40)
     overdue = ctx.due <= now
     status = f"{deadline} overdue" if overdue else f"{deadline} due in {_span(ctx.due - now)}"
@@ -370,88 +392,3 @@ def _span(delta: timedelta) -> str:
     if hours:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{minutes} min" if minutes else "under 1 min"
-
-
-def _reference_ids(ids: Iterable[str]) -> tuple[str, ...]:
-    """Well-formed ids only, each once (its last place), the last `MAX_REFERENCES` kept."""
-    kept: list[str] = []
-    for token in reversed(list(ids)):
-        if is_message_id(token) and token not in kept:
-            kept.append(token)
-    return tuple(reversed(kept[:MAX_REFERENCES]))
-
-
-def _customer_message(
-    ctx: AckContext | UpdateContext,
-    subject: str,
-    *,
-    message_id: str,
-    date: datetime,
-    in_reply_to: str | None,
-    references: tuple[str, ...],
-) -> _Head:
-    """Headers of mail to the customer: from the agent at the desk, an RFC 3834 auto-reply."""
-    agent, support = clean(ctx.agent.name, max_len=80), clean(ctx.support_name, max_len=80)
-    signature = ", ".join(part for part in (agent, support) if part)  # "Dana W, Acme Support"
-    # Replies still go to the tracked support mailbox, whichever address it comes from.
-    return _message(
-        sender=(signature, ctx.agent.from_address or ctx.support_address),
-        recipient=(ctx.customer_name, ctx.customer_address),
-        reply_to=(support, ctx.support_address),
-        subject=subject, message_id=message_id, date=date,
-        in_reply_to=in_reply_to, references=references,
-        auto_submitted="auto-replied", loop=ctx.support_address, thread_ref=ctx.thread_ref,
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Head:
-    lines: tuple[str, ...]
-    """Complete header lines, folded, each ending in CRLF."""
-    utf8: bool
-    """An address needs SMTPUTF8 (RFC 6531/6532): header values are raw UTF-8."""
-
-
-def _message(
-    *,
-    sender: tuple[str, str],
-    recipient: tuple[str, str],
-    reply_to: tuple[str, str] | None,
-    subject: str,
-    message_id: str,
-    date: datetime,
-    auto_submitted: str,
-    loop: str,
-    thread_ref: str,
-    in_reply_to: str | None = None,
-    references: tuple[str, ...] = (),
-) -> _Head:
-    """The headers every mail of ours has; addresses are (display name, addr-spec) pairs.
-
-    The one place header values are set: names are cleaned and checked by
-    `mailbox`, ids must be well-formed, and no value may hold a line break
-    (the field writers of `mailbridge.mail.headers` refuse one).
-    """
-    if date.tzinfo is None or date.utcoffset() is None:
-        raise ValueError("the Date of our mail must be timezone-aware")
-    if not is_message_id(message_id):
-        raise ValueError(f"not a usable Message-ID: {clean(message_id, max_len=80)!r}")
-    boxes = {"From": mailbox(*sender), "To": mailbox(*recipient)}
-    if reply_to is not None:
-        boxes["Reply-To"] = mailbox(*reply_to)
-    utf8 = not all(spec.isascii() for _display, spec in boxes.values())
-    lines = [address_field(name, box, utf8=utf8) for name, box in boxes.items()]
-    lines += [text_field("Subject", clean(subject, max_len=MAX_SUBJECT), utf8=utf8),
-              text_field("Date", format_datetime(date), utf8=False),
-              ids_field("Message-ID", [message_id])]
-    if in_reply_to is not None and is_message_id(in_reply_to):
-        lines.append(ids_field("In-Reply-To", [in_reply_to]))
-    kept = [ref for ref in references if is_message_id(ref)]
-    if kept:
-        lines.append(ids_field("References", kept))
-    lines += [text_field("Auto-Submitted", auto_submitted, utf8=False),
-              "X-Auto-Response-Suppress: All\r\n",
-              # Loop protection other responders understand (Sieve, procmail, many helpdesks).
-              text_field("X-Loop", clean(loop, max_len=320), utf8=utf8),
-              text_field("X-Mailbridge-Thread", _ref(thread_ref), utf8=utf8)]
-    return _Head(tuple(lines), utf8)
