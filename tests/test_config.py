@@ -36,6 +36,7 @@ from mailbridge.config import (
     load_config,
     parse_duration,
 )
+from mailbridge.config.sections import TemplatesSettings
 from mailbridge.errors import ConfigError
 from tests.configs import MINIMAL
 
@@ -122,7 +123,7 @@ def test_example_documents_every_key() -> None:
     sections: dict[str, type[BaseModel]] = {
         "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
         "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
-        "rules": RulesSettings, "threads": ThreadsSettings,
+        "templates": TemplatesSettings, "rules": RulesSettings, "threads": ThreadsSettings,
         "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings,
         "store": StoreSettings,
         "http": HttpSettings, "daemon": DaemonSettings,

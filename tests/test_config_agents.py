@@ -143,7 +143,7 @@ def test_languages_shifts_and_policies(tmp_path: Path) -> None:
          "[[faq]]: expected [[faq]] blocks (an array of tables), not [faq]"),
         (MINIMAL.replace('name = "Example Support"', 'name = "S"\nlanguage = "fr"'),
          '[support] language: no templates for language "fr" (shipped: "de", "en"); add a '
-         "folder mailbridge/templates/fr/"),
+         "folder fr/ with its ack.txt.j2 to the [templates] dir"),
         (MINIMAL + '[sla]\nlanguage = "x y"\n',
          '[sla] language: expected a language tag like "en", "de" or "pt-BR", got "x y"'),
         (MINIMAL + '[[policies]]\nname = "vip"\nfirst_response = "1h"\nlanguage = "it"\n',

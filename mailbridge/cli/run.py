@@ -11,6 +11,8 @@ import os
 import sys
 
 from mailbridge import logs
+from mailbridge.cli.check_config import template_problems
+from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.daemon.service import Service
 from mailbridge.errors import ConfigError
@@ -25,6 +27,7 @@ def command(args: argparse.Namespace) -> int:
                         "(to try mailbridge without a mail server, use `mailbridge demo`)")
     if config.smtp is None:
         problems.append("[smtp]: `run` needs an [smtp] section to send acknowledgements")
+    problems += template_problems(config, SystemClock().now())
     if problems:
         raise ConfigError(str(path), problems)
     return _serve(config)

@@ -3,8 +3,9 @@
 Public API: `load_config(path, *, environ=None) -> Config`, `demo_config(state_dir) -> Config`.
 
 Loading takes three steps: tomllib parses; `_prepare` settles what depends on the environment
-or on other keys (passwords and their files, the state directory, derived defaults); pydantic
-validates the rest, and `mailbridge.config.problems.describe` turns its errors into the
+or on other keys (passwords and their files, the state directory, the operator's template
+folder, derived defaults); pydantic validates the rest (a language may be one of that
+folder's), and `mailbridge.config.problems.describe` turns its errors into the
 operator's words.
 """
 
@@ -38,6 +39,7 @@ from mailbridge.config.sla import (
 )
 from mailbridge.config.values import (
     ADDRESS_PATTERN,
+    template_context,
 )
 from mailbridge.errors import ConfigError
 
@@ -57,7 +59,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
     problems += agent_problems(data.get("agents"), data.get("policies"))
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(data, context=template_context(_templates_dir(data)))
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             problems += describe_error(error, SECTIONS)
@@ -104,6 +106,7 @@ def _prepare(
         problems.append(unknown(("path",), data.pop("path"), SECTIONS))
     data["path"] = file
     state_dir = _prepare_state_dir(data, base, env)
+    _prepare_templates(data, base, problems)
     store = _table(data, "store", create=True)
     if store is not None and "url" not in store:
         store["url"] = f"sqlite:///{(state_dir or default_state_dir(env)) / 'mailbridge.sqlite3'}"
@@ -144,3 +147,29 @@ def _prepare_state_dir(data: dict[str, Any], base: Path, env: Mapping[str, str])
         daemon["state_dir"] = resolve(daemon["state_dir"], base)
     state_dir = daemon["state_dir"]
     return state_dir if isinstance(state_dir, Path) else None
+
+
+def _prepare_templates(data: dict[str, Any], base: Path, problems: list[str]) -> None:
+    """Resolve [templates] dir (relative to the file's directory); it must be a readable folder."""
+    templates = _table(data, "templates")
+    if templates is None or not isinstance(templates.get("dir"), str):
+        return
+    if not templates["dir"]:
+        problems.append('[templates] dir: expected a folder, got ""')
+        return
+    folder = templates["dir"] = resolve(templates["dir"], base)
+    if not folder.exists():
+        problems.append(f"[templates] dir: no folder {folder}; create it and copy into it the "
+                        "templates to change, as en/ack.txt.j2, or remove the key")
+    elif not folder.is_dir():
+        problems.append(f"[templates] dir: {folder} is a file; name the folder that holds "
+                        "the language folders (en/, de/, ...)")
+    elif not os.access(folder, os.R_OK | os.X_OK):
+        problems.append(f"[templates] dir: cannot read {folder}: permission denied")
+
+
+def _templates_dir(data: dict[str, Any]) -> Path | None:
+    """The [templates] dir `_prepare` resolved, if any."""
+    templates = data.get("templates")
+    folder = templates.get("dir") if isinstance(templates, dict) else None
+    return folder if isinstance(folder, Path) else None

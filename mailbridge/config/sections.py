@@ -2,7 +2,7 @@
 
 Public API: `Config` (the whole file) and its sections `SupportSettings`, `ImapSettings`,
 `SmtpSettings`, `StoreSettings`, `HttpSettings`, `AgentSettings`, `RulesSettings`,
-`ThreadsSettings`, `DaemonSettings`; `SECTIONS`, the tables in the order of
+`ThreadsSettings`, `TemplatesSettings`, `DaemonSettings`; `SECTIONS`, the tables in the order of
 config.example.toml; `default_state_dir(environ)`. The [sla], calendar and policy tables are
 in `mailbridge.config.sla`, the agents' profile keys in `mailbridge.config.agents`, [relay] in
 `mailbridge.config.relay`, the value types of every field in `mailbridge.config.values`.
@@ -173,6 +173,15 @@ class RulesSettings(_Section):
     global_cap_per_minute: Annotated[int, Field(strict=True, ge=1)] = 120
 
 
+class TemplatesSettings(_Section):
+    """[templates]: an operator's folder of templates, laid out as the shipped one (en/,
+    de/, ...); its files override the shipped ones file by file, and each folder in it holding
+    an ack.txt.j2 is a language customers can be written in."""
+
+    dir: Path | None = None
+    """Resolved against the configuration file's folder while loading; None: shipped only."""
+
+
 class ThreadsSettings(_Section):
     """Which thread a message joins when no header links it."""
 
@@ -210,6 +219,7 @@ class Config(_Section):
     calendars: tuple[CalendarSettings, ...] = ()
     policies: tuple[PolicySettings, ...] = ()
     faq: tuple[FaqSettings, ...] = ()
+    templates: TemplatesSettings = Field(default_factory=TemplatesSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     threads: ThreadsSettings = Field(default_factory=ThreadsSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
@@ -248,7 +258,7 @@ class Config(_Section):
 SECTIONS: dict[str, type[BaseModel]] = {  # in the order of config.example.toml
     "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
     "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
-    "rules": RulesSettings, "threads": ThreadsSettings, "imap": ImapSettings,
-    "smtp": SmtpSettings, "relay": RelaySettings, "store": StoreSettings,
+    "templates": TemplatesSettings, "rules": RulesSettings, "threads": ThreadsSettings,
+    "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings, "store": StoreSettings,
     "http": HttpSettings, "daemon": DaemonSettings,
 }

@@ -9,8 +9,9 @@ in `mailbridge.config` (which re-exports `Secret`):
   `Tls`, `Timezone`, `StoreUrl`, `Listen`, `Duration`, `PositiveDuration`, `IdleRefresh`,
   `Seconds`, and for the SLA settings `WeekHours` (read with `mailbridge.core.calendar`'s
   `parse_hours`), `ClosedDays` (`parse_closed`), `Regex` (compiled), `Objective` (0 < x < 1);
-  for the team settings `HttpsUrl`, `LanguageTag`, `TemplateLanguage` (one with templates),
-  `OneLine` and `Signature` (multi-line text, at most 12 lines).
+  for the team settings `HttpsUrl`, `LanguageTag`, `TemplateLanguage` (one with templates:
+  shipped, or in the operator's folder that `template_context(folder)` names while
+  validating), `OneLine` and `Signature` (multi-line text, at most 12 lines).
 - `split_listen("host:port") -> (host, port)`, `mask_url(url)` (the password hidden) and
   `ADDRESS_PATTERN`, the shape of an address.
 """
@@ -24,6 +25,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from datetime import date, time, timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -35,11 +37,12 @@ from pydantic import (
     GetCoreSchemaHandler,
     PlainSerializer,
     PlainValidator,
+    ValidationInfo,
 )
 from pydantic_core import CoreSchema, core_schema
 
 from mailbridge.config.durations import DURATION_LIKE, format_duration, parse_duration
-from mailbridge.config.languages import shipped_languages
+from mailbridge.config.languages import MARKER, shipped_languages, template_languages
 from mailbridge.config.problems import show
 from mailbridge.core.calendar import DAY_NAMES, parse_closed, parse_hours
 from mailbridge.core.language import match, normalize
@@ -336,13 +339,26 @@ def _language_tag(value: str) -> str:
     return tag
 
 
-def _template_language(value: str) -> str:
+_OPERATOR_LANGUAGES = "operator_template_languages"
+
+
+def template_context(folder: object) -> dict[str, Any]:
+    """The validation context in which `TemplateLanguage` also accepts the language folders
+    of an operator's template folder ([templates] dir); anything but a `Path` adds none."""
+    return {_OPERATOR_LANGUAGES: template_languages(folder) if isinstance(folder, Path) else ()}
+
+
+def _template_language(value: str, info: ValidationInfo) -> str:
     tag = _language_tag(value)
-    found = match(tag, shipped_languages())
+    theirs: tuple[str, ...] = (info.context or {}).get(_OPERATOR_LANGUAGES, ())
+    found = match(tag, (*shipped_languages(), *theirs))
     if found is None:
         known = ", ".join(f'"{name}"' for name in shipped_languages())
+        yours = ", ".join(f'"{name}"' for name in theirs)
+        known += f"; in [templates] dir: {yours}" if yours else ""
         raise ValueError(f"no templates for language {show(value)} (shipped: {known}); add a "
-                         f"folder mailbridge/templates/{tag}/ or choose a shipped language")
+                         f"folder {tag}/ with its {MARKER} to the [templates] dir, or choose "
+                         "one of those")
     return found
 
 
@@ -363,6 +379,7 @@ HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 LanguageTag = Annotated[str, AfterValidator(_language_tag)]
 """Any well-formed language tag, normalized ("de-DE" -> "de-de")."""
 TemplateLanguage = Annotated[str, AfterValidator(_template_language)]
-"""A language the packaged templates are written in (a tag, or its primary subtag)."""
+"""A language we have templates for, shipped or in the operator's [templates] dir (a tag, or
+its primary subtag)."""
 OneLine = Annotated[str, AfterValidator(_one_line)]
 Signature = Annotated[str, AfterValidator(_signature)]

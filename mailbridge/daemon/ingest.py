@@ -150,7 +150,7 @@ class Ingestor:
     @classmethod
     def create(cls, config: Config, store: Store, clock: TimeSource) -> Ingestor:
         """An ingestor with its renderer, policies and deadlines built from `config`."""
-        renderer = Renderer(default_language=config.support.language)
+        renderer = Renderer(config.templates.dir, default_language=config.support.language)
         deadlines = Deadlines(config, build_policies(config), store, renderer, clock)
         return cls(config, store, renderer, deadlines)
 
