@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mailbridge.config import Config, load_config
+from mailbridge.config import Config, RelaySettings, SmtpPeerSettings, load_config
 from mailbridge.config.passwords import hash_password, verify_password
 from mailbridge.errors import ConfigError
+from mailbridge.io.relay import upstream_transport
 from tests.servers import make_tls_files
 
 HASH = hash_password("dana-relay-pw", n=2**10)
@@ -60,7 +61,8 @@ def test_enabled_relay_defaults(tmp_path: Path) -> None:
     relay = load(tmp_path, config_text(tmp_path, relay='upstream_tls = "implicit"')).relay
     assert relay.enabled and relay.hostname == "example.com"
     assert (relay.host, relay.port) == ("127.0.0.1", 587)
-    assert (relay.upstream_port, relay.upstream_verify_tls) == (465, True)
+    assert relay.upstream is not None
+    assert (relay.upstream.port, relay.upstream.verify_tls) == (465, True)
     assert relay.certificate is not None and relay.certificate.is_absolute()
 
 
@@ -80,8 +82,9 @@ def test_agent_credentials_hash_and_file(tmp_path: Path) -> None:
     assert sam.password_file is not None
     assert sam.password_file.secret.reveal() == "sam-relay-pw"
     assert sam.password_file.path == creds / "relay-sam"
-    secret = config.relay.upstream_password_file
-    assert secret is not None and secret.secret.reveal() == "upstream-pw"
+    upstream = config.relay.upstream
+    assert upstream is not None and upstream.username == "relay@example.com"
+    assert upstream.password is not None and upstream.password.reveal() == "upstream-pw"
     shown = repr(config)
     assert "sam-relay-pw" not in shown and "upstream-pw" not in shown
 
@@ -120,6 +123,18 @@ def test_unreadable_or_mismatched_certificate(tmp_path: Path) -> None:
     ("", 'listen = "587"', '[relay] listen: expected "host:port"'),
     ("", "upstream_port = 0", "[relay] upstream_port: must be at least 1"),
     ("", 'upstream_pasword_file = "x"', '[relay] upstream_pasword_file: unknown key'),
+    ("", 'upstream_tls = "tls"',
+     '[relay] upstream_tls: expected one of "implicit", "starttls" or "none", got "tls"'),
+    ("", 'upstream_verify_tls = "yes"',
+     '[relay] upstream_verify_tls: expected true or false, got "yes"'),
+    ("", 'upstream_username = " "\nupstream_password_file = "x"',
+     "[relay] upstream_username: must not be empty"),
+    ("", 'upstream_username = "relay"\nupstream_password_file = "missing-file"',
+     "[relay] upstream_password_file: cannot read "),
+    ("", "upstream_password_file = 7",
+     "[relay] upstream_password_file: expected a file name, got 7"),
+    ("", 'upstream_ca_file = "missing-ca.pem"', "[relay] upstream_ca_file: cannot read "),
+    ("", 'upstream = { host = "smtp.example.net" }', "[relay] upstream: unknown key"),
 ])
 def test_relay_problems_name_the_key(tmp_path: Path, agent: str, relay: str,
                                      problem: str) -> None:
@@ -133,3 +148,64 @@ def test_disabled_relay_reads_no_certificate(tmp_path: Path) -> None:
     """With enabled = false, missing certificate files are not a problem."""
     text = config_text(tmp_path).replace("enabled = true", "enabled = false")
     assert not load(tmp_path, text.replace("server.key", "nope.key")).relay.enabled
+
+
+def test_upstream_and_smtp_build_the_same_peer(tmp_path: Path) -> None:
+    """The same keys under [smtp] and as [relay] upstream_* give equal SMTP peer settings."""
+    (tmp_path / "peer-password").write_text("peer-pw\n")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    keys = {"host": '"smtp.example.net"', "port": "2525", "tls": '"implicit"',
+            "username": '"relay@example.com"', "password_file": '"peer-password"',
+            "verify_tls": "false", "ca_file": '"ca.pem"'}
+    smtp = "\n[smtp]\n" + "".join(f"{key} = {value}\n" for key, value in keys.items())
+    relay = "".join(f"upstream_{key} = {value}\n" for key, value in keys.items()
+                    if key != "host")
+    config = load(tmp_path, config_text(tmp_path, relay=relay) + smtp)
+    assert config.smtp is not None and config.relay.upstream is not None
+    as_peer = {field: getattr(config.smtp, field) for field in SmtpPeerSettings.model_fields}
+    assert as_peer == dict(config.relay.upstream)  # field by field; Secret compares values
+    assert config.relay.upstream.password is not None
+    assert config.relay.upstream.password.reveal() == "peer-pw"
+    assert config.relay.upstream.ca_file == tmp_path / "ca.pem"
+
+
+@pytest.mark.parametrize(("tls", "port"), [("implicit", 465), ("starttls", 587), ("none", 25)])
+def test_upstream_port_follows_upstream_tls(tmp_path: Path, tls: str, port: int) -> None:
+    """Without upstream_port, the port is the standard one for upstream_tls, as in [smtp]."""
+    upstream = load(tmp_path, config_text(tmp_path, relay=f'upstream_tls = "{tls}"')).relay.upstream
+    assert upstream is not None and (upstream.tls, upstream.port) == (tls, port)
+
+
+def test_upstream_keys_without_upstream_host(tmp_path: Path) -> None:
+    """A disabled relay may set upstream_* keys without upstream_host (config.example.toml
+    does): there is no upstream, and the keys are still checked."""
+    text = config_text(tmp_path).replace("enabled = true", "enabled = false")
+    text = text.replace('upstream_host = "smtp.example.net"', 'upstream_tls = "starttls"')
+    assert load(tmp_path, text).relay.upstream is None
+    found = problems(tmp_path, text + "upstream_port = 0\n")
+    assert found == ["[relay] upstream_port: must be at least 1, got 0"]
+
+
+def test_unknown_relay_key_lists_the_upstream_keys(tmp_path: Path) -> None:
+    """The allowed keys of [relay] are the ones the file writes, upstream_* included."""
+    [found] = problems(tmp_path, config_text(tmp_path, relay='upstream_hots = "x"'))
+    assert found == (
+        "[relay] upstream_hots: unknown key (allowed: enabled, listen, tls, certificate, key, "
+        "hostname, upstream_host, upstream_port, upstream_tls, upstream_username, "
+        'upstream_password_file, upstream_verify_tls, upstream_ca_file); did you mean '
+        '"upstream_host"?')
+    text = config_text(tmp_path).replace("[support]", 'upstream_port = 25\n[support]')
+    assert problems(tmp_path, text)[0].startswith(
+        "upstream_port: unknown top-level key; keys go under [relay]")
+
+
+def test_upstream_transport_greets_with_the_relay_hostname(tmp_path: Path) -> None:
+    """The relay's transport sends to its upstream settings as they are, not a copy."""
+    relay = load(tmp_path, config_text(tmp_path, relay='hostname = "relay.example.com"')).relay
+    transport = upstream_transport(relay, local_hostname="example.com")
+    assert transport.settings is relay.upstream
+    assert transport.local_hostname == "relay.example.com"
+    built = RelaySettings(upstream_host="smtp.example.net", upstream_tls="none")
+    assert built.upstream == SmtpPeerSettings(host="smtp.example.net", tls="none", port=25)
+    assert upstream_transport(built, local_hostname="example.com").local_hostname == \
+        "example.com"

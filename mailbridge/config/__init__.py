@@ -12,13 +12,14 @@ This package owns the file; nothing else in mailbridge reads it. It imports only
 - `default_state_dir(environ) -> Path`: $STATE_DIRECTORY, else the XDG state directory.
 - `Config` and its sections (`mailbridge.config.sections`; [sla], calendars and policies in
   `mailbridge.config.sla`; the agents' profile keys and [[faq]] in `mailbridge.config.agents`;
-  [relay] in `mailbridge.config.relay`), and `Secret`, a password that shows as
-  `Secret('**********')` until `.reveal()` (`mailbridge.config.values`, which holds the value
-  types of every field).
+  [relay] in `mailbridge.config.relay`), `SmtpPeerSettings`, an SMTP server we hand mail to
+  ([smtp] and [relay]'s upstream, `mailbridge.config.peers`), and `Secret`, a password that
+  shows as `Secret('**********')` until `.reveal()` (`mailbridge.config.values`, which holds
+  the value types of every field).
 
 The rest of the package: `problems` (the operator's words for every validation error),
-`secrets` (password and token files), `passwords` (the relay's scrypt hashes), `languages`
-(the shipped template languages).
+`secrets` (how every secret file and certificate is found and read), `passwords` (the relay's
+scrypt hashes), `languages` (the shipped template languages).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 from mailbridge.config.agents import FaqMatchSettings, FaqSettings
 from mailbridge.config.durations import format_duration, parse_duration
 from mailbridge.config.loader import demo_config, load_config
+from mailbridge.config.peers import SmtpPeerSettings
 from mailbridge.config.relay import RelaySettings
 from mailbridge.config.sections import (
     AgentSettings,
@@ -52,7 +54,7 @@ from mailbridge.config.values import Secret
 __all__ = [
     "AgentSettings", "CalendarSettings", "Config", "DaemonSettings", "FaqMatchSettings",
     "FaqSettings", "HolidaySettings", "HttpSettings", "ImapSettings", "MatchSettings",
-    "PolicySettings", "RelaySettings", "RulesSettings", "Secret", "SlaSettings", "SmtpSettings",
-    "StoreSettings", "SupportSettings", "ThreadsSettings", "default_state_dir", "demo_config",
-    "format_duration", "load_config", "parse_duration",
+    "PolicySettings", "RelaySettings", "RulesSettings", "Secret", "SlaSettings",
+    "SmtpPeerSettings", "SmtpSettings", "StoreSettings", "SupportSettings", "ThreadsSettings",
+    "default_state_dir", "demo_config", "format_duration", "load_config", "parse_duration",
 ]

@@ -8,6 +8,10 @@ to its pydantic model, in the order of config.example.toml), so it imports nothi
 - `describe(error, sections)`: one pydantic error as `[section] key: reason`.
 - `unknown(loc, value, sections)`: an unknown key or section, with the allowed ones.
 - `rank(problem, sections)`: a sort key, the order of the sections in config.example.toml.
+- `file_keys(model)`: the keys a section takes in the file. A model whose field gathers
+  several keys of the file (as [relay]'s `upstream` gathers upstream_host, upstream_port, ...)
+  says so in `FILE_KEYS` (file key -> (field, field of the gathered table)); problems then
+  name the key the operator wrote.
 - `show(value)`: a value as TOML writes it, shortened; every problem that shows a value uses it.
 - `AGENTS_NEEDED`: the problem when [[agents]] is missing or empty.
 """
@@ -49,7 +53,7 @@ _EXPECTED = {
 
 def describe(error: ErrorDetails, sections: Mapping[str, type[BaseModel]]) -> str:
     """One pydantic error as `[section] key: reason`, showing the bad value (never a secret)."""
-    loc, kind, value = error["loc"], error["type"], error["input"]
+    loc, kind, value = _file_loc(error["loc"], sections), error["type"], error["input"]
     keys = tuple(part for part in loc if isinstance(part, str))
     if kind == "extra_forbidden":
         return unknown(loc, value, sections)
@@ -83,6 +87,27 @@ def _reason(error: ErrorDetails, value: Any, keys: tuple[str, ...]) -> str:
     return f"{message[:1].lower()}{message[1:]}, got {shown}"
 
 
+def _file_loc(
+    loc: tuple[int | str, ...], sections: Mapping[str, type[BaseModel]]
+) -> tuple[int | str, ...]:
+    """`loc` as the file writes it: ("relay", "upstream", "port") is [relay] upstream_port."""
+    model = sections.get(str(loc[0])) if loc else None
+    for key, path in getattr(model, "FILE_KEYS", {}).items():
+        if loc[1:3] == path:
+            return (loc[0], key, *loc[3:])
+    return loc
+
+
+def file_keys(model: type[BaseModel]) -> list[str]:
+    """The keys of `model`'s table in the file, in order: a field that gathers keys of the
+    file (`FILE_KEYS`) stands for those keys."""
+    gathered: Mapping[str, tuple[str, str]] = getattr(model, "FILE_KEYS", {})
+    keys: list[str] = []
+    for name in model.model_fields:
+        keys += [key for key, (field, _) in gathered.items() if field == name] or [name]
+    return keys
+
+
 def _where(loc: tuple[int | str, ...]) -> str:
     head = f"[[{loc[0]}]]" if loc[0] == "agents" else f"[{loc[0]}]"
     rest = [f"#{part + 1}" if isinstance(part, int) else part for part in loc[1:]]
@@ -99,10 +124,10 @@ def unknown(
         if isinstance(value, dict):
             hint = _did_you_mean(f"[{key}]", names)
             return f"[{key}]: unknown section (allowed: {', '.join(names)}){hint}"
-        homes = [f"[{name}]" for name, model in sections.items() if key in model.model_fields]
+        homes = [f"[{name}]" for name, model in sections.items() if key in file_keys(model)]
         where = f"under {' or '.join(homes)}" if homes else "under a [section] header"
         return f"{key}: unknown top-level key; keys go {where} (sections: {', '.join(names)})"
-    allowed = list(sections[str(loc[0])].model_fields)
+    allowed = file_keys(sections[str(loc[0])])
     if "password" in allowed:
         allowed.insert(allowed.index("password") + 1, "password_file")
     hint = _did_you_mean(key, allowed)

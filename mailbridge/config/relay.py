@@ -1,10 +1,14 @@
 """The relay part of the configuration: [relay], and the agents' relay credentials.
 
 This module owns the settings of the agents' submission relay (`mailbridge.io.relay`) and the
-checks that read files (certificate, key, password files). `mailbridge.config` calls
-`prepare_relay` while loading and adds `RelaySettings` as [relay]. Public API:
+checks that read files (certificate, key, password files), which go through
+`mailbridge.config.secrets`. `mailbridge.config` calls `prepare_relay` while loading and adds
+`RelaySettings` as [relay]. Public API:
 
-- `RelaySettings` ([relay]: where the relay listens, its TLS, and the upstream smarthost).
+- `RelaySettings` ([relay]: where the relay listens, its TLS, and `upstream`, the smarthost).
+  The file writes the smarthost as `upstream_*` keys; validation gathers them into one
+  `mailbridge.config.peers.SmtpPeerSettings`, the settings [smtp] is built on, and
+  `FILE_KEYS` tells `mailbridge.config.problems` which key a problem of `upstream` is about.
 - `PasswordHash` (an agent's `password_hash`, checked with `mailbridge.config.passwords.parse_hash`)
   and `SecretFile` (a `password_file`, read once while loading: its `path` and `secret`).
 - `prepare_relay(data, base, env, problems)`: resolves relative paths (password files in
@@ -18,26 +22,43 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, GetCoreSchemaHandler, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import CoreSchema, core_schema
 
 from mailbridge.config.passwords import parse_hash
-from mailbridge.config.problems import show
+from mailbridge.config.peers import SmtpPeerSettings
+from mailbridge.config.problems import show, unknown
+from mailbridge.config.secrets import (
+    first_line,
+    read_secret,
+    read_secret_file,
+    readable,
+    resolve,
+    secret_path,
+)
 from mailbridge.config.values import (
     ADDRESS_PATTERN,
     Host,
     Listen,
     ListenAddress,
-    NonEmpty,
-    Port,
     Secret,
     StrictBool,
-    Tls,
 )
 
-_UPSTREAM_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
+_UPSTREAM = {"upstream_host": "host", "upstream_port": "port", "upstream_tls": "tls",
+             "upstream_username": "username", "upstream_password_file": "password",
+             "upstream_verify_tls": "verify_tls", "upstream_ca_file": "ca_file"}
+"""The file's upstream_* keys, and the `SmtpPeerSettings` field each one sets."""
 
 
 class SecretFile:
@@ -61,20 +82,6 @@ class SecretFile:
         return hash(self.path)
 
     @classmethod
-    def read(cls, path: Path) -> SecretFile:
-        """Read `path` now; raise ValueError with the reason when it cannot be used."""
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else \
-                (exc.strerror or str(exc))
-            raise ValueError(f"cannot read {path}: {reason}") from None
-        value = text.split("\n", 1)[0].removesuffix("\r")
-        if not value:
-            raise ValueError(f"the first line of {path} is empty; it must hold the password")
-        return cls(path, Secret(value))
-
-    @classmethod
     def __get_pydantic_core_schema__(cls, source: Any,
                                      handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.no_info_plain_validator_function(
@@ -86,7 +93,7 @@ class SecretFile:
         if isinstance(value, SecretFile):
             return value
         if isinstance(value, str | Path) and str(value):
-            return cls.read(Path(value))
+            return cls(Path(value), first_line(Path(value)))
         raise ValueError(f"expected a file name, got {show(value)}")
 
 
@@ -102,6 +109,9 @@ class RelaySettings(ListenAddress, BaseModel):
     """The agents' SMTP submission relay; off unless `enabled = true`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    FILE_KEYS: ClassVar[Mapping[str, tuple[str, str]]] = {
+        key: ("upstream", field) for key, field in _UPSTREAM.items()}
+    """The keys the file writes for `upstream`: upstream_port is upstream.port."""
 
     enabled: StrictBool = False
     listen: Listen = "127.0.0.1:587"
@@ -109,49 +119,32 @@ class RelaySettings(ListenAddress, BaseModel):
     certificate: Path | None = None
     key: Path | None = None
     hostname: Host | None = None
-    upstream_host: Host | None = None
-    upstream_port: Port = 587
-    upstream_tls: Tls = "starttls"
-    upstream_username: NonEmpty | None = None
-    upstream_password_file: SecretFile | None = None
-    upstream_verify_tls: StrictBool = True
-    upstream_ca_file: Path | None = None
+    upstream: SmtpPeerSettings | None = None
+    """The smarthost (upstream_host and the other upstream_* keys); None without upstream_host."""
 
     @model_validator(mode="before")
     @classmethod
-    def _port_for_tls(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "upstream_port" not in data:
-            tls = data.get("upstream_tls", "starttls")
-            port = _UPSTREAM_PORTS.get(tls, 587) if isinstance(tls, str) else 587
-            data = {**data, "upstream_port": port}
-        return data
+    def _gather_upstream(cls, data: Any) -> Any:
+        """upstream_port = 25 becomes upstream = {port = 25}, and so on."""
+        if not isinstance(data, dict) or not _UPSTREAM.keys() & data.keys():
+            return data
+        upstream = {field: data[key] for key, field in _UPSTREAM.items() if key in data}
+        if isinstance(upstream.get("password"), str | Path):  # a file name, in code
+            upstream["password"] = first_line(Path(upstream["password"]))
+        return {**{k: v for k, v in data.items() if k not in _UPSTREAM}, "upstream": upstream}
+
+    @field_validator("upstream", mode="wrap")
+    @classmethod
+    def _no_host_no_upstream(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """upstream_* keys without upstream_host (as a disabled relay may have them) are
+        checked, but there is no upstream; an enabled relay without one is a problem."""
+        if isinstance(value, dict) and "host" not in value:
+            handler({**value, "host": "localhost"})
+            return None
+        return handler(value)
 
 
 # -- loading -----------------------------------------------------------------------------------
-
-
-def _resolve(value: str, base: Path) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
-
-
-def _secret_file(label: str, value: object, base: Path, env: Mapping[str, str],
-                 problems: list[str]) -> SecretFile:
-    """The secret file `value` names, read; on a problem, a placeholder (the problem is listed,
-    so loading fails, and pydantic does not report the key a second time)."""
-    placeholder = SecretFile(Path(str(value)), Secret(""))
-    if not isinstance(value, str) or not value:
-        problems.append(f"{label}: expected a file name, got {show(value)}")
-        return placeholder
-    creds = env.get("CREDENTIALS_DIRECTORY", "")
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = (Path(creds) if creds else base) / path
-    try:
-        return SecretFile.read(path)
-    except ValueError as exc:
-        problems.append(f"{label}: {exc}")
-        return placeholder
 
 
 def _prepare_agents(data: dict[str, Any], base: Path, env: Mapping[str, str],
@@ -168,17 +161,12 @@ def _prepare_agents(data: dict[str, Any], base: Path, env: Mapping[str, str],
                             "them, not both")
             del agent["password_file"]
             continue
-        agent["password_file"] = _secret_file(f"[[agents]] #{number} password_file",
-                                              agent["password_file"], base, env, problems)
-
-
-def _readable(label: str, path: Path, problems: list[str]) -> bool:
-    try:
-        with path.open("rb"):
-            return True
-    except OSError as exc:
-        problems.append(f"{label}: cannot read {path}: {exc.strerror or exc}")
-        return False
+        label = f"[[agents]] #{number} password_file"
+        path = secret_path(label, agent["password_file"], base, env, problems)
+        if path is None:
+            del agent["password_file"]  # listed as a problem already
+        else:
+            agent["password_file"] = SecretFile(path, read_secret(label, path, problems))
 
 
 def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
@@ -192,8 +180,8 @@ def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
                             f"{key} = {example}")
     cert, key_file = relay.get("certificate"), relay.get("key")
     if isinstance(cert, Path) and isinstance(key_file, Path) \
-            and _readable("[relay] certificate", cert, problems) \
-            and _readable("[relay] key", key_file, problems):
+            and readable("[relay] certificate", cert, problems) \
+            and readable("[relay] key", key_file, problems):
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key_file)
         except (ssl.SSLError, OSError) as exc:
@@ -215,13 +203,16 @@ def prepare_relay(data: dict[str, Any], base: Path, env: Mapping[str, str],
     if not isinstance(raw, dict):
         return
     relay = data["relay"] = dict(raw)
+    if "upstream" in relay:  # the settings' name for the upstream_* keys, not a key of the file
+        problems.append(unknown(("relay", "upstream"), relay.pop("upstream"),
+                                {"relay": RelaySettings}))
     for key in ("certificate", "key", "upstream_ca_file"):
         if isinstance(relay.get(key), str) and relay[key]:
-            relay[key] = _resolve(relay[key], base)
+            relay[key] = resolve(relay[key], base)
     if "upstream_password_file" in relay:
-        relay["upstream_password_file"] = _secret_file(
+        relay["upstream_password_file"] = read_secret_file(
             "[relay] upstream_password_file", relay["upstream_password_file"], base, env,
-            problems)
+            problems) or Secret("")  # a placeholder: the problem is listed already
     support = data.get("support")
     address = support.get("address") if isinstance(support, dict) else None
     if "hostname" not in relay and isinstance(address, str) \
@@ -231,4 +222,4 @@ def prepare_relay(data: dict[str, Any], base: Path, env: Mapping[str, str],
         _check_enabled(relay, problems)
         ca_file = relay.get("upstream_ca_file")
         if isinstance(ca_file, Path):
-            _readable("[relay] upstream_ca_file", ca_file, problems)
+            readable("[relay] upstream_ca_file", ca_file, problems)

@@ -1,12 +1,22 @@
 """Secrets and other files the configuration points at: read once, while loading.
 
-Public API: `resolve(value, base)` (a path relative to the config file's folder),
-`read_secret(label, file, problems)` (the first line of a file, as a `Secret`),
-`prepare_password(section, table, base, env, problems)` ([imap] and [smtp]: password,
-password_file or $CREDENTIALS_DIRECTORY/<section>-password), `prepare_http_auth(...)`
-([http]'s bearer token and basic-auth password files), `prepare_ca_file(...)`, `os_reason(exc)`.
-A relative secret file name lives in $CREDENTIALS_DIRECTORY when systemd sets it, else next to
-the configuration file. Every problem is appended to `problems` as `[section] key: ...`.
+This module owns how a file the configuration names is found and read; [imap], [smtp],
+[http] and [relay] (`mailbridge.config.relay`) all go through it. Public API:
+
+- `resolve(value, base)`: a path relative to the config file's folder.
+- `secret_path(label, value, base, env, problems)`: where a secret file name points; a
+  relative name lives in $CREDENTIALS_DIRECTORY when systemd sets it, else next to the
+  configuration file.
+- `first_line(file, what=...)`: the first line of a file as a `Secret`, or ValueError saying
+  why it cannot be; `read_secret(label, file, problems)` and `read_secret_file(label, value,
+  base, env, problems)` list that reason as a problem instead.
+- `readable(label, file, problems)`: whether a file (a certificate, a key) can be opened.
+- `prepare_password(section, table, base, env, problems)` ([imap] and [smtp]: password,
+  password_file or $CREDENTIALS_DIRECTORY/<section>-password), `prepare_http_auth(...)`
+  ([http]'s bearer token and basic-auth password files), `prepare_ca_file(...)`,
+  `os_reason(exc)`.
+
+Every problem is appended to `problems` as `[section] key: ...`.
 """
 
 from __future__ import annotations
@@ -28,12 +38,18 @@ def resolve(value: str, base: Path) -> Path:
 
 def prepare_ca_file(section: str, table: dict[str, Any], base: Path, problems: list[str]) -> None:
     if isinstance(table.get("ca_file"), str):
-        file = table["ca_file"] = resolve(table["ca_file"], base)
-        try:
-            with file.open("rb"):
-                pass
-        except OSError as exc:
-            problems.append(f"[{section}] ca_file: cannot read {file}: {os_reason(exc)}")
+        table["ca_file"] = resolve(table["ca_file"], base)
+        readable(f"[{section}] ca_file", table["ca_file"], problems)
+
+
+def readable(label: str, file: Path, problems: list[str]) -> bool:
+    """Whether `file` can be opened for reading; if not, the reason is listed."""
+    try:
+        with file.open("rb"):
+            return True
+    except OSError as exc:
+        problems.append(f"{label}: cannot read {file}: {os_reason(exc)}")
+        return False
 
 
 def prepare_password(
@@ -51,15 +67,8 @@ def prepare_password(
             problems.append(f"[{section}] password: expected a non-empty string (value not shown)")
         table["password"] = Secret(inline) if isinstance(inline, str) and inline else placeholder
     elif file_value is not None:
-        if not isinstance(file_value, str) or not file_value:
-            shown = show(file_value)
-            problems.append(f"[{section}] password_file: expected a file name, got {shown}")
-            table["password"] = placeholder
-        else:
-            target = Path(file_value).expanduser()
-            if not target.is_absolute():
-                target = (Path(creds) if creds else base) / target
-            table["password"] = read_secret(f"[{section}] password_file", target, problems)
+        table["password"] = read_secret_file(
+            f"[{section}] password_file", file_value, base, env, problems) or placeholder
     elif creds and (Path(creds) / f"{section}-password").exists() and (
         section == "imap" or "username" in table
     ):
@@ -97,14 +106,9 @@ def prepare_http_auth(
         value = table.pop(f"{key}_file", None)
         if value is None:
             continue
-        if not isinstance(value, str) or not value:
-            problems.append(f"[http] {key}_file: expected a file name, got {show(value)}")
-            continue
-        target = Path(value).expanduser()
-        if not target.is_absolute():
-            creds = env.get("CREDENTIALS_DIRECTORY", "")
-            target = (Path(creds) if creds else base) / target
-        table[key] = read_secret(f"[http] {key}_file", target, problems, what=what)
+        secret = read_secret_file(f"[http] {key}_file", value, base, env, problems, what=what)
+        if secret is not None:
+            table[key] = secret
     if "bearer_token" in table and "basic_auth_user" in table:
         problems.append("[http] bearer_token_file, basic_auth_user: set one way for scrapers "
                         "to authenticate, not both")
@@ -117,16 +121,45 @@ def prepare_http_auth(
                         'basic_auth_user = "prometheus"')
 
 
+def secret_path(label: str, value: object, base: Path, env: Mapping[str, str],
+                problems: list[str]) -> Path | None:
+    """The file a secret's file name points at: a relative name in $CREDENTIALS_DIRECTORY when
+    systemd sets it, else next to the configuration file; None when `value` is no file name."""
+    if not isinstance(value, str) or not value:
+        problems.append(f"{label}: expected a file name, got {show(value)}")
+        return None
+    creds = env.get("CREDENTIALS_DIRECTORY", "")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (Path(creds) if creds else base) / path
+
+
+def read_secret_file(label: str, value: object, base: Path, env: Mapping[str, str],
+                     problems: list[str], *, what: str = "the password") -> Secret | None:
+    """The secret in the file `value` names (`secret_path`, `read_secret`); None when `value`
+    is no file name. Each problem is listed; an unreadable file gives an empty `Secret`."""
+    path = secret_path(label, value, base, env, problems)
+    return None if path is None else read_secret(label, path, problems, what=what)
+
+
 def read_secret(label: str, file: Path, problems: list[str], *,
-                 what: str = "the password") -> Secret:
+                what: str = "the password") -> Secret:
+    """`first_line(file)`, or an empty `Secret` and the reason listed as a problem."""
+    try:
+        return first_line(file, what=what)
+    except ValueError as exc:
+        problems.append(f"{label}: {exc}")
+        return Secret("")
+
+
+def first_line(file: Path, *, what: str = "the password") -> Secret:
+    """The first line of `file`, without its line break; ValueError says why it is unusable."""
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{label}: cannot read {file}: {os_reason(exc)}")
-        return Secret("")
+        raise ValueError(f"cannot read {file}: {os_reason(exc)}") from None
     value = text.split("\n", 1)[0].removesuffix("\r")
     if not value:
-        problems.append(f"{label}: the first line of {file} is empty; it must hold {what}")
+        raise ValueError(f"the first line of {file} is empty; it must hold {what}")
     return Secret(value)
 
 

@@ -6,6 +6,8 @@ Public API: `Config` (the whole file) and its sections `SupportSettings`, `ImapS
 config.example.toml; `default_state_dir(environ)`. The [sla], calendar and policy tables are
 in `mailbridge.config.sla`, the agents' profile keys in `mailbridge.config.agents`, [relay] in
 `mailbridge.config.relay`, the value types of every field in `mailbridge.config.values`.
+`SmtpSettings` is `mailbridge.config.peers.SmtpPeerSettings` (the SMTP server, as [relay]'s
+upstream is one too) with the keys only [smtp] has.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mailbridge.config.agents import (
     FaqSettings,
     agent_problems,
 )
+from mailbridge.config.peers import SmtpPeerSettings, default_port
 from mailbridge.config.problems import AGENTS_NEEDED, show
 from mailbridge.config.relay import PasswordHash, RelaySettings, SecretFile
 from mailbridge.config.sla import (
@@ -55,14 +58,6 @@ from mailbridge.config.values import (
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _default_port(data: Any, ports: Mapping[str, int], default_tls: str) -> Any:
-    if isinstance(data, dict) and "port" not in data:
-        tls = data.get("tls", default_tls)
-        port = ports.get(tls, ports[default_tls]) if isinstance(tls, str) else ports[default_tls]
-        data = {**data, "port": port}
-    return data
 
 
 class SupportSettings(_Section):
@@ -102,28 +97,18 @@ class ImapSettings(_Section):
     @model_validator(mode="before")
     @classmethod
     def _port_for_tls(cls, data: Any) -> Any:
-        return _default_port(data, {"implicit": 993, "starttls": 143, "none": 143}, "implicit")
+        return default_port(data, {"implicit": 993, "starttls": 143, "none": 143}, "implicit")
 
 
-class SmtpSettings(_Section):
-    host: Host
-    port: Port = 587
-    tls: Tls = "starttls"
-    username: NonEmpty | None = None
-    password: Secret | None = None
-    verify_tls: StrictBool = True
-    ca_file: Path | None = None
-    timeout: Seconds = 30.0
+class SmtpSettings(SmtpPeerSettings):
+    """[smtp]: the server acknowledgements go to (the `SmtpPeerSettings` keys), our name in
+    EHLO, and the envelope sender and retries of what goes out."""
+
     envelope_sender: EnvelopeSender = ""
     helo: Host | None = None
     retry_initial: PositiveDuration = timedelta(seconds=30)
     retry_max: PositiveDuration = timedelta(minutes=15)
     give_up_after: PositiveDuration = timedelta(days=2)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _port_for_tls(cls, data: Any) -> Any:
-        return _default_port(data, {"implicit": 465, "starttls": 587, "none": 25}, "starttls")
 
 
 class StoreSettings(_Section):

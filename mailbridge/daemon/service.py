@@ -213,7 +213,8 @@ class Service:
     def _smtp_transport(self) -> Transport:
         if self.config.smtp is None:
             raise RuntimeError("no [smtp] section and no transport given")
-        return SmtpTransport(self.config.smtp, local_hostname=self.config.support.domain)
+        smtp = self.config.smtp
+        return SmtpTransport(smtp, local_hostname=smtp.helo or self.config.support.domain)
 
     async def main_loop(self) -> None:
         interval = watchdog_interval()

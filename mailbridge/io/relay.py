@@ -36,7 +36,7 @@ from typing import Any, Literal
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
 from mailbridge.clock import Clock
-from mailbridge.config import Config, RelaySettings, Secret, SmtpSettings
+from mailbridge.config import Config, RelaySettings, Secret
 from mailbridge.config.passwords import DEFAULT_N, ScryptHash, parse_hash, verify_password
 from mailbridge.core.model import Agent
 from mailbridge.core.throttle import LoginThrottle
@@ -287,16 +287,10 @@ class RelayHandler:
 
 
 def upstream_transport(settings: RelaySettings, *, local_hostname: str) -> SmtpTransport:
-    """An SMTP transport to the relay's upstream smarthost, for the outbox sender."""
-    assert settings.upstream_host is not None, "check-config requires upstream_host"
-    secret = settings.upstream_password_file
-    smtp = SmtpSettings(host=settings.upstream_host, port=settings.upstream_port,
-                        tls=settings.upstream_tls, username=settings.upstream_username,
-                        password=secret.secret if secret is not None else None,
-                        verify_tls=settings.upstream_verify_tls,
-                        ca_file=settings.upstream_ca_file,
-                        helo=settings.hostname or local_hostname)
-    return SmtpTransport(smtp, local_hostname=local_hostname)
+    """An SMTP transport to the relay's upstream smarthost, for the outbox sender; it greets
+    with the relay's hostname."""
+    assert settings.upstream is not None, "check-config requires upstream_host"
+    return SmtpTransport(settings.upstream, local_hostname=settings.hostname or local_hostname)
 
 
 class _QuietAiosmtpd(logging.Filter):

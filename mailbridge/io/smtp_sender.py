@@ -1,6 +1,7 @@
 """The SMTP transport: hand one message at a time to the next hop, over a kept connection.
 
-Public API: `Transport` (protocol), `SmtpTransport`. The outbox sender loop that drives it
+Public API: `Transport` (protocol), `SmtpTransport`, built on the settings of one SMTP server
+(`SmtpPeerSettings`: [smtp], or [relay]'s upstream). The outbox sender loop that drives it
 lives in `mailbridge.daemon.sender`.
 
 smtplib blocks, so each send runs in a worker thread; one SMTP connection is kept
@@ -19,7 +20,7 @@ import smtplib
 import ssl
 from typing import Protocol
 
-from mailbridge.config import SmtpSettings
+from mailbridge.config import SmtpPeerSettings
 from mailbridge.errors import PermanentError, TransientError
 from mailbridge.io.tls import client_context
 
@@ -89,11 +90,12 @@ def _sendmail_pipelined(conn: smtplib.SMTP, envelope_from: str, recipient: str, 
 
 
 class SmtpTransport:
-    """Sends over one kept-open SMTP connection, as configured in `[smtp]`."""
+    """Sends over one kept-open SMTP connection to `settings`' server, greeting it (EHLO) as
+    `local_hostname`."""
 
-    def __init__(self, settings: SmtpSettings, *, local_hostname: str) -> None:
+    def __init__(self, settings: SmtpPeerSettings, *, local_hostname: str) -> None:
         self.settings = settings
-        self.local_hostname = settings.helo or local_hostname
+        self.local_hostname = local_hostname
         self._conn: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
