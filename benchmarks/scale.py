@@ -42,7 +42,8 @@ from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
 from mailbridge.daemon.ingest import Ingestor, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.store.db import OUTBOX, THREADS, Store
+from mailbridge.store.db import Store
+from mailbridge.store.statements import OUTBOX, THREADS
 from mailbridge.store.tables import ThreadEvent
 from tests.configs import MINIMAL
 from tests.mails import customer_mail

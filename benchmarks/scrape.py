@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import text
 
 from benchmarks.results import append
-from mailbridge.store.db import OUTBOX, THREADS, Store
+from mailbridge.store.db import Store
 from mailbridge.store.snapshot import read_snapshot
+from mailbridge.store.statements import OUTBOX, THREADS
 from tests.configs import MINIMAL
 from tests.daemon import Daemon
 from tests.servers import Dovecot, SmtpPeer, free_port

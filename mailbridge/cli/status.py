@@ -21,8 +21,9 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.config.values import mask_url
 from mailbridge.store import peers
-from mailbridge.store.db import CURSORS, OUTBOX, THREADS, Store
+from mailbridge.store.db import Store
 from mailbridge.store.migrations import current_version
+from mailbridge.store.statements import CURSORS, OUTBOX, THREADS
 
 EXIT_UNWATCHED = 3
 """Like `systemctl status`: a configured mailbox that no live instance watches."""

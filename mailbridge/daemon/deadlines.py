@@ -32,8 +32,9 @@ from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.store.codec import dump_clock, load_clock
-from mailbridge.store.db import Store, Tx
+from mailbridge.store.db import Store
 from mailbridge.store.tables import KnownId, OutboxItem, Thread
+from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from mailbridge.io.backoff import Backoff, retry_delay
 from mailbridge.io.smtp_sender import Transport
 from mailbridge.logs import fields, redact
 from mailbridge.metrics.families import Metrics
-from mailbridge.store.db import Finished, OutboxRow, Store
+from mailbridge.store.db import Store
+from mailbridge.store.outbox import Finished, OutboxRow
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,8 @@ from mailbridge.logs import fields
 from mailbridge.mail.parse import parse_message
 from mailbridge.metrics.collector import StoreCollector
 from mailbridge.metrics.families import Metrics
-from mailbridge.store.db import OutboxRow, Store
+from mailbridge.store.db import Store
+from mailbridge.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from mailbridge.logs import fields
 from mailbridge.mail.agent_mail import command_error_mail, prepare_outgoing
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.parse import parse_message
-from mailbridge.store.db import Tx
 from mailbridge.store.tables import KnownId, Message, OutboxItem
+from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import Select, case, func, select
 
-from mailbridge.store.db import OUTBOX, THREADS, Store
+from mailbridge.store.db import Store
+from mailbridge.store.statements import OUTBOX, THREADS
 
 OPEN_STATES = ("awaiting_agent", "awaiting_customer")
 

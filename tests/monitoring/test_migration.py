@@ -10,8 +10,10 @@ from sqlalchemy import MetaData, Table, select, text
 from mailbridge.core import sla
 from mailbridge.daemon.deadlines import clock_columns
 from mailbridge.store.codec import dump_clock
-from mailbridge.store.db import THREADS, Store, engine_for
+from mailbridge.store.db import Store
+from mailbridge.store.engine import engine_for
 from mailbridge.store.migrations import MIGRATIONS, migrate
+from mailbridge.store.statements import THREADS
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -24,7 +24,9 @@ from mailbridge.daemon.policies import build_policies
 from mailbridge.mail.parse import parse_message
 from mailbridge.metrics.collector import StoreCollector
 from mailbridge.metrics.families import SLA_LADDER, Metrics, sla_buckets
-from mailbridge.store.db import THREADS, Store, engine_for
+from mailbridge.store.db import Store
+from mailbridge.store.engine import engine_for
+from mailbridge.store.statements import THREADS
 from tests.configs import MINIMAL
 from tests.mails import customer_mail, reply_to
 

@@ -16,8 +16,9 @@ from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
-from mailbridge.store.db import Store, Tx
+from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread, ThreadEvent
+from mailbridge.store.tx import Tx
 from tests.configs import MINIMAL
 from tests.mails import customer_mail, reply_to
 

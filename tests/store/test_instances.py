@@ -18,7 +18,8 @@ from mailbridge.errors import ConfigError
 from mailbridge.io.smtp_sender import SmtpTransport
 from mailbridge.metrics.families import Metrics
 from mailbridge.store import peers
-from mailbridge.store.db import Finished, Store
+from mailbridge.store.db import Store
+from mailbridge.store.outbox import Finished
 from tests.configs import MINIMAL
 from tests.outbox import T0, outbox_item
 from tests.servers import SmtpPeer

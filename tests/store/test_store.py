@@ -10,8 +10,9 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from mailbridge.store.db import Finished, Store
+from mailbridge.store.db import Store
 from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
+from mailbridge.store.outbox import Finished
 from mailbridge.store.tables import OutboxItem, Thread
 from tests.outbox import T0, outbox_item
 

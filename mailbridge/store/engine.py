@@ -1,0 +1,54 @@
+"""The engine for a store URL, with the connection settings this workload wants.
+
+Public API: `engine_for`, `READ_ONLY`.
+
+On SQLite every connection runs in WAL mode with `synchronous=NORMAL` and a 30 s busy
+timeout, and transactions begin in SQLAlchemy's "begin" event: a writer takes the lock
+up front (`BEGIN IMMEDIATE`), a reader marked with the `READ_ONLY` execution option
+(the metrics scrape, through `Store.reading`) a WAL snapshot only. PostgreSQL gets a
+pool that pings a connection before handing it out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
+
+READ_ONLY = "mailbridge_read_only"
+"""The execution option that makes a SQLite transaction begin as a reader."""
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for a sqlite:// or postgresql:// URL, tuned for this workload."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event start transactions, so that writers take
+        # the lock up front (BEGIN IMMEDIATE) instead of failing to upgrade later.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A reader (the metrics scrape) takes a WAL snapshot and never the write lock.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

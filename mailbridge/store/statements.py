@@ -1,0 +1,60 @@
+"""The tables as SQLAlchemy Core handles, and the per-message path's statements, built once.
+
+Public API: the table handles `MESSAGES`, `THREADS`, `KNOWN_IDS`, `COUNTERS`, `CURSORS`,
+`OUTBOX`; `OPEN_STATES` (the thread states that count as open); `RECENT_LIMIT`; the
+prebuilt statements `SOURCE_RECORDED`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
+`THREADS_STARTED`, `LAST_AGENT`, `TAKE_TURN`, `CURSOR`, `MOVE_CURSOR`, with their
+parameters bound by name; `known_ids_query(count)` and `insert_query(table)`, cached.
+
+Building a statement and its cache key costs several times more than running it on
+SQLite, so the statements `Tx` runs for every message are built here, once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Insert, Select, Table, bindparam, func, update
+from sqlmodel import select
+
+from mailbridge.store.tables import Counter, Cursor, KnownId, Message, OutboxItem, Thread, table_of
+
+MESSAGES = table_of(Message)
+THREADS = table_of(Thread)
+KNOWN_IDS = table_of(KnownId)
+COUNTERS = table_of(Counter)
+CURSORS = table_of(Cursor)
+OUTBOX = table_of(OutboxItem)
+OPEN_STATES = ("awaiting_agent", "awaiting_customer")
+
+_m, _t, _k, _c = MESSAGES.c, THREADS.c, KNOWN_IDS.c, CURSORS.c
+SOURCE_RECORDED = select(_m.id).where(_m.mailbox == bindparam("mailbox"),
+                                      _m.uidvalidity == bindparam("uidvalidity"),
+                                      _m.uid == bindparam("uid"))
+RECENT_LIMIT = 50
+RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
+                  .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))
+                  .order_by(_t.created_at.desc()).limit(RECENT_LIMIT))
+THREAD_CUSTOMER = select(_t.customer).where(_t.id == bindparam("thread_id"))
+THREADS_STARTED = select(func.count()).select_from(THREADS).where(
+    _t.created_at >= bindparam("since"))
+LAST_AGENT = (select(_t.agent_email, _t.created_at).where(_t.customer == bindparam("customer"))
+              .order_by(_t.created_at.desc()).limit(1))
+TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
+             .values(value=COUNTERS.c.value + 1).returning(COUNTERS.c.value))
+CURSOR = select(_c.uidvalidity, _c.last_uid).where(_c.mailbox == bindparam("box"))
+MOVE_CURSOR = update(CURSORS).where(_c.mailbox == bindparam("box")).values(
+    uidvalidity=bindparam("validity"), last_uid=bindparam("uid"), updated_at=bindparam("at"))
+
+
+@functools.lru_cache(maxsize=128)  # a message names at most about 100 (`mail.fields`)
+def known_ids_query(count: int) -> Select[Any]:
+    """Known ids for `count` keys (key0, key1, ...): a message names a handful."""
+    return select(_k.message_id, _k.thread_id, _k.direction).where(
+        _k.message_id.in_([bindparam(f"key{i}") for i in range(count)]))
+
+
+@functools.cache  # one per table
+def insert_query(table: Table) -> Insert:
+    return table.insert()

@@ -1,0 +1,247 @@
+"""The store operations one inbound message needs, inside its single transaction.
+
+Public API: `Tx` (reads of known ids, threads, cursors and counters; inserts and updates;
+`after_commit`).
+
+A message is recorded, its thread found or started and its decisions written to the
+outbox in one `Tx`, which `Store.transaction` opens; the scheduler and the staff
+queries use it too. Most reads run the prebuilt statements of `statements`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, update
+from sqlmodel import Session, SQLModel, col, select
+
+from mailbridge.core.threads import RecentThread
+from mailbridge.store.direct import Direct
+from mailbridge.store.statements import (
+    COUNTERS,
+    CURSOR,
+    LAST_AGENT,
+    MESSAGES,
+    MOVE_CURSOR,
+    OPEN_STATES,
+    OUTBOX,
+    RECENT_THREADS,
+    SOURCE_RECORDED,
+    TAKE_TURN,
+    THREAD_CUSTOMER,
+    THREADS,
+    THREADS_STARTED,
+    insert_query,
+    known_ids_query,
+)
+from mailbridge.store.tables import Cursor, Thread, ThreadEvent, table_of
+
+
+class Tx:
+    """The store operations available inside one transaction.
+
+    The per-message path uses SQLAlchemy Core statements on the session's
+    connection: the same tables and types as the models, without the ORM's
+    per-object bookkeeping, which cost more than the queries themselves. On SQLite
+    the hottest of them go one step further, straight to the connection's DBAPI
+    cursor (`store.direct`); on PostgreSQL, where a round trip costs more than
+    SQLAlchemy does, they go through `Connection.execute`.
+    """
+
+    def __init__(self, session: Session, direct: Direct | None = None) -> None:
+        self.session = session
+        self.direct = direct
+        """SQLite: the hot statements skip SQLAlchemy's execute machinery (`store.direct`)."""
+        self._cursor: Any = None
+        self.committed: list[Callable[[], None]] = []
+        self._open_counts: dict[str, int] | None = None
+        self._responses: dict[tuple[str, datetime], list[float]] = {}
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this transaction has committed (never if it rolls back)."""
+        self.committed.append(callback)
+
+    @property
+    def _conn(self) -> Connection:
+        return self.session.connection()
+
+    def _first(self, query: Any) -> Any:
+        return self._conn.execute(query).first()
+
+    def _rows(self, query: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """A prebuilt statement's rows as plain tuples; on SQLite straight from the cursor."""
+        if self.direct is None:
+            return [tuple(row) for row in self._conn.execute(query, params)]
+        return self.direct.rows(self._dbapi_cursor(), self.direct.prepare(query), params)
+
+    def _first_plain(self, query: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        rows = self._rows(query, params)
+        return rows[0] if rows else None
+
+    def _dbapi_cursor(self) -> Any:
+        """The DBAPI cursor of this transaction's connection (begun first)."""
+        if self._cursor is None:
+            self._cursor = self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
+
+    def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
+        if uid is None:
+            return False
+        if uidvalidity is None:
+            m = MESSAGES.c
+            return self._first(select(m.id).where(
+                m.mailbox == mailbox, m.uidvalidity.is_(None), m.uid == uid)) is not None
+        return self._first_plain(SOURCE_RECORDED, {
+            "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}) is not None
+
+    def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
+        if not keys:
+            return {}
+        unique = list(dict.fromkeys(keys))
+        rows = self._rows(known_ids_query(len(unique)),
+                          {f"key{i}": k for i, k in enumerate(unique)})
+        return {message_id: (thread_id, direction) for message_id, thread_id, direction in rows}
+
+    def recent_threads(self, customer: str, since: datetime) -> list[RecentThread]:
+        """The customer's threads started since `since`, newest first (`RECENT_LIMIT`)."""
+        rows = self._rows(RECENT_THREADS, {"customer": customer, "since": since})
+        return [RecentThread(ref, key, created_at, state == "resolved")
+                for ref, key, created_at, state in rows]
+
+    def thread_customer(self, thread_id: str) -> str | None:
+        """The customer address of a thread, or None when there is no such thread."""
+        row = self._first_plain(THREAD_CUSTOMER, {"thread_id": thread_id})
+        return None if row is None else str(row[0])
+
+    def threads_started(self, since: datetime) -> int:
+        """How many threads were started (acknowledged) since `since`."""
+        row = self._first_plain(THREADS_STARTED, {"since": since})
+        assert row is not None
+        return int(row[0])
+
+    def thread(self, thread_id: str) -> Thread | None:
+        """The thread, locked until this transaction ends: its clock is read, changed and
+        written back, and the scheduler (or another instance) must not write in between."""
+        # populate_existing: a batch may have changed the row since this session loaded it.
+        return self.session.get(Thread, thread_id, with_for_update=True, populate_existing=True)
+
+    def update_thread(self, thread_id: str, **values: Any) -> None:
+        self._conn.execute(update(THREADS).where(THREADS.c.id == thread_id).values(**values))
+        if "state" in values or "agent_email" in values:
+            self._open_counts = None  # counted again when next asked
+
+    def event(self, thread_id: str, at: datetime, kind: str, detail: str = "") -> None:
+        """Add a line to the thread's history."""
+        self.insert(ThreadEvent, thread_id=thread_id, at=at, kind=kind, detail=detail)
+
+    def due_threads(self, now: datetime, limit: int = 50) -> list[Thread]:
+        """Threads with something due at `now`, most overdue first, claimed for this
+        transaction (other instances skip them)."""
+        query = (select(Thread).where(col(Thread.next_due_at) <= now)
+                 .order_by(col(Thread.next_due_at)).limit(limit)
+                 .with_for_update(skip_locked=True))
+        return list(self.session.exec(query).all())
+
+    def recent_first_responses(self, policy: str, since: datetime,
+                               limit: int = 500) -> list[float]:
+        """Business seconds to first response of this policy's threads answered since `since`
+        (to the hour: a transaction recording many messages reads them once)."""
+        key = (policy, since.replace(minute=0, second=0, microsecond=0))
+        found = self._responses.get(key)
+        if found is None:
+            t = THREADS.c
+            rows = self._conn.execute(
+                select(t.first_response_business_seconds)
+                .where(t.policy == policy, t.first_response_at >= key[1],
+                       t.first_response_business_seconds.is_not(None))
+                .order_by(t.first_response_at.desc()).limit(limit))
+            found = self._responses[key] = [float(row[0]) for row in rows]
+        return found
+
+    def ack_recipient(self, thread_id: str) -> str | None:
+        """Where the thread's acknowledgement went: later customer mail goes there too."""
+        o = OUTBOX.c
+        row = self._first(select(o.recipient).where(o.thread_id == thread_id, o.kind == "ack"))
+        return None if row is None else str(row.recipient)
+
+    def latest_customer_message(self, thread_id: str) -> tuple[str | None, tuple[str, ...]]:
+        """(Message-ID of the customer's latest message in the thread, ids to reference)."""
+        m = MESSAGES.c
+        rows = self._conn.execute(
+            select(m.message_id).where(m.thread_id == thread_id, m.message_id.is_not(None),
+                                       m.rule.in_(["new_thread", "follow_up"]))
+            .order_by(m.received_at.desc(), m.id.desc()).limit(20)).all()
+        ids = tuple(str(r[0]) for r in reversed(rows))
+        return (ids[-1] if ids else None), ids
+
+    def last_agent(self, customer: str) -> tuple[str, datetime] | None:
+        """(agent address, start) of the customer's latest thread; None for a new customer."""
+        row = self._first_plain(LAST_AGENT, {"customer": customer})
+        return None if row is None else (str(row[0]), row[1])
+
+    def open_counts(self) -> dict[str, int]:
+        """Open threads (awaiting an agent or the customer) per agent address, lower case.
+
+        Counted once per transaction; threads this transaction opens with `insert` are
+        added, so a batch of new threads is spread as if each had been committed alone.
+        """
+        if self._open_counts is None:
+            t = THREADS.c
+            rows = self._conn.execute(
+                select(t.agent_email, func.count())
+                .where(t.state.in_(OPEN_STATES))
+                .group_by(t.agent_email))
+            counts: dict[str, int] = {}
+            for email, count in rows:
+                counts[str(email).lower()] = counts.get(str(email).lower(), 0) + int(count)
+            self._open_counts = counts
+        return dict(self._open_counts)
+
+    def recheck_agents(self, available: Sequence[str], now: datetime) -> int:
+        """Make the waiting threads of every agent not in `available` (lower-case addresses)
+        due at `now`, so the scheduler looks at handing them over; return how many."""
+        t = THREADS.c
+        query = (update(THREADS)
+                 .where(t.state == "awaiting_agent",
+                        func.lower(t.agent_email).not_in(list(available)),
+                        or_(t.next_due_at.is_(None), t.next_due_at > now))
+                 .values(next_due_at=now))
+        return int(self._conn.execute(query).rowcount or 0)
+
+    def take_turn(self, name: str) -> int:
+        """Return the counter's value and increment it, atomically."""
+        row = self._first_plain(TAKE_TURN, {"counter": name})
+        if row is None:
+            self._conn.execute(COUNTERS.insert(), {"name": name, "value": 1})
+            return 0
+        return int(row[0]) - 1
+
+    def insert(self, model: type[SQLModel], **values: Any) -> None:
+        """Insert one row of `model`'s table; constraint violations raise IntegrityError."""
+        table = table_of(model)
+        statement = insert_query(table)
+        if self.direct is None:
+            self._conn.execute(statement, values)
+        else:
+            self.direct.run(self._dbapi_cursor(), self.direct.prepare(statement, tuple(values)),
+                            values)
+        if table is THREADS and self._open_counts is not None \
+                and values.get("state") in OPEN_STATES:
+            agent = str(values.get("agent_email", "")).lower()
+            self._open_counts[agent] = self._open_counts.get(agent, 0) + 1
+
+    def add(self, row: SQLModel) -> None:
+        self.session.add(row)
+
+    def advance_cursor(self, mailbox: str, uidvalidity: int, uid: int, now: datetime) -> None:
+        row = self._first_plain(CURSOR, {"box": mailbox})
+        if row is None:
+            self.insert(Cursor, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid,
+                        updated_at=now)
+        elif row[0] != uidvalidity or uid > row[1]:
+            self._conn.execute(MOVE_CURSOR, {"box": mailbox, "validity": uidvalidity,
+                                             "uid": uid, "at": now})
+
