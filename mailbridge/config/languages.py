@@ -9,9 +9,10 @@ Public API:
 - `template_languages(folder)`: the language folders (those holding an ack.txt.j2) in it.
 - `shipped_languages()`: the packaged ones ("de", "en").
 
-Adding a language is adding one folder, `templates/<tag>/`, with the customer
-templates (ack.txt.j2, ack.html.j2, update.txt.j2, update.html.j2) and, unless
-`mailbridge.core.eta` has built-in phrases for it, a phrases.toml with its date words.
+Adding a language is adding one folder, `<tag>/`, to the operator's `[templates] dir` (or,
+to ship it, to `templates/`), with at least its ack.txt.j2 (any template it leaves out comes
+from English) and, unless `mailbridge.core.eta` has built-in phrases for it, a phrases.toml
+with its date words.
 """
 
 from __future__ import annotations

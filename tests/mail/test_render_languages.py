@@ -21,6 +21,27 @@ DANA = Agent("Dana Whitfield", "dana@acme.example", title="Customer Success",
              photo_url="https://acme.example/team/dana.jpg")
 FAQ = (FaqLink("Resetting your password", "https://help.acme.example/password"),
        FaqLink("Invoices <and> receipts", "https://help.acme.example/invoices?a=1&b=2"))
+DUTCH_PHRASES = """
+today = "vandaag"
+tomorrow = "morgen"
+weekdays = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"]
+months = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+          "september", "oktober", "november", "december"]
+date = "{weekday} {day} {month}"
+date_with_year = "{weekday} {day} {month} {year}"
+due = "{day} vóór {time} ({zone})"
+due_dated = "{day} vóór {time} ({zone})"
+at = "{day} om {time} ({zone})"
+at_dated = "{day} om {time} ({zone})"
+your_time = "{ours}, bij u {time}"
+your_time_relative = "{ours}, bij u {day} {time}"
+your_time_dated = "{ours}, bij u {day} {time}"
+closed = "We zijn nu gesloten en {when} weer open."
+city_zone = "{city}-tijd"
+[zones]
+Berlin = "Berlijnse tijd"
+"""
+"""Date words for Dutch, which has no built-in phrases: an operator's nl/phrases.toml."""
 
 
 @pytest.fixture(scope="module")
@@ -186,26 +207,7 @@ def test_adding_a_language_is_one_folder(tmp_path: Path) -> None:
     folder = tmp_path / "nl"
     folder.mkdir()
     (folder / "ack.txt.j2").write_text("Hallo {{ greeting_name }}, {{ due_words }}.\n")
-    (folder / "phrases.toml").write_text('''
-today = "vandaag"
-tomorrow = "morgen"
-weekdays = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"]
-months = ["januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
-          "september", "oktober", "november", "december"]
-date = "{weekday} {day} {month}"
-date_with_year = "{weekday} {day} {month} {year}"
-due = "{day} vóór {time} ({zone})"
-due_dated = "{day} vóór {time} ({zone})"
-at = "{day} om {time} ({zone})"
-at_dated = "{day} om {time} ({zone})"
-your_time = "{ours}, bij u {time}"
-your_time_relative = "{ours}, bij u {day} {time}"
-your_time_dated = "{ours}, bij u {day} {time}"
-closed = "We zijn nu gesloten en {when} weer open."
-city_zone = "{city}-tijd"
-[zones]
-Berlin = "Berlijnse tijd"
-''')
+    (folder / "phrases.toml").write_text(DUTCH_PHRASES)
     custom = Renderer(tmp_path)
     assert "nl" in custom.languages
     text, html = parts(render(custom, context(language="nl")))
