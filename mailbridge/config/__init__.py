@@ -19,7 +19,8 @@ This package owns the file; nothing else in mailbridge reads it. It imports only
 
 The rest of the package: `problems` (the operator's words for every validation error),
 `secrets` (how every secret file and certificate is found and read), `passwords` (the relay's
-scrypt hashes), `languages` (the shipped template languages).
+scrypt hashes), `languages` (where the shipped templates are, and the language folders of
+any template folder).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from mailbridge.config.sections import (
     SmtpSettings,
     StoreSettings,
     SupportSettings,
+    TemplatesSettings,
     ThreadsSettings,
     default_state_dir,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "AgentSettings", "CalendarSettings", "Config", "DaemonSettings", "FaqMatchSettings",
     "FaqSettings", "HolidaySettings", "HttpSettings", "ImapSettings", "MatchSettings",
     "PolicySettings", "RelaySettings", "RulesSettings", "Secret", "SlaSettings",
-    "SmtpPeerSettings", "SmtpSettings", "StoreSettings", "SupportSettings", "ThreadsSettings",
-    "default_state_dir", "demo_config", "format_duration", "load_config", "parse_duration",
+    "SmtpPeerSettings", "SmtpSettings", "StoreSettings", "SupportSettings", "TemplatesSettings",
+    "ThreadsSettings", "default_state_dir", "demo_config", "format_duration", "load_config",
+    "parse_duration",
 ]
