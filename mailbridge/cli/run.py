@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 from mailbridge import logs
@@ -34,7 +33,10 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _serve(config: Config) -> int:
-    logs.setup(config.daemon.log_level, journal="JOURNAL_STREAM" in os.environ)
+    # Under systemd stdout is the journal: records go over journald's native protocol, so a
+    # traceback stays one entry at error priority. Anywhere else each line gets its time.
+    logs.setup(config.daemon.log_level, log_format=config.daemon.log_format,
+               journal=logs.under_journald(sys.stdout))
     # The sender mostly waits on SMTP replies; after each it needs the GIL back from the
     # IMAP thread, which works without pause through a backlog. Python's default of 5 ms
     # per hand-over let acks trail the reading; 0.1 ms measured best (benchmarks/RESULTS.md).

@@ -188,6 +188,7 @@ def default_state_dir(environ: Mapping[str, str]) -> Path:
 class DaemonSettings(_Section):
     state_dir: Path = Field(default_factory=lambda: default_state_dir(os.environ))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
     shutdown_timeout: Duration = timedelta(seconds=10)
 
 
