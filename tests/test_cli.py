@@ -51,14 +51,16 @@ def test_bad_config_lists_every_problem_and_exits_78(
         assert "[[agents]]" in err
 
 
+@pytest.mark.parametrize("command", [["run", "--config"], ["check-config"]])
 def test_run_without_a_mailbox_points_to_the_demo(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`run` on a config without [imap] and [smtp] refuses with exit 78 and says why."""
+        command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`run` on a config without [imap] and [smtp] refuses with exit 78 and says why;
+    check-config says so first."""
     cfg = tmp_path / "minimal.toml"
     cfg.write_text('[support]\naddress = "support@example.com"\nname = "S"\n'
                    '[[agents]]\nname = "Dana"\nemail = "dana@example.com"\n'
                    f'[daemon]\nstate_dir = "{tmp_path}"\n')
-    assert main(["run", "--config", str(cfg)]) == 78
+    assert main([*command, str(cfg)]) == 78
     err = capsys.readouterr().err
     assert "[imap]" in err and "mailbridge demo" in err and "[smtp]" in err
 

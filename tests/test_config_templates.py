@@ -14,7 +14,7 @@ from mailbridge.config import Config, load_config
 from mailbridge.config.languages import TEMPLATES
 from mailbridge.errors import ConfigError
 from mailbridge.mail.render import ACK_HTML, ACK_TEXT, Renderer
-from tests.configs import MINIMAL
+from tests.configs import MAILBOX, MINIMAL
 from tests.mail.test_render_languages import DUTCH_PHRASES
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -143,7 +143,7 @@ def test_the_example_documents_the_section() -> None:
 
 def checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """check-config on a minimal file whose [templates] dir is tmp_path/templates."""
-    path = write_config(tmp_path, MINIMAL + '[templates]\ndir = "templates"\n'
+    path = write_config(tmp_path, MINIMAL + MAILBOX + '[templates]\ndir = "templates"\n'
                         f'[daemon]\nstate_dir = "{tmp_path}"\n')
     code = main(["check-config", str(path)])
     out, err = capsys.readouterr()
@@ -235,7 +235,7 @@ def test_run_refuses_to_start_with_a_broken_template(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`run` checks the operator's templates too, and exits 78 before serving."""
     broken = template(tmp_path / "templates", f"en/{ACK_TEXT}", "{% for %}\n")
-    path = write_config(tmp_path, MINIMAL + '[templates]\ndir = "templates"\n'
+    path = write_config(tmp_path, MINIMAL + MAILBOX + '[templates]\ndir = "templates"\n'
                         f'[daemon]\nstate_dir = "{tmp_path}"\n')
     assert main(["run", "--config", str(path)]) == 78
     assert f"[templates] dir: {broken}, line 1: " in capsys.readouterr().err

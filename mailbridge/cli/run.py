@@ -10,7 +10,7 @@ import asyncio
 import sys
 
 from mailbridge import logs
-from mailbridge.cli.check_config import template_problems
+from mailbridge.cli.check_config import run_problems
 from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.daemon.service import Service
@@ -20,13 +20,7 @@ from mailbridge.errors import ConfigError
 def command(args: argparse.Namespace) -> int:
     path = args.config
     config = load_config(path)
-    problems = []
-    if config.imap is None:
-        problems.append("[imap]: `run` needs an [imap] section to watch a mailbox "
-                        "(to try mailbridge without a mail server, use `mailbridge demo`)")
-    if config.smtp is None:
-        problems.append("[smtp]: `run` needs an [smtp] section to send acknowledgements")
-    problems += template_problems(config, SystemClock().now())
+    problems = run_problems(config, SystemClock().now())
     if problems:
         raise ConfigError(str(path), problems)
     return _serve(config)
