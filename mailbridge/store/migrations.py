@@ -237,6 +237,13 @@ def _v6_assignment(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_threads_state_agent ON threads (state, agent_email)"))
 
 
+def _v7_instance_identity(conn: Connection) -> None:
+    """Instances: the machine id and boot id they ran on. Host and PID repeat across
+    containers and reboots; these tell an instance from before this machine's reboot."""
+    conn.execute(text("ALTER TABLE instances ADD COLUMN machine_id TEXT NOT NULL DEFAULT ''"))
+    conn.execute(text("ALTER TABLE instances ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -248,6 +255,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
      _v5_instances),
     (6, "threads: language and assignment reason; open threads per agent index",
      _v6_assignment),
+    (7, "instances: machine id and boot id", _v7_instance_identity),
 )
 
 _VERSION_TABLE = "schema_version"

@@ -39,6 +39,10 @@ class InstanceRow:
     last_seen_at: datetime
     stopped_at: datetime | None = None
     stop_reason: str = ""
+    machine_id: str = ""
+    """/etc/machine-id of its machine, "" where unknown; with `boot_id` it tells an instance
+    from before this machine's reboot. Host and PID are only shown: they repeat."""
+    boot_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ def register(store: Store, me: InstanceRow) -> None:
     with store.transaction() as tx:
         tx.session.connection().execute(insert(INSTANCES).values(
             id=me.id, host=me.host, pid=me.pid, version=me.version, started_at=me.started_at,
-            last_seen_at=me.last_seen_at, stopped_at=None, stop_reason=""))
+            last_seen_at=me.last_seen_at, stopped_at=None, stop_reason="",
+            machine_id=me.machine_id, boot_id=me.boot_id))
 
 
 def heartbeat(store: Store, instance: str, now: datetime) -> bool:
@@ -175,7 +180,7 @@ def instances(store: Store) -> list[InstanceRow]:
     with store.transaction() as tx:
         rows = tx.session.connection().execute(
             select(i.id, i.host, i.pid, i.version, i.started_at, i.last_seen_at, i.stopped_at,
-                   i.stop_reason).order_by(i.started_at, i.id)).all()
+                   i.stop_reason, i.machine_id, i.boot_id).order_by(i.started_at, i.id)).all()
     return [InstanceRow(*row) for row in rows]
 
 

@@ -204,6 +204,10 @@ class Instance(SQLModel, table=True):
     """The heartbeat: renewed every quarter of `[store] lease_timeout`."""
     stopped_at: datetime | None = _ts(nullable=True)
     stop_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    machine_id: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """/etc/machine-id of its machine ("" where unknown); host and pid are only shown."""
+    boot_id: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """The kernel's boot id when it started: with `machine_id`, tells an earlier boot."""
 
 
 class MailboxLease(SQLModel, table=True):
