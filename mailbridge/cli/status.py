@@ -1,8 +1,8 @@
 """`mailbridge status`: the instances sharing the store, who watches which mailbox, the outbox
 and the next deadline, read from the store (the daemon need not answer).
 
-Public API: `Status`, `InstanceStatus`, `MailboxStatus`, `gather(store, config, now, host)`,
-`print_status(status, out, as_json)`, `EXIT_UNWATCHED`.
+Public API: `Status`, `InstanceStatus`, `MailboxStatus`, `gather(store, config, now, host,
+here)`, `print_status(status, out, as_json)`, `EXIT_UNWATCHED`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.config.values import mask_url
+from mailbridge.daemon.identity import Identity
 from mailbridge.store import peers
 from mailbridge.store.db import Store
 from mailbridge.store.migrations import current_version
@@ -38,10 +39,14 @@ class InstanceStatus:
     started_at: datetime
     last_seen_at: datetime
     state: str
-    """"alive", "silent" (no heartbeat within the lease timeout, not yet reaped) or "stopped"."""
+    """"alive", "silent" (no heartbeat within the lease timeout, or from before this
+    machine's reboot; not yet reaped) or "stopped"."""
     stop_reason: str
     mailboxes: tuple[str, ...]
     this_host: bool
+    """Same machine id as here (same host name where a machine id is unknown)."""
+    machine_id: str = ""
+    boot_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,26 @@ class Status:
         return [m.mailbox for m in self.mailboxes if m.holder not in alive]
 
 
-def _state(row: peers.InstanceRow, now: datetime, timeout: timedelta) -> str:
+def _state(row: peers.InstanceRow, now: datetime, timeout: timedelta, here: Identity) -> str:
     if row.stopped_at is not None:
         return "stopped"
+    if here.earlier_boot(row.machine_id, row.boot_id, row.last_seen_at):
+        return "silent"
     return "alive" if now - row.last_seen_at <= timeout else "silent"
 
 
-def gather(store: Store, config: Config, now: datetime, host: str | None = None) -> Status:
-    """Everything `mailbridge status` shows, as of `now`."""
+def _this_host(row: peers.InstanceRow, host: str, here: Identity) -> bool:
+    if row.machine_id and here.machine_id:
+        return row.machine_id == here.machine_id
+    return row.host == host
+
+
+def gather(store: Store, config: Config, now: datetime, host: str | None = None,
+           here: Identity | None = None) -> Status:
+    """Everything `mailbridge status` shows, as of `now`, seen from `host` and the machine
+    and boot `here` (read from the system when not given)."""
     host = host or socket.gethostname()
+    here = here or Identity.read()
     leases = {lease.mailbox: lease for lease in peers.leases(store)}
     held: dict[str, list[str]] = {}
     for lease in leases.values():
@@ -91,8 +107,9 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None)
             held.setdefault(lease.holder, []).append(lease.mailbox)
     instances = tuple(
         InstanceStatus(row.id, row.host, row.pid, row.version, row.started_at, row.last_seen_at,
-                       _state(row, now, config.store.lease_timeout), row.stop_reason,
-                       tuple(sorted(held.get(row.id, ()))), row.host == host)
+                       _state(row, now, config.store.lease_timeout, here), row.stop_reason,
+                       tuple(sorted(held.get(row.id, ()))), _this_host(row, host, here),
+                       row.machine_id, row.boot_id)
         for row in peers.instances(store))
     configured = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
     names = list(dict.fromkeys([*configured, *sorted(leases)]))
@@ -166,7 +183,8 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
             mark = "  <- this instance" if len(live_here) == 1 and i in live_here else \
                 "  (this host)"
         stopped = f" ({i.stop_reason})" if i.state == "stopped" and i.stop_reason else ""
-        print(f"  {i.id}  {i.host}:{i.pid}  {i.state}{stopped}, "
+        machine = f" machine {i.machine_id[:8]} boot {i.boot_id[:8]}" if i.machine_id else ""
+        print(f"  {i.id}  {i.host}:{i.pid}{machine}  {i.state}{stopped}, "
               f"started {_ago(i.started_at, now)}, last seen {_ago(i.last_seen_at, now)}, "
               f"mailboxes: {', '.join(i.mailboxes) or '-'}{mark}", file=out)
     if not status.instances:

@@ -2,13 +2,15 @@
 
 Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`.
 
-Every instance registers in the store and renews a heartbeat and its mailbox leases
-every quarter of `[store] lease_timeout`; a lease lasts three quarters of it, so a
-mailbox whose watcher died is watched again within `lease_timeout`. Peers whose
-heartbeat is older than `lease_timeout`, or whose process is gone from this host,
-are presumed dead and reaped: their leases freed and the mail they were sending
-recorded as failed (never sent twice). On SQLite the same path runs with one
-instance, and a restart reaps the previous process of the same host at once.
+Every instance registers in the store under a random id, with its machine id and boot id
+(`identity`), and renews a heartbeat and its mailbox leases every quarter of `[store]
+lease_timeout`; a lease lasts three quarters of it, so a mailbox whose watcher died is
+watched again within `lease_timeout`. A peer is presumed dead only when its heartbeat is
+older than `lease_timeout`, or when it provably ended: it ran on this machine before its
+current boot, or it held this state directory before us (its lock there is gone). Host
+names and PIDs prove nothing (containers repeat both). The dead are reaped: their leases
+freed and the mail they were sending recorded as failed (never sent twice). On SQLite the
+same path runs with one instance.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from mailbridge import __version__
 from mailbridge.clock import Clock
+from mailbridge.daemon.identity import HostFiles, Identity, StateLock
 from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.logs import fields
@@ -37,28 +40,16 @@ FORGET_AFTER = timedelta(days=7)
 """Stopped instances stay listed by `mailbridge status` this long."""
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this host (in our PID namespace)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, as another user
-        return True
-    return True
-
-
-def presumed_dead(peer: peers.InstanceRow, *, me: str, host: str, pid: int, now: datetime,
-                  timeout: timedelta, alive: Callable[[int], bool] = pid_alive) -> str | None:
+def presumed_dead(peer: peers.InstanceRow, *, me: str, here: Identity, now: datetime,
+                  timeout: timedelta) -> str | None:
     """Why `peer` is presumed dead, or None while it may be alive (or is us, or stopped)."""
     if peer.id == me or peer.stopped_at is not None:
         return None
     silent = now - peer.last_seen_at
     if silent > timeout:
         return f"no heartbeat for {round(silent.total_seconds())}s"
-    if peer.host == host and (peer.pid == pid or not alive(peer.pid)):
-        # Our own PID, or a PID that no longer exists: that process has ended.
-        return f"process {peer.pid} on {host} has ended"
+    if here.earlier_boot(peer.machine_id, peer.boot_id, peer.last_seen_at):
+        return "it ran before this machine rebooted"
     return None
 
 
@@ -77,7 +68,11 @@ class Membership:
     def __init__(self, store: Store, clock: Clock, *, mailboxes: Sequence[str],
                  lease_timeout: timedelta,
                  synced: Callable[[str], datetime | None] = lambda mailbox: None,
-                 host: str | None = None, pid: int | None = None) -> None:
+                 host: str | None = None, pid: int | None = None,
+                 files: HostFiles | None = None, state_dir: Path | None = None) -> None:
+        """`host` and `pid` are only shown (by `mailbridge status`); `files` says where the
+        machine and boot ids are read, and `state_dir` holds the lock that tells a
+        restarted instance its predecessor there has ended."""
         self.store = store
         self.clock = clock
         self.mailboxes = tuple(dict.fromkeys(mailboxes))
@@ -88,21 +83,34 @@ class Membership:
         self.id = secrets.token_hex(6)
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
+        self.files = files or HostFiles()
+        self.identity = Identity()
+        """This machine and boot, read at `join`."""
+        self.lock = StateLock(state_dir) if state_dir is not None else None
         self.held: frozenset[str] = frozenset()
-        self._renewed = time.monotonic()
+        self._renewed = clock.monotonic()
 
     # -- blocking steps ---------------------------------------------------------------
 
     def join(self) -> Change:
         """Register, clean up after dead peers (a previous run of ours included), and take
         the free mailboxes."""
+        self.identity = Identity.read(self.files)
         now = self.clock.now()
         peers.register(self.store, peers.InstanceRow(
-            self.id, self.host, self.pid, __version__, started_at=now, last_seen_at=now))
+            self.id, self.host, self.pid, __version__, started_at=now, last_seen_at=now,
+            machine_id=self.identity.machine_id, boot_id=self.identity.boot_id))
+        predecessor = self.lock.take(self.id) if self.lock is not None else None
+        if self.lock is not None and not self.lock.held:
+            log.warning("instance %s", fields(
+                event="state_dir_unlocked", path=str(self.lock.path),
+                detail="in use by another instance, or not writable; a restart will wait "
+                       "for the lease timeout to clear what this run leaves"))
         peers.forget_stopped(self.store, now - FORGET_AFTER)
-        self._reap(now, startup=True)
+        self._reap(now, startup=True, predecessor=predecessor)
         log.info("instance %s", fields(event="joined", instance=self.id, host=self.host,
-                                       pid=self.pid))
+                                       pid=self.pid, machine=self.identity.machine_id[:12],
+                                       boot=self.identity.boot_id[:8]))
         return self.tick()
 
     def tick(self) -> Change:
@@ -122,11 +130,11 @@ class Membership:
             gained = {m for m in self.mailboxes if m not in renewed and
                       peers.acquire(self.store, m, self.id, now, self.duration)}
         except StoreUnavailableError:
-            if time.monotonic() - self._renewed < self.duration.total_seconds():
+            if self.clock.monotonic() - self._renewed < self.duration.total_seconds():
                 raise
             lost, self.held = self.held, frozenset()
             return Change(lost=lost)
-        self._renewed = time.monotonic()
+        self._renewed = self.clock.monotonic()
         before = self.held
         self.held = frozenset(renewed | gained)
         change = Change(gained=frozenset(gained), lost=frozenset(before - renewed))
@@ -138,14 +146,23 @@ class Membership:
 
     def leave(self) -> None:
         """Give up every lease and mark this instance stopped (a clean shutdown)."""
-        peers.stopped(self.store, self.id, self.clock.now(), "shutdown")
-        self.held = frozenset()
+        try:
+            peers.stopped(self.store, self.id, self.clock.now(), "shutdown")
+            self.held = frozenset()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
-    def _reap(self, now: datetime, *, startup: bool = False) -> None:
+    def _reap(self, now: datetime, *, startup: bool = False,
+              predecessor: str | None = None) -> None:
+        """Reap the dead; at `startup`, also what our `predecessor` in the state directory
+        left (it has ended: its lock is gone) and `sending` items that name no instance."""
         dead = {}
         for peer in peers.instances(self.store):
-            why = presumed_dead(peer, me=self.id, host=self.host, pid=self.pid, now=now,
+            why = presumed_dead(peer, me=self.id, here=self.identity, now=now,
                                 timeout=self.timeout)
+            if why is None and startup and peer.id == predecessor and peer.stopped_at is None:
+                why = "its process ended (restarted from the same state directory)"
             if why is not None:
                 dead[peer.id] = why
         for number, (peer_id, why) in enumerate(sorted(dead.items())):

@@ -141,7 +141,8 @@ class Service:
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
                                      lease_timeout=config.store.lease_timeout,
-                                     synced=self._last_sync)
+                                     synced=self._last_sync,
+                                     state_dir=config.daemon.state_dir)
         joined = await asyncio.to_thread(self.membership.join)
         self.ingestor = Ingestor.create(config, self.store, self.clock)
         self.ingestor.deadlines.on_outcome = self.metrics.sla_outcome

@@ -181,7 +181,7 @@ def instances(store: Store) -> list[InstanceRow]:
         rows = tx.session.connection().execute(
             select(i.id, i.host, i.pid, i.version, i.started_at, i.last_seen_at, i.stopped_at,
                    i.stop_reason, i.machine_id, i.boot_id).order_by(i.started_at, i.id)).all()
-    return [InstanceRow(*row) for row in rows]
+    return [InstanceRow(**row._mapping) for row in rows]
 
 
 def leases(store: Store) -> list[LeaseRow]:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import FakeClock, SystemClock
 from mailbridge.config import SmtpSettings, load_config
-from mailbridge.daemon.membership import Membership, presumed_dead
+from mailbridge.daemon.membership import Membership
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.errors import ConfigError
 from mailbridge.io.smtp_sender import SmtpTransport
@@ -65,34 +65,21 @@ def test_reaping_fails_a_dead_instances_sends_and_frees_its_leases(store: Store)
     assert gone.stopped_at == T0 and gone.stop_reason == "no heartbeat for 40s"
 
 
-def test_a_peer_is_presumed_dead_when_silent_or_its_process_is_gone() -> None:
-    """Silence past the timeout, or a vanished PID on our own host, means dead; else alive."""
-    def verdict(peer: peers.InstanceRow, *, after: float, alive: bool) -> str | None:
-        return presumed_dead(peer, me="me", host="h1", pid=1, now=T0 + timedelta(seconds=after),
-                             timeout=timedelta(seconds=30), alive=lambda pid: alive)
-
-    here = peers.InstanceRow("p", "h1", 4242, "", T0, T0)
-    elsewhere = peers.InstanceRow("p", "h2", 4242, "", T0, T0)
-    assert verdict(here, after=10, alive=True) is None
-    assert verdict(here, after=31, alive=True) == "no heartbeat for 31s"
-    assert verdict(here, after=0, alive=False) == "process 4242 on h1 has ended"
-    assert verdict(elsewhere, after=0, alive=False) is None, "another host's PIDs are not ours"
-    reused = peers.InstanceRow("p", "h1", 1, "", T0, T0)
-    assert verdict(reused, after=0, alive=True) == "process 1 on h1 has ended", "our own PID"
-
-
 def test_a_restarted_instance_takes_over_at_once_and_a_killed_peer_after_the_timeout(
-        store: Store) -> None:
-    """Same host, process gone: at once; another host, silent: within the lease timeout."""
+        store: Store, tmp_path: Path) -> None:
+    """Restarted from the same state directory (its lock gone): at once; another instance,
+    silent: within the lease timeout. Host names and PIDs play no part."""
     clock = FakeClock(T0)
     first = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
-                       host="h1", pid=999_999_999)  # a PID no process has
+                       host="h1", pid=1, state_dir=tmp_path)
     assert first.join().gained == {"INBOX", "Sent"}
+    assert first.lock is not None
+    first.lock.release()  # what the kernel does when its process ends, however it ends
     again = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
-                       host="h1")
-    assert again.join().gained == {"INBOX", "Sent"}, "the old process of this host is gone"
+                       host="h1", pid=1, state_dir=tmp_path)
+    assert again.join().gained == {"INBOX", "Sent"}, "its predecessor there has ended"
     other = Membership(store, clock, mailboxes=["INBOX", "Sent"], lease_timeout=LEASE,
-                       host="h2")
+                       host="h1", pid=1)
     assert other.join().gained == frozenset()
     for _ in range(3):  # both alive: the holder renews, the other waits
         clock.advance(LEASE / 4)

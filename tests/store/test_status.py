@@ -16,6 +16,7 @@ from mailbridge.daemon.membership import Membership
 from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem, Thread
 from tests.configs import MINIMAL
+from tests.hosts import BOOT_2, CLONE, host_files
 
 
 def _config(tmp_path: Path, store_url: str) -> Path:
@@ -46,7 +47,8 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     here.join()
     here.tick()  # records the watchers' last sync on the leases
     peer = Membership(store, clock, mailboxes=["INBOX", "Sent"],
-                      lease_timeout=timedelta(seconds=20), host="other-host")
+                      lease_timeout=timedelta(seconds=20), host="other-host",
+                      files=host_files(tmp_path / "other", machine=CLONE, boot=BOOT_2))
     peer.join()
     due = now + timedelta(hours=3)
     with store.transaction() as tx:
@@ -61,6 +63,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     by_id = {i.id: i for i in status.instances}
     assert by_id[here.id].mailboxes == ("INBOX", "Sent") and by_id[here.id].state == "alive"
     assert by_id[peer.id].mailboxes == () and not by_id[peer.id].this_host
+    assert (by_id[peer.id].machine_id, by_id[peer.id].boot_id) == (CLONE, BOOT_2)
     inbox = status.mailboxes[0]
     assert (inbox.mailbox, inbox.holder, inbox.last_uid) == ("INBOX", here.id, 41)
     assert inbox.last_sync is not None and abs(inbox.last_sync - now) < timedelta(seconds=1)
@@ -70,6 +73,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     assert main(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
     assert f"{here.id}" in text and "<- this instance" in text
+    assert f"other-host:{peer.pid} machine {CLONE[:8]} boot {BOOT_2[:8]}  alive" in text
     assert "INBOX: watched by" in text and "last UID 41" in text
     assert "outbox: 1 pending" in text and "thread ABCDEF" in text
 
