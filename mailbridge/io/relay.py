@@ -10,8 +10,11 @@ agent may send, and only with their own address or the support address as the en
 sender and in From: it is never an open relay. Failed logins are counted per client address
 (`mailbridge.core.throttle`): answered ever more slowly, then refused for a while.
 
-`handle_DATA` hands the message to `submit` (in a worker thread: parsing, SQL and the slow
-password hash never run on the event loop), which records it as the agent's response and
+Password checks (scrypt, 32 MiB each) run in the relay's own pool of `LOGIN_CHECKS` threads:
+a burst of logins waits its turn there instead of filling the default thread pool that the
+sender, scheduler and heartbeat share (`RelayServer.close` lets them end through
+`RelayHandler.close`). `handle_DATA` hands the message to `submit` (in a worker thread:
+parsing and SQL never run on the event loop), which records it as the agent's response and
 queues it in the outbox in one transaction; the client gets 250 only after that commit, and
 451 if it failed, so its mail client keeps the message and tries again. Replies are fixed
 sentences; details go to the log, addresses only at debug level and passwords never.
@@ -28,6 +31,7 @@ import logging
 import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +70,8 @@ REPLY_TOO_MANY = f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS})"
 REPLY_STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
 REPLY_LOCKED = "454 4.7.0 Too many failed logins from your address; try again later"
 REPLY_ERROR = "451 4.3.0 Internal error; please try again later"
+LOGIN_CHECKS = 2
+"""Password checks running at once, each about 0.1 s of CPU and 32 MiB (scrypt)."""
 
 
 # -- who may log in ----------------------------------------------------------------------------
@@ -158,6 +164,7 @@ class RelayHandler:
         self.submit = submit
         self.clock = clock
         self.throttle = throttle or LoginThrottle()
+        self._checks: ThreadPoolExecutor | None = None
 
     # aiosmtpd looks up auth_<MECHANISM> on the handler too; ours replace its built-ins so
     # that the password check (scrypt) runs in a thread and failures are throttled.
@@ -215,7 +222,7 @@ class RelayHandler:
         if given is None:
             return AuthResult(success=False, handled=True)
         login, password = given
-        agent = await asyncio.to_thread(self.credentials.check, login, password)
+        agent = await self._check(login, password)
         if agent is None:
             delay = self.throttle.failed(peer, self.clock.monotonic())
             log.warning("relay %s", fields(
@@ -231,6 +238,20 @@ class RelayHandler:
         log.info("relay %s", fields(event="login", peer=peer, mechanism=mechanism))
         log.debug("relay %s", fields(event="login", agent=agent.email))
         return AuthResult(success=True, auth_data=agent)
+
+    async def _check(self, login: bytes, password: bytes) -> Agent | None:
+        """`credentials.check` in the relay's own threads, at most `LOGIN_CHECKS` at once."""
+        if self._checks is None:  # made again after `close`: the relay may be restarted
+            self._checks = ThreadPoolExecutor(max_workers=LOGIN_CHECKS,
+                                              thread_name_prefix="relay-login")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._checks, self.credentials.check, login, password)
+
+    def close(self) -> None:
+        """Let the login threads end once the checks already asked for are done."""
+        checks, self._checks = self._checks, None
+        if checks is not None:
+            checks.shutdown(wait=False)
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -364,3 +385,4 @@ class RelayServer:
         if server is not None:
             server.close()
             await server.wait_closed()
+        self.handler.close()
