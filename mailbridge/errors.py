@@ -6,6 +6,8 @@
     ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
     │   └── StoreUnavailableError  the database is down, restarting or cut us off
     └── PermanentError   recorded, never retried: SMTP 5xx, unparseable mail
+        └── DeliveryUnknownError  the connection went after the end of DATA: the
+                                  server may have the message; never sent again
 
 Adapters in `mailbridge.io` translate library errors into these with
 `raise ... from exc`; nothing above `io/` catches library exceptions.
@@ -52,3 +54,9 @@ class StoreUnavailableError(TransientError):
 
 class PermanentError(MailbridgeError):
     """A failure that will not pass by retrying: record it and move on."""
+
+
+class DeliveryUnknownError(PermanentError):
+    """The server may or may not have accepted the message: the connection timed out or
+    closed after the final "." of DATA, before its reply. Sending it again could give the
+    customer two copies, so the item is recorded `unknown` and never retried."""

@@ -1,18 +1,22 @@
 """Run the real `mailbridge run` as a child process, for integration tests and benchmarks.
 
-Public API: `write_config(directory, dovecot, smtp, **overrides) -> Path`, `Daemon`.
+Public API: `write_config(directory, dovecot, smtp, **overrides) -> Path`, `Daemon`, and
+`run_service(service, scenario)` for a service in the test's own process.
 Imports no pytest, so `benchmarks/` can use it too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from mailbridge.daemon.service import Service
 from mailbridge.store.db import Store
 from tests.servers import Dovecot, SmtpPeer, free_port, wait_for
 
@@ -169,3 +173,16 @@ def maildir_deliver(dovecot: Dovecot, raw: bytes, name: str) -> Path:
     os.chown(tmp, owner.st_uid, owner.st_gid)
     tmp.rename(path)
     return path
+
+
+def run_service(service: Service, scenario: Callable[[Service], Awaitable[None]]) -> None:
+    """Start `service` on a new event loop in this process, run `scenario`, always shut down."""
+    async def main() -> None:
+        await service.startup()
+        try:
+            await scenario(service)
+        finally:
+            service.request_stop()
+            await service.shutdown()
+
+    asyncio.run(main())

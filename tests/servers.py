@@ -38,7 +38,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trustme
 from aiosmtpd.controller import Controller
@@ -672,6 +672,10 @@ class _RecordingHandler:
             return reply
         delay = self._peer._take_stall()
         self._peer._record(envelope)
+        if self._peer._take_drop() and server.transport is not None:
+            # Recorded, then the connection closed with no reply: the client cannot know.
+            server.transport.close()
+            await asyncio.Event().wait()  # connection_lost() cancels this handler
         if delay:
             # Recorded, the reply held back: a client killed meanwhile cannot know that the
             # message was delivered (as with a real MTA that got the final dot).
@@ -679,23 +683,54 @@ class _RecordingHandler:
         return "250 Message accepted for delivery"
 
 
+class _CountingSMTP(SMTP):
+    """aiosmtpd's session, telling the peer when a client that greeted it is gone (the
+    controller's own start-up probe never greets)."""
+
+    def __init__(self, handler: _RecordingHandler, peer: SmtpPeer, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._peer = peer
+
+    def connection_lost(self, error: Exception | None) -> None:
+        greeted = self.session is not None and self.session.host_name is not None
+        super().connection_lost(error)
+        if greeted:
+            self._peer._closed()
+
+
+class _PeerController(Controller):
+    def __init__(self, peer: SmtpPeer, handler: _RecordingHandler, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._peer = peer
+
+    def factory(self) -> SMTP:
+        return _CountingSMTP(self.handler, self._peer, **self.SMTP_kwargs)
+
+
 class SmtpPeer:
     """An aiosmtpd server on a fixed loopback port that records mail and fails on demand.
 
     ``fail_with`` scripts refusals per transaction; ``stop()``/``start()`` simulate an outage
     (connections refused) and come back on the same port. With ``tls=True`` the peer offers
-    STARTTLS with a certificate that ``ca_pem_path`` verifies.
+    STARTTLS with a certificate that ``ca_pem_path`` verifies. With ``idle_timeout`` it
+    closes a connection that sent no command for that many seconds, as every real MTA does
+    (Postfix after 300 s); ``drop_after_data`` hangs up after the final dot without a reply.
     """
 
     host = LOOPBACK
 
     def __init__(
         self, *, tls: bool = False, directory: Path | None = None, port: int | None = None,
-        pipelining: bool = True,
+        pipelining: bool = True, idle_timeout: float | None = None,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.pipelining = pipelining
         """Offer PIPELINING in the EHLO reply, as Postfix, Exim and Sendmail do."""
+        self.idle_timeout = idle_timeout
+        """Seconds without a command after which aiosmtpd closes the connection (None: its
+        default, 300 s)."""
+        self._drops = 0
+        self._closed_count = 0
         self._cond = threading.Condition()
         self._messages: list[Received] = []
         self._failure: _Failure | None = None
@@ -740,13 +775,16 @@ class SmtpPeer:
         """Listen on ``host:port`` (the same port after a ``stop()``)."""
         if self._controller is not None:
             return
-        controller = Controller(
+        idle = {} if self.idle_timeout is None else {"timeout": self.idle_timeout}
+        controller = _PeerController(
+            self,
             self._handler,
             hostname=self.host,
             port=self.port,
             server_hostname="localhost",  # spares a getfqdn() lookup
             ready_timeout=10.0,
             tls_context=None if self._tls is None else server_ssl_context(self._tls),
+            **idle,
         )
         controller.start()
         self._controller = controller
@@ -809,6 +847,37 @@ class SmtpPeer:
             self._stall = (seconds, times - 1) if times > 1 else None
             self._stalled += 1
             return seconds
+
+    def drop_after_data(self, times: int = 1) -> None:
+        """Record the next ``times`` messages, then close the connection instead of replying
+        to their final dot (the ambiguous end of DATA)."""
+        with self._cond:
+            self._drops = times
+
+    def _take_drop(self) -> bool:
+        with self._cond:
+            if self._drops == 0:
+                return False
+            self._drops -= 1
+            return True
+
+    @property
+    def closed_count(self) -> int:
+        """How many client connections have ended (QUIT, hang-up or our idle timeout)."""
+        with self._cond:
+            return self._closed_count
+
+    def _closed(self) -> None:
+        with self._cond:
+            self._closed_count += 1
+            self._cond.notify_all()
+
+    def wait_for_closed(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until at least ``n`` client connections have ended."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._closed_count >= n, timeout=timeout):
+                raise AssertionError(f"SMTP peer saw {self._closed_count} connections end, "
+                                     f"expected {n} (waited {timeout:g}s)")
 
     def recover(self) -> None:
         """Accept mail normally again."""

@@ -161,6 +161,21 @@ def test_minimal_file_takes_defaults(tmp_path: Path) -> None:
     assert config.calendars == () and config.policies == ()
 
 
+@pytest.mark.parametrize(("smtp", "daemon", "expected"), [
+    ("", "", 35),  # the default SMTP timeout, 30 s, and 5 s to record the outcome
+    ('timeout = "90s"\n', "", 95),
+    ('timeout = "2s"\n', "", 10),
+    ('timeout = "90s"\n', 'shutdown_timeout = "20s"\n', 20),  # set: kept as written
+])
+def test_a_stop_waits_out_the_smtp_timeout_unless_told_otherwise(
+        tmp_path: Path, smtp: str, daemon: str, expected: int) -> None:
+    """Unset, [daemon] shutdown_timeout outlasts [smtp] timeout, so that a send waiting for
+    the server's reply is recorded rather than cut off; a value in the file stays."""
+    config = load(tmp_path, f'{MINIMAL}[smtp]\nhost = "mail.example.com"\n{smtp}'
+                            f"[daemon]\n{daemon}")
+    assert config.daemon.shutdown_timeout == timedelta(seconds=expected)
+
+
 def test_sla_defaults(tmp_path: Path) -> None:
     """Without [sla] the default policy has only a first-response target, on "24/7"."""
     sla = load(tmp_path, MINIMAL).sla

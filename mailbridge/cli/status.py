@@ -70,6 +70,8 @@ class Status:
     outbox_pending: int
     outbox_sending: int
     outbox_failed: int
+    outbox_unknown: int
+    """Items the server may or may not have accepted (no reply after the end of DATA)."""
     next_deadline: datetime | None
     next_deadline_thread: str | None
 
@@ -117,7 +119,7 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
         conn = tx.session.connection()
         o, t, c = OUTBOX.c, THREADS.c, CURSORS.c
         by_state: dict[str, int] = dict(conn.execute(select(o.state, func.count()).where(
-            o.state.in_(["pending", "sending", "failed"])).group_by(o.state)).all())
+            o.state.in_(["pending", "sending", "failed", "unknown"])).group_by(o.state)).all())
         due = conn.execute(select(t.next_due_at, t.id).where(t.next_due_at.is_not(None))
                            .order_by(t.next_due_at).limit(1)).first()
         cursors = {row.mailbox: row for row in conn.execute(
@@ -137,8 +139,8 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
             cursor.updated_at if cursor else None))
     return Status(now, mask_url(config.store.url), version, instances, tuple(mailboxes),
                   int(by_state.get("pending", 0)), int(by_state.get("sending", 0)),
-                  int(by_state.get("failed", 0)), due[0] if due else None,
-                  due[1] if due else None)
+                  int(by_state.get("failed", 0)), int(by_state.get("unknown", 0)),
+                  due[0] if due else None, due[1] if due else None)
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
@@ -196,7 +198,7 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
         print(f"  {m.mailbox}: {holder}, last IMAP sync {_ago(m.last_sync, now)}, {cursor}, "
               f"last recorded {_ago(m.last_recorded_at, now)}", file=out)
     print(f"outbox: {status.outbox_pending} pending, {status.outbox_sending} sending, "
-          f"{status.outbox_failed} failed", file=out)
+          f"{status.outbox_failed} failed, {status.outbox_unknown} unknown", file=out)
     if status.next_deadline is None:
         print("next deadline: none", file=out)
     else:

@@ -190,6 +190,9 @@ class DaemonSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     shutdown_timeout: Duration = timedelta(seconds=10)
+    """How long a stop waits for work in progress. Unless set, at least 10 s and 5 s more
+    than the longest SMTP timeout in use (`Config`), so that a send waiting for the
+    server's reply ends and is recorded instead of being cut off."""
 
 
 class Config(_Section):
@@ -238,6 +241,18 @@ class Config(_Section):
         )
         if problems:
             raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _shutdown_outlasts_smtp(self) -> Config:
+        if "shutdown_timeout" in self.daemon.model_fields_set:
+            return self
+        peers = [self.smtp, self.relay.upstream if self.relay.enabled else None]
+        longest = max((peer.timeout for peer in peers if peer is not None), default=0.0)
+        wait = max(timedelta(seconds=10), timedelta(seconds=longest + 5))
+        # Frozen: the derived default is filled in once, while validating.
+        object.__setattr__(self, "daemon",
+                           self.daemon.model_copy(update={"shutdown_timeout": wait}))
         return self
 
 

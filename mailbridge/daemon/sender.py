@@ -4,7 +4,8 @@ Public API: `OutboxSender`, `RetryPolicy`, `SendBug`, `CLAIM_BATCH`.
 
 It claims due items from the store in batches, hands each to a `Transport`
 (`mailbridge.io.smtp_sender`), and records the outcome: sent, retried later with backoff
-(`TransientError`), or failed (`PermanentError`, or a bug while sending: never resent).
+(`TransientError`), failed (`PermanentError`, or a bug while sending: never resent), or
+unknown (`DeliveryUnknownError`: the server may have it; never resent either).
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from datetime import datetime, timedelta
 
 from mailbridge.clock import Clock
 from mailbridge.daemon.waiting import sleep_until
-from mailbridge.errors import PermanentError, StoreUnavailableError, TransientError
+from mailbridge.errors import (
+    DeliveryUnknownError,
+    PermanentError,
+    StoreUnavailableError,
+    TransientError,
+)
 from mailbridge.io.backoff import Backoff, retry_delay
 from mailbridge.io.smtp_sender import Transport
 from mailbridge.logs import fields, redact
@@ -159,6 +165,8 @@ class OutboxSender:
         item, now = attempt.item, attempt.at
         if isinstance(attempt.error, TransientError):
             return self._retry_later(item, str(attempt.error))
+        if isinstance(attempt.error, DeliveryUnknownError):
+            return self._unknown(item, str(attempt.error))
         if isinstance(attempt.error, PermanentError):
             reason = "internal" if isinstance(attempt.error, SendBug) else "smtp_permanent"
             return self._fail(item, str(attempt.error), reason)
@@ -180,6 +188,13 @@ class OutboxSender:
         log.warning("ack %s", fields(event="retry", thread=item.thread_id, attempt=item.attempts,
                                      retry_in_s=round(delay, 1), error=redact(error)))
         return Finished(item.id, "pending", now, error, now + timedelta(seconds=delay))
+
+    def _unknown(self, item: OutboxRow, error: str) -> Finished:
+        """The server may have accepted it: at most one ack, so it is never sent again."""
+        self.metrics.unknown(item.kind, item.mailbox)
+        log.warning("ack %s", fields(event="unknown", thread=item.thread_id,
+                                     attempt=item.attempts, error=redact(error)))
+        return Finished(item.id, "unknown", self.clock.now(), error)
 
     def _fail(self, item: OutboxRow, error: str, reason: str | None) -> Finished:
         if reason is not None:

@@ -1,13 +1,15 @@
 """The daemon: builds every part from the Config and runs them under one asyncio loop.
 
-Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`).
+Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`, `health()`).
 
 Lifecycle, as in uvicorn's server: `startup()` opens the store, the HTTP
 endpoint, the outbox sender, one watcher thread per mailbox and (when enabled)
 the agents' submission relay, then tells
 systemd READY=1 (before IMAP login, so a mail-server outage is not a start
-failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog;
-`shutdown()` stops the watchers, lets the sender drain what is due, and exits.
+failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog while every
+part is up; `shutdown()` stops the watchers, lets the sender drain what is due, and exits.
+The sender, scheduler, membership, relay and each watcher run under a `Supervisor`: a bug
+in one is logged with its traceback and counted, and that part starts again.
 
 Several instances may share one store (`membership`): an instance watches only the
 mailboxes whose lease it holds, starting and stopping watchers as leases come and go;
@@ -38,7 +40,9 @@ from mailbridge.daemon.policies import build_policies
 from mailbridge.daemon.scheduler import Scheduler
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.daemon.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
+from mailbridge.daemon.supervisor import Supervisor, default_backoff, stalled
 from mailbridge.errors import TransientError
+from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.relay import (
@@ -79,8 +83,11 @@ class Service:
                  registry: CollectorRegistry | None = None, transport: Transport | None = None,
                  on_outcome: Callable[[Outcome], None] | None = None,
                  on_sent: Callable[[OutboxRow], None] | None = None,
-                 relay_transport: Transport | None = None) -> None:
+                 relay_transport: Transport | None = None,
+                 open_store: Callable[[str], Store] = Store.open,
+                 restart_backoff: Callable[[], Backoff] = default_backoff) -> None:
         self.config = config
+        self.open_store = open_store
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         mailboxes = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
@@ -89,6 +96,7 @@ class Service:
         self.metrics = Metrics(self.registry, mailboxes, self.policies)
         self.metrics.config_loaded(self.clock.now())
         self._collector: StoreCollector | None = None
+        self.supervisor = Supervisor(self.metrics, self.clock, backoff=restart_backoff)
         self.transport = transport
         self.relay_transport = relay_transport
         """The relay's upstream (default: `[relay] upstream_*`), when the relay is enabled."""
@@ -136,7 +144,7 @@ class Service:
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()
         config = self.config
-        self.store = await asyncio.to_thread(Store.open, config.store.url)
+        self.store = await asyncio.to_thread(self.open_store, config.store.url)
         # Before the sender starts: joining fails what a dead instance (or our previous
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
@@ -150,7 +158,7 @@ class Service:
                                          horizon=config.sla.at_risk_horizon, now=self.clock.now)
         self.registry.register(self._collector)
         self.http = HttpServer(config.http.host, config.http.port, self.registry,
-                               lambda: self.ready, auth=http_auth(config.http))
+                               self.health, auth=http_auth(config.http))
         await self.http.start()
         transport = self.transport or self._smtp_transport()
         retry = RetryPolicy()
@@ -165,13 +173,17 @@ class Service:
                                    on_sent=self.on_sent, claimer=self.membership.id,
                                    routes=routes,
                                    idle_poll=SHARED_OUTBOX_POLL if self.store.shared else None)
-        self._tasks.append(asyncio.create_task(self.sender.run(self._stopping_sender)))
+        supervise = self.supervisor.start
+        self._tasks.append(supervise(
+            "sender", functools.partial(self.sender.run, self._stopping_sender),
+            self._stopping_sender, before_restart=self._sender_restarting))
         self.scheduler = Scheduler(self.ingestor.deadlines, self.store, self.clock,
                                    on_work=self.sender.wake)
-        self._tasks.append(asyncio.create_task(self.scheduler.run(self._stop)))
+        self._tasks.append(supervise(
+            "scheduler", functools.partial(self.scheduler.run, self._stop), self._stop))
         await self._leases_changed(joined)
-        self._tasks.append(asyncio.create_task(
-            self.membership.run(self._stop, self._leases_changed)))
+        self._tasks.append(supervise("membership", functools.partial(
+            self.membership.run, self._stop, self._leases_changed), self._stop))
         if config.relay.enabled:
             credentials = Credentials.from_config(config)
             if not len(credentials):
@@ -181,7 +193,9 @@ class Service:
                                    support_addresses=frozenset(config.support.addresses),
                                    submit=self._relay_submit, clock=self.clock)
             self.relay = RelayServer(config.relay, handler)
-            await self.relay.start()
+            await self.relay.start()  # a relay that cannot listen fails the start
+            self._tasks.append(supervise(
+                "relay", functools.partial(self.relay.serve, self._stop), self._stop))
         self.ready = True
         self.started.set()
         sd_notify("READY=1")
@@ -202,13 +216,16 @@ class Service:
         for watcher in [w for w in self.watchers if w.mailbox in change.lost]:
             self.watchers.remove(watcher)
             await asyncio.to_thread(watcher.stop)
+            self.supervisor.forget(f"watcher {watcher.mailbox}")
         imap = self.config.imap
         if imap is None or self.store is None:
             return
         for mailbox in sorted(change.gained):
             watcher = ImapWatcher(imap, mailbox=mailbox, store=self.store,
                                   deliver=functools.partial(self._deliver_threadsafe, mailbox),
-                                  clock=self.clock, metrics=self.metrics)
+                                  clock=self.clock, metrics=self.metrics,
+                                  supervision=self.supervisor.reporter(f"watcher {mailbox}",
+                                                                       "watcher"))
             watcher.start()
             self.watchers.append(watcher)
 
@@ -223,17 +240,27 @@ class Service:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
-            if interval is not None and self._healthy():
+            if interval is not None and self.health() is None:
                 sd_notify("WATCHDOG=1")
 
-    def _healthy(self) -> bool:
-        """Every watcher thread is alive and not stuck in a call for too long."""
-        now = time.monotonic()
-        for watcher in self.watchers:
-            limit = 2 * watcher.settings.read_timeout + 60
-            if not watcher.running or now - watcher.heartbeat > limit:
-                return False
-        return all(not task.done() for task in self._tasks)
+    def health(self) -> str | None:
+        """None while every part is up; else what is not (/healthz's 503, no watchdog ping):
+        a part waiting to restart, a watcher thread that ended or is stuck in a call."""
+        if not self.ready:
+            return "starting" if not self._stop.is_set() else "stopping"
+        down = self.supervisor.down() + stalled(self.watchers, time.monotonic())
+        down += [f"{task.get_name()} (ended)" for task in self._tasks if task.done()]
+        return f"down: {', '.join(down)}" if down else None
+
+    async def _sender_restarting(self) -> None:
+        """Whether what the sender was sending when it failed went out is unknown: fail it,
+        never send it twice, as after a crash."""
+        assert self.store is not None and self.membership is not None
+        failed = await asyncio.to_thread(
+            self.store.recover_interrupted, self.clock.now(), claimers=[self.membership.id],
+            why="the sender restarted after an error")
+        if failed:
+            log.warning("outbox %s", fields(event="interrupted", items=failed))
 
     async def shutdown(self) -> None:
         self.ready = False
@@ -277,7 +304,7 @@ class Service:
     def _deliver_chunk(self, mailbox: str, items: Sequence[Incoming]) -> None:
         outcomes = self._record_batch(mailbox, items) if len(items) > 1 else None
         if outcomes is None:
-            outcomes = [self._record(item.source, item.size, self._step(item)) for item in items]
+            outcomes = [self._record(item, self._step(item)) for item in items]
         self._wake_for(outcomes)  # once per chunk: each wake-up costs the loop a query
 
     def _step(self, item: Incoming) -> Callable[[], Outcome]:
@@ -307,8 +334,8 @@ class Service:
         Blocking: call it from a worker thread.
         """
         message = parse_message(raw)
-        outcome = self._record(source, len(raw), functools.partial(
-            self._ingest, message, source, self.clock.now()))
+        item = Incoming(source, message, self.clock.now(), len(raw))
+        outcome = self._record(item, self._step(item))
         self._wake_for([outcome])
         return outcome
 
@@ -354,16 +381,16 @@ class Service:
         assert self.ingestor is not None, "startup() first"
         return self.ingestor
 
-    def _record(self, source: Source, size: int, step: Callable[[], Outcome]) -> Outcome:
-        now = self.clock.now()
+    def _record(self, item: Incoming, step: Callable[[], Outcome]) -> Outcome:
         try:
             outcome = step()
         except TransientError:  # the store is down: the watcher fetches it again later
             raise
         except Exception as exc:  # never lose a message to a bug: record why instead
-            log.exception("message %s", fields(event="error", source=source.describe()))
-            outcome = self._ingestor().record_failure(source, f"{type(exc).__name__}: {exc}",
-                                                      size=size, received=now, now=now)
+            log.exception("message %s", fields(event="error", source=item.source.describe()))
+            outcome = self._ingestor().record_failure(
+                item.source, f"{type(exc).__name__}: {exc}", size=item.size,
+                received=item.received, now=self.clock.now())
         self._recorded(outcome)
         return outcome
 

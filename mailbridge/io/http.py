@@ -1,8 +1,9 @@
 """The small HTTP endpoint: `/metrics` for Prometheus and `/healthz` for probes.
 
-Public API: `HttpServer(host, port, registry, ready, *, auth=None)`, with `start()`,
+Public API: `HttpServer(host, port, registry, health, *, auth=None)`, with `start()`,
 `close()` and `port` (the bound port, useful with port 0); `HttpAuth` and
-`http_auth(settings)`, the credentials /metrics asks for (none by default).
+`http_auth(settings)`, the credentials /metrics asks for (none by default). `health()` is
+None while the daemon is healthy, else what is wrong: /healthz answers 503 with it.
 
 A plain asyncio server: two read-only GET routes do not need a web framework,
 and it runs on our own event loop. The metrics are rendered in a worker thread
@@ -100,11 +101,11 @@ def _is_loopback(host: str) -> bool:
 
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 ready: Callable[[], bool], *, auth: HttpAuth | None = None) -> None:
+                 health: Callable[[], str | None], *, auth: HttpAuth | None = None) -> None:
         self.host = host
         self.port = port
         self.registry = registry
-        self.ready = ready
+        self.health = health
         self.auth = auth
         self._server: asyncio.Server | None = None
 
@@ -171,7 +172,8 @@ class HttpServer:
                 return 500, "text/plain", b"metrics failed; see the log\n", {}
             return 200, CONTENT_TYPE_LATEST, body, {}
         if target == b"/healthz":
-            if self.ready():
+            problem = self.health()
+            if problem is None:
                 return 200, "text/plain", b"ok\n", {}
-            return 503, "text/plain", b"starting\n", {}
+            return 503, "text/plain", f"{problem}\n".encode(), {}
         return 404, "text/plain", b"not found: try /metrics or /healthz\n", {}

@@ -1,13 +1,15 @@
 """Watch one IMAP mailbox with IDLE and hand every new message over, in UID order.
 
-Public API: `Fetched`, `ImapWatcher` (start, stop, connected, heartbeat).
+Public API: `Fetched`, `ImapWatcher` (start, stop, connected, heartbeat), `Supervision`.
 
 imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread`:
 a cancelled task cannot stop a thread). It fetches headers, the structure and the
 first text part only, never attachments. A durable cursor (UIDVALIDITY, last UID)
 lives in the store and advances in the same transaction as each message, so a
 restart neither misses nor repeats mail. Any connection trouble ends the session;
-the watcher reconnects with capped exponential backoff and jitter.
+the watcher reconnects with capped exponential backoff and jitter. Anything else (a bug)
+ends the session too and is reported to its `Supervision`, which logs it with its
+traceback and counts the restart; the backoff then grows until a session has caught up.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError
@@ -65,6 +67,17 @@ class Fetched:
 Deliver = Callable[[Sequence[Fetched]], None]
 
 
+class Supervision(Protocol):
+    """Who hears of a bug in the watcher's thread (`mailbridge.daemon.supervisor`); called
+    from that thread."""
+
+    def failed(self, exc: BaseException | None, retry_in: float) -> None:
+        """The session ended with an unexpected error; it starts again in `retry_in` s."""
+
+    def restarted(self) -> None:
+        """The session starts again after that error."""
+
+
 class _IdleClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
     """IMAPClient whose IDLE wait also sees responses already read into its buffer.
 
@@ -105,13 +118,14 @@ class ImapWatcher:
     """One mailbox, one thread, one IMAP connection."""
 
     def __init__(self, settings: ImapSettings, *, mailbox: str, store: Store, deliver: Deliver,
-                 clock: Clock, metrics: Metrics) -> None:
+                 clock: Clock, metrics: Metrics, supervision: Supervision | None = None) -> None:
         self.settings = settings
         self.mailbox = mailbox
         self.store = store
         self.deliver = deliver
         self.clock = clock
         self.metrics = metrics
+        self.supervision = supervision
         self.heartbeat = time.monotonic()
         self.last_sync: datetime | None = None
         """When the server last confirmed we have seen everything (a sync or IDLE check)."""
@@ -159,11 +173,16 @@ class ImapWatcher:
         delay = self._backoff.next_delay()
         expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped
                               | TransientError)
-        log.log(logging.WARNING if expected else logging.ERROR, "imap %s",
-                fields(event="disconnected", mailbox=self.mailbox, error=type(exc).__name__,
-                       detail=str(exc)[:200], retry_in_s=round(delay, 1)),
-                exc_info=None if expected else exc)
+        if expected or self.supervision is None:
+            log.log(logging.WARNING if expected else logging.ERROR, "imap %s",
+                    fields(event="disconnected", mailbox=self.mailbox, error=type(exc).__name__,
+                           detail=str(exc)[:200], retry_in_s=round(delay, 1)),
+                    exc_info=None if expected else exc)
+        else:
+            self.supervision.failed(exc, delay)
         self._stop.wait(delay)
+        if not expected and self.supervision is not None and not self._stop.is_set():
+            self.supervision.restarted()
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up
@@ -197,13 +216,14 @@ class ImapWatcher:
         uidvalidity = int(info[b"UIDVALIDITY"])
         last_uid = self._start_point(client, uidvalidity)
         self._set_connected(True)
-        self._backoff.reset()
         log.info("imap %s", fields(event="connected", mailbox=self.mailbox,
                                    uidvalidity=uidvalidity, last_uid=last_uid,
                                    idle=client.has_capability("IDLE")))
         while not self._stop.is_set():
             last_uid = self._catch_up(client, uidvalidity, last_uid)
             self._synced()
+            # Only now: a bug that ends every session before it catches up waits longer each time.
+            self._backoff.reset()
             if client.has_capability("IDLE"):
                 self._idle(client)
             else:

@@ -1,7 +1,7 @@
 """The agents' SMTP submission relay: aiosmtpd, served on the daemon's own event loop.
 
 Public API: `Credentials` (who may log in), `Submission`, `Submitted`, `RelayHandler` (the
-aiosmtpd hooks), `RelayServer` (`start`, `close`, `port`), `upstream_transport(settings)`
+aiosmtpd hooks), `RelayServer` (`start`, `serve`, `close`, `port`), `upstream_transport(settings)`
 (the outbox's transport for relayed mail), and the fixed replies `REPLY_*`.
 
 Agents log in with AUTH PLAIN or LOGIN, offered only once the connection is encrypted
@@ -370,6 +370,12 @@ class RelayServer:
                                   f"{exc.strerror or exc}{hint}") from exc
         log.info("relay %s", fields(event="listening", listen=f"{settings.host}:{self.port}",
                                     tls=settings.tls))
+
+    async def serve(self, stopping: asyncio.Event) -> None:
+        """Listen until `stopping` is set, starting to listen first when not (again)."""
+        if self._server is None:
+            await self.start()
+        await stopping.wait()
 
     @property
     def port(self) -> int:

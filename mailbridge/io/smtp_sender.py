@@ -7,9 +7,11 @@ lives in `mailbridge.daemon.sender`.
 smtplib blocks, so each send runs in a worker thread; one SMTP connection is kept
 open across sends and rebuilt after any failure. Where the server offers PIPELINING
 (RFC 2920), MAIL, RCPT and DATA go out in one write: two round trips per message, not
-four. SMTP errors become
-`TransientError` (4xx, connection trouble: retried with backoff) or
-`PermanentError` (5xx: recorded on the item, never retried).
+four. A kept connection the server has closed meanwhile (as servers do with idle ones) is
+noticed before the message could have been accepted and replaced at once. SMTP errors
+become `TransientError` (4xx, connection trouble: retried with backoff),
+`PermanentError` (5xx: recorded on the item, never retried) or `DeliveryUnknownError` (no
+verdict after the end of the message: the server may have it; never sent again).
 """
 
 from __future__ import annotations
@@ -20,15 +22,25 @@ import smtplib
 import ssl
 from typing import Protocol
 
+from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import SmtpPeerSettings
-from mailbridge.errors import PermanentError, TransientError
+from mailbridge.errors import DeliveryUnknownError, PermanentError, TransientError
 from mailbridge.io.tls import client_context
+from mailbridge.logs import fields
 
 log = logging.getLogger(__name__)
 
+PROBE_AFTER = 5.0
+"""Seconds unused after which the kept connection is checked with NOOP before a send."""
+PROBE_TIMEOUT = 5.0
+"""A live server answers NOOP at once; one silent this long is treated as gone (a firewall
+that forgot the connection drops packets instead of refusing them)."""
+
+
 class Transport(Protocol):
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
-        """Hand one message to the next hop; raise TransientError or PermanentError."""
+        """Hand one message to the next hop; raise TransientError or PermanentError
+        (`DeliveryUnknownError` when the server may have accepted it all the same)."""
         ...
 
     def close(self) -> None: ...
@@ -51,52 +63,106 @@ def _reply_text(raw: bytes | str) -> str:
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
 
-def _content(data: bytes) -> bytes:
-    """The DATA payload on the wire: dot-stuffed, ended by a line with a lone dot."""
-    stuffed = _LEADING_DOT.sub(b"..", data)
-    return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
-
-
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
-def _sendmail_pipelined(conn: smtplib.SMTP, envelope_from: str, recipient: str, data: bytes,
-                        options: list[str]) -> None:
-    """`SMTP.sendmail` for one recipient, with the envelope pipelined (RFC 2920): the
-    replies come back in order and fail it as sendmail's exceptions would."""
+def _envelope(conn: smtplib.SMTP, envelope_from: str, recipient: str, size: int,
+              options: list[str]) -> None:
+    """MAIL, RCPT and DATA up to the server's 354: in one write where the server offers
+    PIPELINING (RFC 2920), else one by one. A refusal raises as `SMTP.sendmail` would; a
+    421 (the server is closing the connection) as a disconnect. Nothing here can deliver
+    the message: its content has not been sent."""
     if conn.has_extn("size"):
-        options = [f"SIZE={len(data)}", *options]
+        options = [f"SIZE={size}", *options]
     if "SMTPUTF8" in options:
         if not conn.has_extn("smtputf8"):
             raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
         conn.command_encoding = "utf-8"
     extra = "".join(f" {option}" for option in options)
-    conn.send(f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{extra}\r\n"
-              f"RCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n")
-    (mail, mail_text), (rcpt, rcpt_text), (data_code, data_text) = (
-        conn.getreply(), conn.getreply(), conn.getreply())
-    if data_code == 354 and (mail != 250 or rcpt not in (250, 251)):
+    commands = [f"MAIL FROM:{smtplib.quoteaddr(envelope_from)}{extra}",
+                f"RCPT TO:{smtplib.quoteaddr(recipient)}", "DATA"]
+    replies: list[tuple[int, bytes]] = []
+    if conn.has_extn("pipelining"):
+        conn.send("".join(f"{command}\r\n" for command in commands))
+        replies = [conn.getreply() for _ in commands]
+    else:
+        for command in commands:
+            conn.putcmd(command)
+            replies.append(conn.getreply())
+            if replies[-1][0] not in (250, 251, 354):
+                break
+    closing = [text for code, text in replies if code == 421]
+    if closing:  # RFC 5321 3.8: Postfix says so before it drops an idle connection
+        conn.close()
+        raise smtplib.SMTPServerDisconnected(f"421 {_reply_text(closing[0])}")
+    (mail, mail_text), *rest = replies
+    if len(rest) == 2 and rest[1][0] == 354 and (mail != 250 or rest[0][0] not in (250, 251)):
         conn.close()  # the server waits for content we will not send: abort by hanging up
     if mail != 250:
         raise smtplib.SMTPSenderRefused(mail, mail_text, envelope_from)
+    rcpt, rcpt_text = rest[0]
     if rcpt not in (250, 251):
         raise smtplib.SMTPRecipientsRefused({recipient: (rcpt, rcpt_text)})
+    data_code, data_text = rest[1]
     if data_code != 354:
         raise smtplib.SMTPDataError(data_code, data_text)
-    conn.send(_content(data))
-    code, text = conn.getreply()
-    if code != 250:
+
+
+def _content(conn: smtplib.SMTP, data: bytes) -> None:
+    """Send the message, dot-stuffed and ended by a lone dot, and read the verdict.
+
+    Once the dot is out the server may have accepted the message even if no reply comes:
+    a timeout, a hang-up or an unreadable reply raise `DeliveryUnknownError`, never an
+    error that would send it again. Failing to send the content is safe to retry: without
+    its last line the server cannot have taken it."""
+    stuffed = _LEADING_DOT.sub(b"..", data)
+    conn.send(stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"))
+    try:
+        code, text = conn.getreply()
+    except smtplib.SMTPServerDisconnected as exc:
+        raise DeliveryUnknownError(
+            f"no reply after the end of the message ({exc}); the server may have accepted "
+            "it, so it is not sent again") from exc
+    if 200 <= code < 300:
+        return
+    if 400 <= code < 600:
         raise smtplib.SMTPDataError(code, text)
+    raise DeliveryUnknownError(f"unreadable reply after the end of the message ({code} "
+                               f"{_reply_text(text)}); not sent again")
+
+
+def _answers(conn: smtplib.SMTP, timeout: float) -> bool:
+    """Whether the server still answers a NOOP on `conn` within `timeout` seconds."""
+    try:
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        code, _text = conn.noop()
+    except (smtplib.SMTPException, OSError):
+        return False
+    finally:
+        if conn.sock is not None:
+            conn.sock.settimeout(conn.timeout)
+    return code == 250
 
 
 class SmtpTransport:
     """Sends over one kept-open SMTP connection to `settings`' server, greeting it (EHLO) as
-    `local_hostname`."""
+    `local_hostname`.
 
-    def __init__(self, settings: SmtpPeerSettings, *, local_hostname: str) -> None:
+    Servers close connections that stay idle (Postfix after 300 s) and firewalls forget
+    them, so a connection unused for `probe_after` seconds (on `clock`) is checked with
+    NOOP before the next send. One that still turns out to be closed before the server
+    accepted MAIL, RCPT and DATA is replaced at once, once: nothing can have been
+    delivered, and the first mail after a quiet hour goes out without a retry."""
+
+    def __init__(self, settings: SmtpPeerSettings, *, local_hostname: str,
+                 clock: Clock | None = None, probe_after: float = PROBE_AFTER) -> None:
         self.settings = settings
         self.local_hostname = local_hostname
+        self.clock = clock or SystemClock()
+        self.probe_after = probe_after
         self._conn: smtplib.SMTP | None = None
+        self._used_at = 0.0
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -113,22 +179,34 @@ class SmtpTransport:
                 conn.starttls(context=context)
         if s.username and s.password is not None:
             conn.login(s.username, s.password.reveal())
+        conn.ehlo_or_helo_if_needed()
         return conn
 
+    def _ready(self) -> tuple[smtplib.SMTP, bool]:
+        """A connection to send on, and whether it is the kept one (opened before)."""
+        conn = self._conn
+        idle = self.clock.monotonic() - self._used_at
+        if conn is not None and idle > self.probe_after and \
+                not _answers(conn, min(PROBE_TIMEOUT, self.settings.timeout)):
+            log.info("smtp %s", fields(event="reconnect", reason="idle_connection_gone",
+                                       idle_s=round(idle)))
+            self._drop()
+            conn = None
+        if conn is not None:
+            return conn, True
+        self._conn = self._connect()
+        return self._conn, False
+
     def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        # A non-ASCII local part needs SMTPUTF8 (RFC 6531); an IDN domain with an
+        # ASCII local part goes out as punycode.
+        recipient = _ascii_domain(recipient)
+        options = [] if recipient.isascii() and envelope_from.isascii() else ["SMTPUTF8"]
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            # A non-ASCII local part needs SMTPUTF8 (RFC 6531); an IDN domain with an
-            # ASCII local part goes out as punycode.
-            recipient = _ascii_domain(recipient)
-            options = [] if recipient.isascii() and envelope_from.isascii() else ["SMTPUTF8"]
-            conn = self._conn
-            conn.ehlo_or_helo_if_needed()
-            if conn.has_extn("pipelining"):
-                _sendmail_pipelined(conn, envelope_from, recipient, data, options)
-                return
-            refused = conn.sendmail(envelope_from, [recipient], data, mail_options=options)
+            self._transaction(envelope_from, recipient, data, options)
+        except DeliveryUnknownError:
+            self._drop()
+            raise
         except smtplib.SMTPNotSupportedError as exc:
             self.close()
             raise PermanentError(f"the SMTP server cannot deliver to this address: {exc}") \
@@ -147,9 +225,31 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
             self.close()
             raise TransientError(f"SMTP connection failed: {exc}") from exc
-        if refused:
-            code, text = next(iter(refused.values()))
-            raise _classify(code, _reply_text(text))
+
+    def _transaction(self, envelope_from: str, recipient: str, data: bytes,
+                     options: list[str]) -> None:
+        for last in (False, True):
+            conn, kept = self._ready()
+            try:
+                _envelope(conn, envelope_from, recipient, len(data), options)
+            except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                if last or not kept:
+                    raise
+                # The kept connection went before MAIL, RCPT and DATA were accepted:
+                # nothing was delivered, so a new connection may carry the message now.
+                log.info("smtp %s", fields(event="reconnect", reason="closed_by_server",
+                                           error=str(exc)))
+                self._drop()
+                continue
+            _content(conn, data)
+            self._used_at = self.clock.monotonic()
+            return
+
+    def _drop(self) -> None:
+        """Forget a connection that is gone, without the courtesy of QUIT."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

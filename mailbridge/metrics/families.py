@@ -2,7 +2,7 @@
 
 Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fixed label
 sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
-`SLA_KINDS`). Labels are bounded and come from configuration (mailbox, policy and
+`SLA_KINDS`, `COMPONENTS`). Labels are bounded and come from configuration (mailbox, policy and
 priority names) or from these fixed sets: never an address, a subject or a thread id.
 The gauges read from the store at scrape time live in `mailbridge.metrics.collector`.
 """
@@ -35,6 +35,8 @@ SUPPRESSION_REASONS = tuple(name for name, _rule in RULES)
 NOTICE_KINDS = ("update", "nudge", "escalation", "other")
 """Scheduler mail: status updates to customers, nudges to agents, escalations to leads."""
 SLA_KINDS = ("first_response", "next_response", "resolution")
+COMPONENTS = ("sender", "scheduler", "membership", "relay", "watcher", "retention")
+"""The daemon's supervised parts (`mailbridge.daemon.supervisor`); one "watcher" for all."""
 SLA_LADDER = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0,
               144000.0, 288000.0)
 """Business seconds from 5 minutes to 80 hours; every configured target is added to it."""
@@ -127,6 +129,14 @@ class Metrics:
         self.config_reload_time = Gauge(
             "mailbridge_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load.", registry=registry)
+        self.component_up = Gauge(
+            "mailbridge_component_up",
+            "1 while the part runs; 0 while it waits to restart after an error (for "
+            "\"watcher\": while any mailbox's watcher does).", ["component"], registry=registry)
+        self.component_restarts = Counter(
+            "mailbridge_component_restarts",
+            "Parts started again after an unexpected error (a bug), by part.", ["component"],
+            registry=registry)
         for mailbox in mailboxes:
             self.add_mailbox(mailbox)
         for kind in NOTICE_KINDS:

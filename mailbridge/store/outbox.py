@@ -51,7 +51,8 @@ class Finished:
 
     item_id: int
     state: str
-    """"sent", "pending" (retry at `retry_at`) or "failed"."""
+    """"sent", "pending" (retry at `retry_at`), "failed", or "unknown" (the server may have
+    accepted it: never sent again)."""
     at: datetime
     error: str = ""
     retry_at: datetime | None = None

@@ -25,14 +25,15 @@ def test_metrics_health_and_errors() -> None:
         registry = CollectorRegistry()
         Counter("mailbridge_demo", "A counter.", registry=registry).inc(3)
         ready = False
-        server = HttpServer("127.0.0.1", 0, registry, lambda: ready)
+        server = HttpServer("127.0.0.1", 0, registry,
+                            lambda: None if ready else "starting")
         await server.start()
         try:
             metrics = await _request(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             assert metrics.startswith(b"HTTP/1.1 200 OK")
             assert b"mailbridge_demo_total 3.0" in metrics
             starting = await _request(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
-            assert starting.startswith(b"HTTP/1.1 503")
+            assert starting.startswith(b"HTTP/1.1 503") and starting.endswith(b"starting\n")
             ready = True
             healthy = await _request(server.port, b"GET /healthz?probe=1 HTTP/1.0\r\n\r\n")
             assert healthy.startswith(b"HTTP/1.1 200") and healthy.endswith(b"\r\n\r\nok\n")

@@ -30,6 +30,7 @@ from mailbridge.daemon.service import Service
 from mailbridge.io.relay import Credentials, RelayHandler, RelayServer, Submission, Submitted
 from mailbridge.store.tables import Thread, ThreadEvent
 from tests.configs import MINIMAL
+from tests.daemon import run_service
 from tests.mails import customer_mail
 from tests.servers import SmtpPeer, TlsFiles, free_port, make_tls_files, wait_for
 
@@ -94,16 +95,7 @@ state_dir = "{tmp_path}"
 
 
 def run(setup: Setup, scenario: Callable[[Service], Awaitable[None]]) -> None:
-    async def main() -> None:
-        service = Service(setup.config)
-        await service.startup()
-        try:
-            await scenario(service)
-        finally:
-            service.request_stop()
-            await service.shutdown()
-
-    asyncio.run(main())
+    run_service(Service(setup.config), scenario)
 
 
 async def call(fn: Callable[..., T], *args: object) -> T:

@@ -38,7 +38,7 @@ def _serve(auth: HttpAuth, requests: list[tuple[str, str | None]]) -> list[bytes
     async def scenario() -> list[bytes]:
         registry = CollectorRegistry()
         Counter("mailbridge_demo", "A counter.", registry=registry).inc()
-        server = HttpServer("127.0.0.1", 0, registry, lambda: True, auth=auth)
+        server = HttpServer("127.0.0.1", 0, registry, lambda: None, auth=auth)
         await server.start()
         try:
             return [await _get(server.port, path, header) for path, header in requests]

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailbridge.metrics.families import (
+    COMPONENTS,
     FAILURE_REASONS,
     MESSAGE_KINDS,
     NOTICE_KINDS,
@@ -123,6 +124,7 @@ def test_labels_after_real_traffic_are_bounded_and_promtool_accepts_the_scrape(
         "priority": {"normal", "high"}, "sla": set(SLA_KINDS), "state": set(OPEN_STATES),
         "kind": set(MESSAGE_KINDS) | set(NOTICE_KINDS),
         "reason": set(SUPPRESSION_REASONS) | set(FAILURE_REASONS),
+        "component": set(COMPONENTS),
     }
     seen_keys: set[str] = set()
     for family in families:
