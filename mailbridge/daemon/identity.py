@@ -16,6 +16,10 @@ in every container), so neither proves that a peer has ended. Two facts do:
   however it ends. An instance that gets the lock and finds another id in the file knows
   that instance has ended: a restart after a crash clears its predecessor's leftovers at
   once instead of waiting for the lease timeout.
+
+Under the shipped unit (`ProcSubset=pid`) /proc/sys and /proc/stat are hidden, so the boot
+is unknown and only the lock applies; its state directory survives reboots, so a restart
+after one still clears what the previous boot left.
 """
 
 from __future__ import annotations
