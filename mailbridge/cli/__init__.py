@@ -5,8 +5,8 @@ Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
 output went away (`| head -1`), quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
-`replay`, `threads`, `status`, `hash_password`), imported only when it runs, so that
-`check-config` does not load the daemon. The cli is the top layer: it may import every
+`replay`, `threads`, `forget`, `status`, `hash_password`), imported only when it runs, so
+that `check-config` does not load the daemon. The cli is the top layer: it may import every
 other package of mailbridge; nothing imports it.
 """
 
@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
                          choices=["awaiting_agent", "awaiting_customer", "resolved"],
                          help="only these states (repeatable; default: the open ones)")
     threads.add_argument("--json", action="store_true", help="one JSON object per line")
+    forget = sub.add_parser("forget", help=(
+        "erase one customer's personal data from the store (GDPR art. 17), also while the "
+        "daemon runs; their threads' timings stay, anonymous"))
+    forget.add_argument("--config", required=True, type=Path)
+    forget.add_argument("address", metavar="ADDRESS",
+                        help="the customer's email address (any case)")
     status = sub.add_parser("status", help=(
         "the instances sharing the store and the mailboxes each watches, last IMAP sync, "
         "outbox depth, next deadline (exit 3 if a mailbox has no live watcher)"))

@@ -115,6 +115,8 @@ class StoreSettings(_Section):
     url: StoreUrl
     lease_timeout: PositiveDuration = timedelta(seconds=30)
     """How soon another instance takes over the mailboxes of one that died."""
+    retention: PositiveDuration = timedelta(days=365)
+    """How long a resolved thread is kept after its resolution (`daemon.retention`)."""
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         yield "url", mask_url(self.url)

@@ -72,6 +72,14 @@ _STATE_CHANGES = {sla.AWAITING_CUSTOMER: sla.pending, sla.RESOLVED: sla.close,
                   sla.AWAITING_AGENT: sla.reopen}
 
 
+def _resolved_at(thread: Thread, state: str, now: datetime) -> datetime | None:
+    """When a thread in `state` was resolved (retention counts from it): `now` when it
+    becomes resolved, unchanged while it stays so, None once it is open again."""
+    if state != sla.RESOLVED:
+        return None
+    return thread.resolved_at if thread.state == sla.RESOLVED and thread.resolved_at else now
+
+
 @dataclass(frozen=True)
 class NewThread:
     """The SLA of a thread about to be started: its policy, clock and promised time."""
@@ -197,7 +205,7 @@ class Deadlines:
         kind, detail = _STATE_EVENTS[state]
         tx.event(thread_id, at, kind, f"{detail} by {by}")
         if not thread.clock:
-            tx.update_thread(thread_id, state=state)
+            tx.update_thread(thread_id, state=state, resolved_at=_resolved_at(thread, state, at))
             return
         policy, targets = self._policy(thread.policy)
         before = load_clock(thread.clock)
@@ -213,6 +221,7 @@ class Deadlines:
         if "next_due_at" not in columns:
             columns["next_due_at"] = self._next_due(thread.policy, thread.agent_email, clock,
                                                     targets, now)
+        columns.setdefault("resolved_at", _resolved_at(thread, clock.state, now))
         tx.update_thread(thread.id, state=clock.state, clock=dump_clock(clock),
                          **clock_columns(clock), **columns)
 

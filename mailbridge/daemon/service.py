@@ -37,6 +37,7 @@ from mailbridge.daemon.ingest import Incoming, Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
 from mailbridge.daemon.policies import build_policies
+from mailbridge.daemon.retention import Pruner
 from mailbridge.daemon.scheduler import Scheduler
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.daemon.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
@@ -181,6 +182,10 @@ class Service:
                                    on_work=self.sender.wake)
         self._tasks.append(supervise(
             "scheduler", functools.partial(self.scheduler.run, self._stop), self._stop))
+        pruner = Pruner(self.store, self.clock, retention=config.store.retention,
+                        metrics=self.metrics)
+        self._tasks.append(supervise(
+            "retention", functools.partial(pruner.run, self._stop), self._stop))
         await self._leases_changed(joined)
         self._tasks.append(supervise("membership", functools.partial(
             self.membership.run, self._stop, self._leases_changed), self._stop))

@@ -137,6 +137,7 @@ class Metrics:
             "mailbridge_component_restarts",
             "Parts started again after an unexpected error (a bug), by part.", ["component"],
             registry=registry)
+        self._retention_metrics(registry)
         for mailbox in mailboxes:
             self.add_mailbox(mailbox)
         for kind in NOTICE_KINDS:
@@ -175,6 +176,24 @@ class Metrics:
                 self.sla_elapsed.labels(kind, policy.priority)
                 self.sla_target.labels(*series).set(target.total_seconds())
                 self.sla_objective.labels(*series).set(policy.objective)
+
+    def _retention_metrics(self, registry: CollectorRegistry) -> None:
+        self.pruned_threads = Counter(
+            "mailbridge_pruned_threads",
+            "Resolved threads deleted with their messages, history and outbox rows once "
+            "[store] retention had passed since their resolution.", registry=registry)
+        self.pruned_messages = Counter(
+            "mailbridge_pruned_messages",
+            "Messages deleted by retention: those of pruned threads and mail no thread took.",
+            registry=registry)
+        self.retention_last_run = Gauge(
+            "mailbridge_retention_last_run_timestamp_seconds",
+            "Unix time the last pruning run (daily) finished.", registry=registry)
+
+    def pruned(self, *, threads: int, messages: int) -> None:
+        """A pruning step deleted these (`mailbridge.daemon.retention`)."""
+        self.pruned_threads.inc(threads)
+        self.pruned_messages.inc(messages)
 
     def add_mailbox(self, mailbox: str) -> None:
         for kind in MESSAGE_KINDS:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     inspect,
     select,
     text,
@@ -244,6 +245,24 @@ def _v7_instance_identity(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE instances ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''"))
 
 
+def _v8_resolved_at(conn: Connection) -> None:
+    """threads.resolved_at: when a resolved thread was resolved, so that retention finds the
+    threads resolved before a cutoff with an index rather than by reading every history.
+
+    A thread resolved already gets the time of its latest "resolved" event; one without
+    (from before version 3) the time of this migration, so it is kept a whole retention.
+    """
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE threads ADD COLUMN resolved_at {timestamp}"))
+    conn.execute(text("CREATE INDEX ix_threads_resolved ON threads (resolved_at)"))
+    conn.execute(text(
+        "UPDATE threads SET resolved_at = (SELECT MAX(e.at) FROM thread_events e "
+        "WHERE e.thread_id = threads.id AND e.kind = 'resolved') WHERE state = 'resolved'"))
+    conn.execute(text("UPDATE threads SET resolved_at = :now "
+                      "WHERE state = 'resolved' AND resolved_at IS NULL")
+                 .bindparams(bindparam("now", type_=UTCDateTime())), {"now": datetime.now(UTC)})
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -256,6 +275,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (6, "threads: language and assignment reason; open threads per agent index",
      _v6_assignment),
     (7, "instances: machine id and boot id", _v7_instance_identity),
+    (8, "threads: when each was resolved, for retention", _v8_resolved_at),
 )
 
 _VERSION_TABLE = "schema_version"

@@ -120,6 +120,8 @@ class Thread(SQLModel, table=True):
     assignment: str = Field(default="", sa_column=Column(Text, nullable=False,
                                                          server_default=""))
     """Why the thread has its agent: the latest assignment or hand-over, in words."""
+    resolved_at: datetime | None = _ts(nullable=True)
+    """While resolved: when it was (`[store] retention` counts from it); None while open."""
 
 
 class ThreadEvent(SQLModel, table=True):
