@@ -1,8 +1,8 @@
 """Logging: one record per outcome with `key=value` fields, to stdout or to the journal.
 
-Public API: `setup(level, *, log_format, journal, ...)`, `handler(...) -> logging.Handler`,
-`under_journald(stream, environ) -> bool`, `fields(**kv) -> Fields`, `redact(text) -> str`,
-`JOURNAL_SOCKET`.
+Public API: `setup(level, *, log_format, journal, ...)`, `set_level(level)`,
+`handler(...) -> logging.Handler`, `under_journald(stream, environ) -> bool`,
+`fields(**kv) -> Fields`, `redact(text) -> str`, `JOURNAL_SOCKET`.
 
 Where the records go:
 
@@ -281,6 +281,12 @@ def setup(level: str = "info", *, log_format: LogFormat = "text", stream: TextIO
     root = logging.getLogger()
     root.handlers[:] = [handler(log_format=log_format, stream=stream, journal=journal,
                                 journal_socket=journal_socket)]
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """Log records at `level` and above ("debug" ... "error"); libraries from warning."""
+    root = logging.getLogger()
     root.setLevel(level.upper())
     # Libraries log peers and commands at info; we log outcomes ourselves.
     for noisy in ("mail.log", "imapclient", "sqlalchemy"):

@@ -172,6 +172,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = (REPO / "systemd" / "mailbridge.service").read_text()
     assert "ExecStart=/usr/bin/mailbridge " in unit
     assert "RestartPreventExitStatus=64 78" in unit and "LoadCredential=" in unit
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
     local = tmp_path / "mailbridge.service"
     local.write_text(unit.replace("ExecStart=/usr/bin/mailbridge ", f"ExecStart={exe} "))
     result = subprocess.run([analyze, "verify", "--man=no", str(local)], capture_output=True,

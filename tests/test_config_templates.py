@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from mailbridge.cli import main
-from mailbridge.cli.check_config import template_problems
 from mailbridge.config import Config, load_config
 from mailbridge.config.languages import TEMPLATES
+from mailbridge.daemon.checks import template_problems
 from mailbridge.errors import ConfigError
 from mailbridge.mail.render import ACK_HTML, ACK_TEXT, Renderer
 from tests.configs import MAILBOX, MINIMAL

@@ -10,9 +10,9 @@ import asyncio
 import sys
 
 from mailbridge import logs
-from mailbridge.cli.check_config import run_problems
 from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
+from mailbridge.daemon.checks import run_problems
 from mailbridge.daemon.service import Service
 from mailbridge.errors import ConfigError
 

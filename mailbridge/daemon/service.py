@@ -7,7 +7,8 @@ endpoint, the outbox sender, one watcher thread per mailbox and (when enabled)
 the agents' submission relay, then tells
 systemd READY=1 (before IMAP login, so a mail-server outage is not a start
 failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog while every
-part is up; `shutdown()` stops the watchers, lets the sender drain what is due, and exits.
+part is up (SIGHUP reloads the configuration: `mailbridge.daemon.reload`); `shutdown()`
+stops the watchers, lets the sender drain what is due, and exits.
 The sender, scheduler, membership, relay and each watcher run under a `Supervisor`: a bug
 in one is logged with its traceback and counted, and that part starts again.
 
@@ -21,42 +22,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
-from mailbridge.core.model import InboundMessage
-from mailbridge.daemon.ingest import Incoming, Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
 from mailbridge.daemon.policies import build_policies
+from mailbridge.daemon.recording import Recorder
+from mailbridge.daemon.reload import Reloaded, Reloader, prepare
 from mailbridge.daemon.retention import Pruner
 from mailbridge.daemon.scheduler import Scheduler
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
-from mailbridge.daemon.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
+from mailbridge.daemon.staff import RELAY_MAILBOX
 from mailbridge.daemon.supervisor import Supervisor, default_backoff, stalled
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
-from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.imap_watcher import ImapWatcher
 from mailbridge.io.relay import (
     Credentials,
     RelayHandler,
     RelayServer,
-    Submission,
-    Submitted,
     upstream_transport,
 )
 from mailbridge.io.smtp_sender import SmtpTransport, Transport
 from mailbridge.logs import fields
-from mailbridge.mail.parse import parse_message
 from mailbridge.metrics.collector import StoreCollector
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
@@ -67,16 +65,6 @@ log = logging.getLogger(__name__)
 SHARED_OUTBOX_POLL = 1.0
 """Seconds between looks at a shared (PostgreSQL) outbox when nothing woke the sender: the
 instance that queues mail wakes only its own sender, and the others help with a backlog."""
-MESSAGES_PER_TRANSACTION = 20
-"""A mailbox catching up records this many messages per transaction: fewer commits, while
-the sender still gets the (SQLite) write lock between them."""
-
-
-def message_hash(message_id: str | None) -> str | None:
-    """A short, stable id for logs: Message-IDs can carry addresses."""
-    if not message_id:
-        return None
-    return hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 class Service:
@@ -96,6 +84,7 @@ class Service:
         self.policies = (policies.default, *policies.policies)
         self.metrics = Metrics(self.registry, mailboxes, self.policies)
         self.metrics.config_loaded(self.clock.now())
+        self.reloader = Reloader(self.metrics, self.clock, self.policies)
         self._collector: StoreCollector | None = None
         self.supervisor = Supervisor(self.metrics, self.clock, backoff=restart_backoff)
         self.transport = transport
@@ -104,7 +93,9 @@ class Service:
         self.relay: RelayServer | None = None
         if config.relay.enabled:
             self.metrics.add_mailbox(RELAY_MAILBOX)
-        self.on_outcome = on_outcome
+        self.recorder = Recorder(self._ingestor, self.clock, self.metrics,
+                                 wake_sender=self._wake_sender,
+                                 wake_scheduler=self._wake_scheduler, on_outcome=on_outcome)
         self.on_sent = on_sent
         self.ready = False
         self.store: Store | None = None
@@ -128,12 +119,13 @@ class Service:
         self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(sig, self.request_stop)
+        self._loop.add_signal_handler(signal.SIGHUP, self.reloader.request)
         try:
             await self.startup()
             await self.main_loop()
         finally:
             await self.shutdown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 self._loop.remove_signal_handler(sig)
         return 0
 
@@ -196,11 +188,13 @@ class Service:
                                                "password_hash or password_file"))
             handler = RelayHandler(credentials=credentials,
                                    support_addresses=frozenset(config.support.addresses),
-                                   submit=self._relay_submit, clock=self.clock)
+                                   submit=self.recorder.relay_submit, clock=self.clock)
             self.relay = RelayServer(config.relay, handler)
             await self.relay.start()  # a relay that cannot listen fails the start
             self._tasks.append(supervise(
                 "relay", functools.partial(self.relay.serve, self._stop), self._stop))
+        self._tasks.append(asyncio.create_task(self.reloader.run(
+            self._stop, self._prepare_reload, self._reloaded), name="reload"))
         self.ready = True
         self.started.set()
         sd_notify("READY=1")
@@ -227,7 +221,7 @@ class Service:
             return
         for mailbox in sorted(change.gained):
             watcher = ImapWatcher(imap, mailbox=mailbox, store=self.store,
-                                  deliver=functools.partial(self._deliver_threadsafe, mailbox),
+                                  deliver=functools.partial(self.recorder.deliver, mailbox),
                                   clock=self.clock, metrics=self.metrics,
                                   supervision=self.supervisor.reporter(f"watcher {mailbox}",
                                                                        "watcher"))
@@ -267,6 +261,24 @@ class Service:
         if failed:
             log.warning("outbox %s", fields(event="interrupted", items=failed))
 
+    def _prepare_reload(self) -> Reloaded:
+        assert self.store is not None, "startup() first"
+        return prepare(self.config, self.store, self.clock)
+
+    def _reloaded(self, new: Reloaded) -> None:
+        """Swap a reloaded configuration in, on the loop, between decisions: a watcher takes
+        `self.ingestor` once per message or batch, the scheduler its deadlines once a round."""
+        if self.relay is not None:
+            self.relay.reload(new.config.relay, new.credentials, new.config.support.addresses)
+        new.ingestor.deadlines.on_outcome = self.metrics.sla_outcome
+        self.config, self.ingestor = new.config, new.ingestor
+        if self.scheduler is not None:  # a changed rota is looked at now (`run_due`)
+            self.scheduler.deadlines = new.ingestor.deadlines
+            self.scheduler.wake()
+        if self._collector is not None:
+            self._collector.policies = {p.name: p for p in new.policies}
+            self._collector.horizon = new.config.sla.at_risk_horizon
+
     async def shutdown(self) -> None:
         self.ready = False
         sd_notify("STOPPING=1")
@@ -295,81 +307,14 @@ class Service:
             await asyncio.to_thread(self.store.close)
         log.info("service %s", fields(event="stopped"))
 
-    # -- ingest ----------------------------------------------------------------------
-
-    def _deliver_threadsafe(self, mailbox: str, batch: Sequence[Fetched]) -> None:
-        """Called on a watcher thread: record a fetched batch in one transaction; if that
-        fails (a bug in one message, a race with another instance), one at a time."""
-        items = [Incoming(Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid),
-                          item.message, item.internaldate or self.clock.now(), item.size,
-                          item.error) for item in batch]
-        for start in range(0, len(items), MESSAGES_PER_TRANSACTION):
-            self._deliver_chunk(mailbox, items[start:start + MESSAGES_PER_TRANSACTION])
-
-    def _deliver_chunk(self, mailbox: str, items: Sequence[Incoming]) -> None:
-        outcomes = self._record_batch(mailbox, items) if len(items) > 1 else None
-        if outcomes is None:
-            outcomes = [self._record(item, self._step(item)) for item in items]
-        self._wake_for(outcomes)  # once per chunk: each wake-up costs the loop a query
-
-    def _step(self, item: Incoming) -> Callable[[], Outcome]:
-        if item.message is None:
-            return functools.partial(
-                self._ingestor().record_failure, item.source, item.error, size=item.size,
-                received=item.received, now=self.clock.now())
-        return functools.partial(self._ingest, item.message, item.source, item.received)
-
-    def _record_batch(self, mailbox: str, items: Sequence[Incoming]) -> list[Outcome] | None:
-        """`items` in one transaction; None when that failed and each must go alone."""
-        try:
-            outcomes = self._ingestor().ingest_many(items, now=self.clock.now())
-        except TransientError:  # the store is down: the watcher fetches them again later
-            raise
-        except Exception as exc:  # each is decided again, alone
-            log.info("message %s", fields(event="batch_retried", mailbox=mailbox,
-                                          messages=len(items), error=type(exc).__name__))
-            return None
-        for outcome in outcomes:
-            self._recorded(outcome)
-        return outcomes
+    # -- ingest (`mailbridge.daemon.recording`) ----------------------------------------
 
     def ingest_raw(self, raw: bytes, source: Source) -> Outcome | None:
         """Record one complete message (the demo's and local tools' ingest path).
 
         Blocking: call it from a worker thread.
         """
-        message = parse_message(raw)
-        item = Incoming(source, message, self.clock.now(), len(raw))
-        outcome = self._record(item, self._step(item))
-        self._wake_for([outcome])
-        return outcome
-
-    def _relay_submit(self, submission: Submission) -> Submitted:
-        """Record and queue one relayed message (`io.relay`); runs in a worker thread."""
-        config = self.config
-        prepared = prepare_relayed(
-            submission.data, agent=submission.agent, envelope_from=submission.envelope_from,
-            recipients=submission.recipients,
-            support_addresses=frozenset(config.support.addresses),
-            domain=config.support.domain, now=submission.accepted_at)
-        if prepared is None:
-            return Submitted("from_refused")
-        message, relayed = prepared
-        outcome = self._ingestor().relay(message, relayed, received=submission.accepted_at,
-                                         now=self.clock.now())
-        self._wake_sender()
-        if outcome.thread is not None:
-            self._wake_scheduler()
-        self.metrics.message(RELAY_MAILBOX, outcome.verdict.rule)
-        log.info("message %s", fields(
-            event="relayed", source=RELAY_MAILBOX, msgid=message_hash(outcome.message_id),
-            rule=outcome.verdict.rule, thread=outcome.thread, queued=outcome.queued,
-            peer=submission.peer))
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
-        if outcome.verdict.rule == "duplicate":
-            return Submitted("duplicate")
-        return Submitted("queued" if outcome.verdict.rule in FORWARDED_RULES else "kept")
+        return self.recorder.ingest_raw(raw, source)
 
     def _wake_sender(self) -> None:
         if self._loop is not None and self.sender is not None:
@@ -379,41 +324,7 @@ class Service:
         if self._loop is not None and self.scheduler is not None:
             self._loop.call_soon_threadsafe(self.scheduler.wake)
 
-    def _ingest(self, message: InboundMessage, source: Source, received: datetime) -> Outcome:
-        return self._ingestor().ingest(message, source, received=received, now=self.clock.now())
-
     def _ingestor(self) -> Ingestor:
+        """The one reference to what decides: a reload replaces it between decisions."""
         assert self.ingestor is not None, "startup() first"
         return self.ingestor
-
-    def _record(self, item: Incoming, step: Callable[[], Outcome]) -> Outcome:
-        try:
-            outcome = step()
-        except TransientError:  # the store is down: the watcher fetches it again later
-            raise
-        except Exception as exc:  # never lose a message to a bug: record why instead
-            log.exception("message %s", fields(event="error", source=item.source.describe()))
-            outcome = self._ingestor().record_failure(
-                item.source, f"{type(exc).__name__}: {exc}", size=item.size,
-                received=item.received, now=self.clock.now())
-        self._recorded(outcome)
-        return outcome
-
-    def _wake_for(self, outcomes: Sequence[Outcome]) -> None:
-        if any(o.ack_message_id is not None or o.queued for o in outcomes):
-            self._wake_sender()
-        if any(o.thread is not None for o in outcomes):
-            self._wake_scheduler()  # a thread's next due time may have moved
-
-    def _recorded(self, outcome: Outcome) -> None:
-        """What follows a committed outcome: the metric, the log line (the caller wakes the
-        sender and the scheduler, once for all it recorded)."""
-        source = outcome.source
-        if outcome.recorded:
-            self.metrics.message(source.mailbox, outcome.verdict.rule)
-            log.info("message %s", fields(
-                event="recorded", source=source.describe(), msgid=message_hash(outcome.message_id),
-                action="acknowledge" if outcome.verdict.reply else "ignore",
-                rule=outcome.verdict.rule, thread=outcome.thread))
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)

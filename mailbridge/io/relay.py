@@ -1,7 +1,8 @@
 """The agents' SMTP submission relay: aiosmtpd, served on the daemon's own event loop.
 
 Public API: `Credentials` (who may log in), `Submission`, `Submitted`, `RelayHandler` (the
-aiosmtpd hooks), `RelayServer` (`start`, `serve`, `close`, `port`), `upstream_transport(settings)`
+aiosmtpd hooks), `RelayServer` (`start`, `serve`, `reload`, `close`, `port`),
+`upstream_transport(settings)`
 (the outbox's transport for relayed mail), and the fixed replies `REPLY_*`.
 
 Agents log in with AUTH PLAIN or LOGIN, offered only once the connection is encrypted
@@ -30,7 +31,7 @@ import hmac
 import logging
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -341,11 +342,12 @@ class RelayServer:
         self.settings = settings
         self.handler = handler
         self._server: asyncio.Server | None = None
+        self._context: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         settings = self.settings
         assert settings.certificate is not None and settings.key is not None
-        context = server_context(settings.certificate, settings.key)
+        context = self._context = server_context(settings.certificate, settings.key)
         implicit = settings.tls == "implicit"
         loop = asyncio.get_running_loop()
         hostname = settings.hostname or "localhost"  # always given: getfqdn() may block
@@ -370,6 +372,18 @@ class RelayServer:
                                   f"{exc.strerror or exc}{hint}") from exc
         log.info("relay %s", fields(event="listening", listen=f"{settings.host}:{self.port}",
                                     tls=settings.tls))
+
+    def reload(self, settings: RelaySettings, credentials: Credentials,
+               support_addresses: Iterable[str]) -> None:
+        """Take a reloaded configuration's certificate and key (for the next connections),
+        logins and support addresses; where it listens changes only at a restart."""
+        assert settings.certificate is not None and settings.key is not None
+        if self._context is not None:  # TLS set-ups copy it when a connection starts
+            self._context.load_cert_chain(settings.certificate, settings.key)
+        self.settings = self.settings.model_copy(
+            update={"certificate": settings.certificate, "key": settings.key})
+        self.handler.credentials = credentials
+        self.handler.support_addresses = frozenset(a.lower() for a in support_addresses)
 
     async def serve(self, stopping: asyncio.Event) -> None:
         """Listen until `stopping` is set, starting to listen first when not (again)."""

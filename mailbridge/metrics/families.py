@@ -96,6 +96,11 @@ class Metrics:
         self.ack_failures = Counter(
             "mailbridge_ack_failures", "Failed acknowledgement delivery attempts, by reason.",
             ["mailbox", "reason"], registry=registry)
+        self.ack_unknown = Counter(
+            "mailbridge_ack_unknown",
+            "Acknowledgements whose delivery is unknown: the SMTP connection timed out or "
+            "closed after the end of the message, before the server's reply. Never sent "
+            "again, so no customer gets two.", ["mailbox"], registry=registry)
         self.ack_latency = Histogram(
             "mailbridge_ack_latency_seconds",
             "Seconds from the message's arrival at the mail server (IMAP INTERNALDATE, "
@@ -122,6 +127,10 @@ class Metrics:
         self.notice_failures = Counter(
             "mailbridge_notice_failures", "Failed scheduler mail delivery attempts, by reason.",
             ["kind", "reason"], registry=registry)
+        self.notice_unknown = Counter(
+            "mailbridge_notice_unknown",
+            "Scheduler mail whose delivery is unknown (no reply after the end of the "
+            "message); never sent again.", ["kind"], registry=registry)
         self._sla_metrics(registry, policies)
         self.config_reload_ok = Gauge(
             "mailbridge_config_last_reload_successful",
@@ -142,6 +151,7 @@ class Metrics:
             self.add_mailbox(mailbox)
         for kind in NOTICE_KINDS:
             self.notices_sent.labels(kind)
+            self.notice_unknown.labels(kind)
             for reason in FAILURE_REASONS:
                 self.notice_failures.labels(kind, reason)
 
@@ -168,6 +178,21 @@ class Metrics:
             "mailbridge_sla_objective_ratio",
             "The configured share of deadlines each policy should meet (its objective).",
             labels, registry=registry)
+        self.add_policies(policies)
+
+    def replace_policies(self, before: Sequence[Policy], after: Sequence[Policy]) -> None:
+        """After a reload: the targets and objectives of the policies now configured; those
+        of a policy no longer configured are dropped (its counters keep their history)."""
+        def series(policies: Sequence[Policy]) -> set[tuple[str, str, str]]:
+            return {(kind, p.name, p.priority) for p in policies for kind in sla_targets(p)}
+
+        for gone in series(before) - series(after):
+            self.sla_target.remove(*gone)
+            self.sla_objective.remove(*gone)
+        self.add_policies(after)
+
+    def add_policies(self, policies: Sequence[Policy]) -> None:
+        """Pre-create the series of these policies and set their targets and objectives."""
         for policy in policies:
             for kind, target in sla_targets(policy).items():
                 series = (kind, policy.name, policy.priority)
@@ -203,6 +228,7 @@ class Metrics:
         for reason in SUPPRESSION_REASONS:
             self.acks_suppressed.labels(mailbox, reason)
         self.acks_sent.labels(mailbox)
+        self.ack_unknown.labels(mailbox)
         self.ack_latency.labels(mailbox)
         self.imap_connected.labels(mailbox)
         self.imap_reconnects.labels(mailbox)
@@ -228,6 +254,13 @@ class Metrics:
         else:
             self.notice_failures.labels(_notice_kind(kind), reason).inc()
 
+    def unknown(self, kind: str, mailbox: str) -> None:
+        """An outbox item may or may not have been delivered; it is not sent again."""
+        if kind == "ack":
+            self.ack_unknown.labels(mailbox).inc()
+        else:
+            self.notice_unknown.labels(_notice_kind(kind)).inc()
+
     def sla_outcome(self, outcome: SlaOutcome) -> None:
         """A deadline met or breached, or an answer timed (`mailbridge.daemon.deadlines`)."""
         series = (outcome.sla, outcome.policy, outcome.priority)
@@ -243,6 +276,10 @@ class Metrics:
         """The configuration in use was loaded without problems at `at`."""
         self.config_reload_ok.set(1)
         self.config_reload_time.set(at.timestamp())
+
+    def config_refused(self) -> None:
+        """A configuration reload found problems; the one in use stays."""
+        self.config_reload_ok.set(0)
 
 
 def _notice_kind(outbox_kind: str) -> str:
