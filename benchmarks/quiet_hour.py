@@ -2,7 +2,7 @@
 connections.
 
 Run: `.venv/bin/python benchmarks/quiet_hour.py [--idle N] [--quiet Q] [--rounds R]
-[--before REV] [--no-record]`
+[--before REV] [--after REV] [--no-record]`
 
 Mail servers close a connection that has been idle for a while (Postfix after 300 s). Each
 round starts the daemon on a fresh store, sends one customer message so that the daemon
@@ -11,9 +11,9 @@ connection and Q seconds of quiet have passed, then delivers one more message an
 it: from the APPEND completing to the ack reaching the SMTP peer. Retries wait as in
 production ([smtp] retry_initial 30 s).
 
-With `--before REV` the code of that git revision runs every other round (A/B, interleaved);
-otherwise only the working tree's. Prints p50/p99 per variant and appends them to
-benchmarks/RESULTS.md. Target (issue 13): p99 under 1 s.
+With `--before REV` the code of that git revision runs every other round (A/B, interleaved)
+against the working tree's, or against `--after REV`'s. Prints p50/p99 per variant and
+appends them to benchmarks/RESULTS.md. Target (issue 13): p99 under 1 s.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def one_round(n: int, variant: Variant, root: Path, dovecot: Dovecot, peer: Smtp
 
 def record(variants: list[Variant], args: argparse.Namespace) -> str:
     command = (f"python benchmarks/quiet_hour.py --idle {args.idle:g} --quiet {args.quiet:g} "
-               f"--rounds {args.rounds}" + (f" --before {args.before}" if args.before else ""))
+               f"--rounds {args.rounds}" + "".join(
+                   f" --{name} {rev}" for name, rev in (("before", args.before),
+                                                        ("after", args.after)) if rev))
     rows = "".join(
         f"| {v.label} | {len(v.latencies)} | {percentile(v.latencies, 50) * 1000:.0f} / "
         f"{percentile(v.latencies, 99) * 1000:.0f} / {max(v.latencies) * 1000:.0f} ms | "
@@ -99,8 +101,8 @@ def record(variants: list[Variant], args: argparse.Namespace) -> str:
     return append("quiet_hour", command, (
         f"The SMTP peer closes connections idle for {args.idle:g} s; each round, the first "
         f"customer message after {args.quiet:g} s of quiet, from APPEND to the ack at the "
-        "peer. Rounds alternate between the variants; other work shared the machine's two "
-        "cores.\n\n"
+        "peer." + (" Rounds alternate between the variants;" if len(variants) > 1 else "")
+        + " Other work shared the machine's two cores.\n\n"
         "| code | rounds | latency p50 / p99 / max | attempts counted failed |\n"
         f"|---|---|---|---|\n{rows}"))
 
@@ -109,16 +111,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=float, default=2.0,
                         help="the SMTP peer's idle timeout, seconds")
-    parser.add_argument("--quiet", type=float, default=5.0,
+    parser.add_argument("--quiet", type=float, default=8.0,
                         help="seconds between the last ack and the measured message")
     parser.add_argument("--rounds", type=int, default=8, help="rounds per variant")
     parser.add_argument("--before", metavar="REV",
                         help="also run this git revision, in alternate rounds")
+    parser.add_argument("--after", metavar="REV",
+                        help="run this git revision instead of the working tree")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
         root = Path(tmp)
-        variants = [Variant("working tree", REPO)]
+        variants = [Variant(args.after, checkout(args.after, root / "after")) if args.after
+                    else Variant("working tree", REPO)]
         if args.before:
             variants.insert(0, Variant(args.before, checkout(args.before, root / "before")))
         dovecot = Dovecot(root / "dovecot")
