@@ -37,7 +37,7 @@ class Pruner:
     def __init__(self, store: Store, clock: Clock, *, retention: timedelta,
                  metrics: Metrics | None = None,
                  first_run: timedelta = FIRST_RUN_DELAY, interval: timedelta = PRUNE_INTERVAL,
-                 limit: int = 100) -> None:
+                 limit: int = 50) -> None:
         self.store = store
         self.clock = clock
         self.retention = retention

@@ -254,7 +254,7 @@ def _v8_resolved_at(conn: Connection) -> None:
     """
     timestamp = UTCDateTime().compile(dialect=conn.dialect)
     conn.execute(text(f"ALTER TABLE threads ADD COLUMN resolved_at {timestamp}"))
-    conn.execute(text("CREATE INDEX ix_threads_resolved ON threads (resolved_at)"))
+    conn.execute(text("CREATE INDEX ix_threads_resolved ON threads (state, resolved_at)"))
     conn.execute(text(
         "UPDATE threads SET resolved_at = (SELECT MAX(e.at) FROM thread_events e "
         "WHERE e.thread_id = threads.id AND e.kind = 'resolved') WHERE state = 'resolved'"))

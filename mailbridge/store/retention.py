@@ -64,7 +64,7 @@ def _expired_threads(cutoff: datetime, limit: int) -> Any:
             .order_by(t.resolved_at).limit(limit).with_for_update(skip_locked=True))
 
 
-def prune_resolved(store: Store, cutoff: datetime, limit: int = 100) -> Pruned:
+def prune_resolved(store: Store, cutoff: datetime, limit: int = 50) -> Pruned:
     """Delete up to `limit` threads resolved before `cutoff`, with all they hold."""
     with store.transaction() as tx:
         conn = tx.session.connection()
@@ -105,7 +105,7 @@ def prune_unthreaded(store: Store, cutoff: datetime, limit: int = 500) -> Pruned
                 and_(o.id.in_(outbox), o.state.not_in(UNSENT)))) if outbox else 0)
 
 
-def prune_step(store: Store, cutoff: datetime, limit: int = 100) -> Pruned:
+def prune_step(store: Store, cutoff: datetime, limit: int = 50) -> Pruned:
     """One step of a pruning run: expired threads first, then mail of no thread; an empty
     `Pruned` when nothing older than `cutoff` is left."""
     return prune_resolved(store, cutoff, limit) or prune_unthreaded(store, cutoff, limit * 5)
