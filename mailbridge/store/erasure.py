@@ -115,9 +115,15 @@ class _Needles:
 
 
 def _literal(texts: Iterable[str], shortest: int) -> list[re.Pattern[str]]:
-    """Case-insensitive patterns for `texts`, longest first, ignoring very short ones."""
+    """Case-insensitive patterns for `texts` as whole words (a name "Al" leaves "Also"),
+    longest first, ignoring very short ones."""
     unique = {t.strip() for t in texts if len(t.strip()) >= shortest}
-    return [re.compile(re.escape(t), re.IGNORECASE) for t in sorted(unique, key=len, reverse=True)]
+    return [re.compile(rf"{_edge(t[0])}{re.escape(t)}{_edge(t[-1])}", re.IGNORECASE)
+            for t in sorted(unique, key=len, reverse=True)]
+
+
+def _edge(char: str) -> str:
+    return r"\b" if char.isalnum() else ""
 
 
 def _text_columns(table: Table, *, keys: bool = False) -> list[Column[Any]]:

@@ -104,6 +104,7 @@ def test_her_address_name_and_subjects_appear_nowhere_and_her_timings_stay(
 
     dump = assert_gone(store_url)
     assert NEIGHBOUR in dump and "my own matter" in dump and "xavier jane" in dump
+    assert "asked whether [erased] is a colleague" in dump, "only her address is cut out"
     assert (erased.threads_anonymised, erased.threads_closed) == (2, 2)
     assert erased.outbox_failed == len(unsent) >= 1
     assert erased.messages >= 4 and erased.known_ids >= 3 and erased.events >= 1
