@@ -38,7 +38,8 @@ state_dir = "{tmp_path}"
 
 def test_status_shows_instances_watchers_outbox_and_next_deadline(
         store: Store, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Two instances, one watching both mailboxes; an ack pending; a deadline ahead."""
+    """Two instances, one watching both mailboxes; an ack pending and one of unknown outcome;
+    a deadline ahead."""
     config = _config(tmp_path, store_url)
     clock = SystemClock()
     now = clock.now()
@@ -57,6 +58,9 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
         tx.add(OutboxItem(thread_id="ABCDEF", kind="ack", mailbox="INBOX", message_id="<a@x>",
                           envelope_from="", recipient="a@x", body=b"x", next_attempt_at=now,
                           created_at=now, arrived_at=now))
+        tx.add(OutboxItem(thread_id="GHIJKL", kind="ack", mailbox="INBOX", message_id="<b@x>",
+                          envelope_from="", recipient="b@x", body=b"x", next_attempt_at=now,
+                          created_at=now, arrived_at=now, state="unknown"))
         tx.advance_cursor("INBOX", 9, 41, now)
 
     status = gather(store, load_config(config), clock.now())
@@ -68,6 +72,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     assert (inbox.mailbox, inbox.holder, inbox.last_uid) == ("INBOX", here.id, 41)
     assert inbox.last_sync is not None and abs(inbox.last_sync - now) < timedelta(seconds=1)
     assert (status.outbox_pending, status.next_deadline_thread) == (1, "ABCDEF")
+    assert (status.outbox_failed, status.outbox_unknown) == (0, 1)
     assert status.next_deadline == due and status.unwatched == []
 
     assert main(["status", "--config", str(config)]) == 0
@@ -75,12 +80,13 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     assert f"{here.id}" in text and "<- this instance" in text
     assert f"other-host:{peer.pid} machine {CLONE[:8]} boot {BOOT_2[:8]}  alive" in text
     assert "INBOX: watched by" in text and "last UID 41" in text
-    assert "outbox: 1 pending" in text and "thread ABCDEF" in text
+    assert "outbox: 1 pending, 0 sending, 0 failed, 1 unknown" in text
+    assert "thread ABCDEF" in text
 
     here.leave()
     assert main(["status", "--config", str(config), "--json"]) == EXIT_UNWATCHED
     data = json.loads(capsys.readouterr().out)
-    assert data["unwatched"] == ["INBOX", "Sent"]
+    assert data["unwatched"] == ["INBOX", "Sent"] and data["outbox_unknown"] == 1
     assert {i["id"]: i["state"] for i in data["instances"]}[here.id] == "stopped"
 
 
