@@ -90,9 +90,12 @@ shutdown_timeout = "5s"
 class Daemon:
     """`python -m mailbridge run --config PATH` as a child process, logging to a file."""
 
-    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None,
+                 source: Path = REPO) -> None:
         self.config = config
         self.env = env or {}
+        self.source = source
+        """The source tree whose `mailbridge` package runs (another checkout, for A/B)."""
         self.log_path = config.parent / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
         text = config.read_text(encoding="utf-8")
@@ -103,7 +106,7 @@ class Daemon:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "mailbridge", "run", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.source,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         wait_for(self.healthy, timeout=timeout,
                  message=lambda: f"daemon not healthy; log:\n{self.log()}")
