@@ -281,11 +281,14 @@ def _plan(conn: Connection, address: str, known: Collection[str]) -> tuple[
         "threads": t.id.in_(ids),
         "messages": or_(m.thread_id.in_(ids), func.lower(m.sender) == address),
         "thread_events": EVENTS.c.thread_id.in_(ids),
-        "outbox": or_(o.thread_id.in_(ids), func.lower(o.recipient) == address),
-        "known_ids": KNOWN_IDS.c.thread_id.in_(ids)}
-    keys: dict[str, list[Any]] = {}
+        "outbox": or_(o.thread_id.in_(ids), func.lower(o.recipient) == address)}
+    k = KNOWN_IDS.c
+    found = conn.execute(select(k.message_id, k.thread_id).where(
+        or_(k.thread_id.in_(ids), k.message_id.icontains(address, autoescape=True))))
+    keys: dict[str, list[Any]] = {KNOWN_IDS.name: [
+        key for key, thread in found if thread in threads or needles.names_address(key)]}
     for table in SQLModel.metadata.sorted_tables:
-        if len(table.primary_key.columns) != 1:
+        if len(table.primary_key.columns) != 1 or table.name in keys:
             continue
         where = or_(own.get(table.name, false()), _mentions(table, address, dialect))
         keys[table.name] = list(conn.execute(select(_pk(table)).where(where)).scalars())

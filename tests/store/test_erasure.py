@@ -23,7 +23,7 @@ from mailbridge.store.db import Store
 from mailbridge.store.erasure import ERASED_CUSTOMER, erase
 from mailbridge.store.statements import OUTBOX
 from mailbridge.store.summaries import summaries
-from mailbridge.store.tables import OutboxItem
+from mailbridge.store.tables import KnownId, OutboxItem
 from tests.configs import MAILBOX, MINIMAL
 from tests.dump import dump_text
 from tests.mails import customer_mail, reply_to
@@ -75,6 +75,8 @@ def fill(desk: Desk) -> dict[str, str]:
                   recipient=ADDRESS, body=f"To: {NAME} <{ADDRESS}>\r\n\r\nHi\r\n".encode(),
                   state="sent", attempts=1, next_attempt_at=T0, created_at=T0, arrived_at=T0,
                   sent_at=T0, last_error="")
+        for owner in (NEIGHBOUR, ADDRESS):  # Message-IDs that embed an address
+            tx.insert(KnownId, message_id=f"<1234.{owner}>", thread_id=c, direction="in")
     assert b is not None and c is not None
     return {"answered": a, "new": b, "neighbour": c}
 
@@ -105,6 +107,7 @@ def test_her_address_name_and_subjects_appear_nowhere_and_her_timings_stay(
     dump = assert_gone(store_url)
     assert NEIGHBOUR in dump and "my own matter" in dump and "xavier jane" in dump
     assert "asked whether [erased] is a colleague" in dump, "only her address is cut out"
+    assert f"<1234.{NEIGHBOUR}>" in dump
     assert (erased.threads_anonymised, erased.threads_closed) == (2, 2)
     assert erased.outbox_failed == len(unsent) >= 1
     assert erased.messages >= 4 and erased.known_ids >= 3 and erased.events >= 1
