@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -164,21 +165,60 @@ def test_demo_shows_acks_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert "auto_submitted" in output and "follow_up" in output
 
 
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    """The shipped unit verifies without a single warning."""
+def _units(tmp_path: Path) -> tuple[str, Path, Path]:
+    """systemd-analyze, and the shipped service (running this venv's mailbridge) and relay
+    socket, copied into `tmp_path`."""
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: run ./scripts/test, which installs it"
     exe = shutil.which("mailbridge") or str(Path(sys.executable).parent / "mailbridge")
     unit = (REPO / "systemd" / "mailbridge.service").read_text()
     assert "ExecStart=/usr/bin/mailbridge " in unit
+    service = tmp_path / "mailbridge.service"
+    service.write_text(unit.replace("ExecStart=/usr/bin/mailbridge ", f"ExecStart={exe} "))
+    socket_unit = tmp_path / "mailbridge-relay.socket"
+    socket_unit.write_text((REPO / "systemd" / "mailbridge-relay.socket").read_text())
+    return analyze, service, socket_unit
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    """The shipped service and relay socket verify without a single warning."""
+    analyze, service, socket_unit = _units(tmp_path)
+    unit = service.read_text()
     assert "RestartPreventExitStatus=64 78" in unit and "LoadCredential=" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
-    local = tmp_path / "mailbridge.service"
-    local.write_text(unit.replace("ExecStart=/usr/bin/mailbridge ", f"ExecStart={exe} "))
-    result = subprocess.run([analyze, "verify", "--man=no", str(local)], capture_output=True,
-                            text=True, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.strip() == "", result.stderr
+    sockets = socket_unit.read_text()
+    assert "ListenStream=587" in sockets and "Service=mailbridge.service" in sockets
+    assert "FileDescriptorName=relay" in sockets
+    for unit_file in (service, socket_unit):
+        result = subprocess.run([analyze, "verify", "--man=no", str(unit_file)],
+                                capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == "", result.stderr
+
+
+def test_a_missing_credential_does_not_fail_the_start(tmp_path: Path) -> None:
+    """Each LoadCredential= has a SetCredential= default, which systemd uses instead of
+    failing the start when the file is missing (systemd.exec(5)); the config loader reads that
+    blank default as no password (tests/test_config.py)."""
+    _analyze, service, _socket = _units(tmp_path)
+    lines = service.read_text().splitlines()
+    loaded = [line.split("=", 1)[1].split(":")[0] for line in lines
+              if line.startswith("LoadCredential=")]
+    defaults = [line.split("=", 1)[1] for line in lines if line.startswith("SetCredential=")]
+    assert loaded == ["imap-password", "smtp-password"]
+    assert defaults == [f"{name}:\\n" for name in loaded]
+
+
+def test_systemd_security_exposure_stays_low(tmp_path: Path) -> None:
+    """`systemd-analyze security` rates the hardened unit at most 2.0 ("OK")."""
+    analyze, service, _socket = _units(tmp_path)
+    result = subprocess.run([analyze, "security", "--offline=yes", str(service)],
+                            capture_output=True, text=True, check=False)
+    found = re.search(r"Overall exposure level for mailbridge\.service: ([0-9.]+)",
+                      result.stdout)
+    assert found, result.stdout + result.stderr
+    assert float(found[1]) <= 2.0, result.stdout
+    assert "Invalid syntax" not in result.stderr, result.stderr
 
 
 def _mail(name: str, addr: str, subject: str, date: str, **headers: str) -> bytes:

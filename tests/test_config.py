@@ -632,6 +632,17 @@ def test_credentials_directory_default_names(tmp_path: Path, credentials: Path) 
     assert config.smtp.password.reveal() == "smtp-secret-2"
 
 
+def test_a_blank_credential_is_no_password(tmp_path: Path, credentials: Path) -> None:
+    """The unit's default for a missing password file (a blank line) counts as no password:
+    the problems name the keys to set, not the empty file."""
+    for name in ("imap-password", "smtp-password"):
+        (credentials / name).write_text("\n")
+    text = IMAP + '[smtp]\nhost = "mail.example.com"\nusername = "support@example.com"\n'
+    found = problems(tmp_path, text, CREDENTIALS_DIRECTORY=str(credentials)).problems
+    assert [p.split(":")[0] for p in found] == ["[imap] password", "[smtp] password"]
+    assert "missing" in found[0] and "username is set but no password" in found[1]
+
+
 def test_smtp_credential_is_unused_without_username(tmp_path: Path, credentials: Path) -> None:
     """An smtp-password credential is not picked up for a relay without a login."""
     config = load(tmp_path, MINIMAL + '[smtp]\nhost = "relay.example.com"\n',

@@ -69,13 +69,24 @@ def prepare_password(
     elif file_value is not None:
         table["password"] = read_secret_file(
             f"[{section}] password_file", file_value, base, env, problems) or placeholder
-    elif creds and (Path(creds) / f"{section}-password").exists() and (
+    elif creds and _given(Path(creds) / f"{section}-password") and (
         section == "imap" or "username" in table
     ):
         table["password"] = read_secret(
             f"[{section}] password", Path(creds) / f"{section}-password", problems
         )
     _check_auth_pair(section, table, problems)
+
+
+def _given(credential: Path) -> bool:
+    """Whether a credential file holds a value. The unit's default for a password file that
+    is missing is a blank line (SetCredential=), which is no password at all."""
+    try:
+        return bool(credential.read_text(encoding="utf-8").strip())
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError):  # there, but unreadable: `read_secret` says why
+        return True
 
 
 def _check_auth_pair(section: str, table: dict[str, Any], problems: list[str]) -> None:

@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config
+from mailbridge.daemon.activation import relay_socket
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
@@ -181,6 +182,7 @@ class Service:
         await self._leases_changed(joined)
         self._tasks.append(supervise("membership", functools.partial(
             self.membership.run, self._stop, self._leases_changed), self._stop))
+        relay_sock = relay_socket(enabled=config.relay.enabled)  # from systemd, if passed
         if config.relay.enabled:
             credentials = Credentials.from_config(config)
             if not len(credentials):
@@ -189,7 +191,7 @@ class Service:
             handler = RelayHandler(credentials=credentials,
                                    support_addresses=frozenset(config.support.addresses),
                                    submit=self.recorder.relay_submit, clock=self.clock)
-            self.relay = RelayServer(config.relay, handler)
+            self.relay = RelayServer(config.relay, handler, sock=relay_sock)
             await self.relay.start()  # a relay that cannot listen fails the start
             self._tasks.append(supervise(
                 "relay", functools.partial(self.relay.serve, self._stop), self._stop))

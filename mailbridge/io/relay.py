@@ -29,6 +29,7 @@ import binascii
 import errno
 import hmac
 import logging
+import socket
 import ssl
 import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -338,9 +339,13 @@ def server_context(certificate: Path, key: Path) -> ssl.SSLContext:
 class RelayServer:
     """The relay's listening socket on the running loop; `start()` then `close()`."""
 
-    def __init__(self, settings: RelaySettings, handler: RelayHandler) -> None:
+    def __init__(self, settings: RelaySettings, handler: RelayHandler, *,
+                 sock: socket.socket | None = None) -> None:
         self.settings = settings
         self.handler = handler
+        self.sock = sock
+        """A listening socket systemd passed (`mailbridge-relay.socket`): used instead of
+        binding `listen`, which the hardened unit cannot do for port 587."""
         self._server: asyncio.Server | None = None
         self._context: ssl.SSLContext | None = None
 
@@ -362,16 +367,20 @@ class RelayServer:
                             auth_require_tls=not implicit, data_size_limit=MAX_MESSAGE,
                             loop=loop)
 
+        where: dict[str, Any] = {"sock": self.sock} if self.sock is not None else {
+            "host": settings.host, "port": settings.port}
         try:
-            self._server = await loop.create_server(
-                factory, settings.host, settings.port, ssl=context if implicit else None)
+            self._server = await loop.create_server(factory, **where,
+                                                    ssl=context if implicit else None)
         except OSError as exc:
-            hint = " (ports below 1024 need CAP_NET_BIND_SERVICE)" \
-                if exc.errno == errno.EACCES else ""
+            hint = " (ports below 1024 need CAP_NET_BIND_SERVICE, or systemd/" \
+                "mailbridge-relay.socket)" if exc.errno == errno.EACCES else ""
             raise MailbridgeError(f"[relay] listen: cannot listen on {settings.listen}: "
                                   f"{exc.strerror or exc}{hint}") from exc
-        log.info("relay %s", fields(event="listening", listen=f"{settings.host}:{self.port}",
-                                    tls=settings.tls))
+        host: Any = self._server.sockets[0].getsockname()[0]
+        log.info("relay %s", fields(event="listening", listen=f"{host}:{self.port}",
+                                    tls=settings.tls,
+                                    socket="from systemd" if self.sock is not None else None))
 
     def reload(self, settings: RelaySettings, credentials: Credentials,
                support_addresses: Iterable[str]) -> None:
