@@ -107,7 +107,9 @@ class Supervisor:
     def failed(self, name: str, exc: BaseException | None, retry_in: float) -> None:
         """Log the part's fault with its traceback and mark it down until `restarted`."""
         with self._lock:
-            part = self._parts[name]
+            part = self._parts.get(name)
+            if part is None:  # forgotten meanwhile: its thread is on its way out
+                return
             part.error = type(exc).__name__ if exc is not None else "ended"
         self._publish(part.component)
         log.error("component %s", fields(
@@ -117,7 +119,9 @@ class Supervisor:
 
     def restarted(self, name: str) -> None:
         with self._lock:
-            part = self._parts[name]
+            part = self._parts.get(name)
+            if part is None:
+                return
             error, part.error = part.error, ""
         self.metrics.component_restarts.labels(part.component).inc()
         log.info("component %s", fields(event="restarted", component=part.component, part=name,
@@ -131,9 +135,14 @@ class Supervisor:
             self.metrics.component_up.labels(component).set(0 if any(states) else 1)
 
     def down(self) -> list[str]:
-        """The names of the parts waiting to restart, each with its error."""
+        """The parts waiting to restart, each with its error: "sender (RuntimeError)"."""
         with self._lock:
             return [f"{p.name} ({p.error})" for p in self._parts.values() if p.error]
+
+    def _is_down(self, name: str) -> bool:
+        with self._lock:
+            part = self._parts.get(name)
+            return part is not None and bool(part.error)
 
     # -- parts on the event loop --------------------------------------------------------------
 
@@ -177,7 +186,7 @@ class Supervisor:
             if self.clock.monotonic() - started > backoff.cap:
                 backoff.reset()
             delay = backoff.next_delay()
-            if restarting and self._parts[name].error:
+            if restarting and self._is_down(name):
                 # The restart itself failed (before_restart): still down; say so again.
                 log.error("component %s", fields(event="restart_failed", part=name,
                                                   error=type(error).__name__),
