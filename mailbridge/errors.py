@@ -3,6 +3,9 @@
     MailbridgeError
     ├── ConfigError      file and problems; printed without a traceback, exit 78
     ├── TemplateError    template name and line
+    ├── StoreError       [store] url cannot be used, or its schema does not fit this code;
+    │                    one line, exit 78 (73 where the SQLite file's folder cannot be made)
+    ├── BackupError      `mailbridge backup` cannot write its copy, or the copy is damaged
     ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
     │   └── StoreUnavailableError  the database is down, restarting or cut us off
     └── PermanentError   recorded, never retried: SMTP 5xx, unparseable mail
@@ -17,6 +20,12 @@ from __future__ import annotations
 
 EX_CONFIG = 78
 """sysexits.h EX_CONFIG: the configuration is wrong; systemd must not restart."""
+EX_CANTCREAT = 73
+"""sysexits.h EX_CANTCREAT: a file or folder the user named cannot be created."""
+EX_DATAERR = 65
+"""sysexits.h EX_DATAERR: the data read was wrong (a backup that fails its check)."""
+EX_IOERR = 74
+"""sysexits.h EX_IOERR: reading or writing a file failed."""
 
 
 class MailbridgeError(Exception):
@@ -41,6 +50,26 @@ class ConfigError(MailbridgeError):
 
 class TemplateError(MailbridgeError):
     """A template cannot be loaded or rendered."""
+
+
+class StoreError(MailbridgeError):
+    """The store cannot be used as it is: `[store] url` names no usable database, or its
+    schema is not the one this code knows. The message is one line that names the url
+    (password masked) and the reason; `exit_code` is what the command exits with."""
+
+    def __init__(self, message: str, exit_code: int = EX_CONFIG) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
+
+
+class BackupError(MailbridgeError):
+    """A backup could not be written (exit 73 where DEST cannot be created or exists,
+    74 when writing fails) or its copy failed `PRAGMA integrity_check` (65); nothing is
+    left at DEST then."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class TransientError(MailbridgeError):

@@ -1,13 +1,13 @@
 """The `mailbridge` command: its argument parser, and one module per command.
 
 Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
-78 configuration error (systemd's unit does not restart on 78); 141 when whoever read the
-output went away (`| head -1`), quietly.
+78 configuration error (systemd's unit does not restart on 78), 73 a file or folder that
+cannot be created; 141 when whoever read the output went away (`| head -1`), quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
-`replay`, `threads`, `forget`, `status`, `hash_password`), imported only when it runs, so
-that `check-config` does not load the daemon. The cli is the top layer: it may import every
-other package of mailbridge; nothing imports it.
+`replay`, `threads`, `forget`, `status`, `backup`, `hash_password`), imported only when it
+runs, so that `check-config` does not load the daemon. The cli is the top layer: it may
+import every other package of mailbridge; nothing imports it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from datetime import datetime
 from pathlib import Path
 
 from mailbridge import __version__
-from mailbridge.errors import EX_CONFIG, ConfigError, MailbridgeError
+from mailbridge.errors import (
+    EX_CONFIG,
+    BackupError,
+    ConfigError,
+    MailbridgeError,
+    StoreError,
+)
 
 EX_USAGE = 64
 EX_PIPE = 128 + 13
@@ -74,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         "outbox depth, next deadline (exit 3 if a mailbox has no live watcher)"))
     status.add_argument("--config", required=True, type=Path)
     status.add_argument("--json", action="store_true", help="one JSON object")
+    backup = sub.add_parser("backup", help=(
+        "write a consistent copy of the SQLite store, even while the daemon runs, and check "
+        "it (on PostgreSQL: use pg_dump)"))
+    backup.add_argument("--config", required=True, type=Path)
+    backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    backup.add_argument("dest", metavar="DEST", type=Path, help="the file to write")
     sub.add_parser("hash-password", help=(
         "print the password_hash of an agent's relay password (asked for without echo on a "
         "terminal, else read from the first line of standard input)"))
@@ -101,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EX_CONFIG
+    except (StoreError, BackupError) as exc:
+        print(f"mailbridge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except MailbridgeError as exc:
         print(f"mailbridge: {exc}", file=sys.stderr)
         return 1

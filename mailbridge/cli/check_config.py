@@ -2,7 +2,10 @@
 
 Besides the file itself, it loads the operator's templates ([templates] dir) and renders
 each one once with sample mail, so that a syntax error, an unknown variable or a refused
-operation is reported with its file and line before any customer mail needs it.
+operation is reported with its file and line before any customer mail needs it. And it
+asks the store whether `run` could use it ([store] url: the SQLite file's folder can be
+made, the file is a database it may write, PostgreSQL answers and lets it in, and the
+schema is not newer than this code), creating and changing nothing.
 
 Public API: `command(args) -> int`. What `run` needs besides a valid file (its sections and
 working templates) is `mailbridge.daemon.checks.run_problems`, which `run` asks too.
@@ -16,12 +19,13 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
 from mailbridge.daemon.checks import run_problems
 from mailbridge.errors import ConfigError
+from mailbridge.store.access import problems as store_problems
 
 
 def command(args: argparse.Namespace) -> int:
     path = args.file
     config = load_config(path)
-    problems = run_problems(config, SystemClock().now())
+    problems = run_problems(config, SystemClock().now()) + store_problems(config.store.url)
     if problems:
         raise ConfigError(str(path), problems)
     print(f"{path}: ok ({len(config.agents)} agents, store {config.store.url.split(':')[0]}"

@@ -212,7 +212,7 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
 
 def command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.url)
+    store = Store.open(config.store.url, migrate=False)
     try:
         status = gather(store, config, SystemClock().now())
     finally:

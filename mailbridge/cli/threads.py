@@ -75,7 +75,7 @@ def print_threads(store: Store, *, states: Sequence[str], now: datetime, out: Te
 
 def command(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = Store.open(config.store.url)
+    store = Store.open(config.store.url, migrate=False)
     try:
         states = args.state or ["awaiting_agent", "awaiting_customer"]
         print_threads(store, states=states, now=SystemClock().now(), out=sys.stdout,

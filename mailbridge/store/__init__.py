@@ -7,7 +7,10 @@
   `migrations`: the versioned schema. `direct`: SQLite's hot statements, compiled once.
   `writelock`: SQLite writers' fair queue. `peers`: instances and their mailbox leases.
   `snapshot`: the aggregate reads of a metrics scrape. `summaries`: threads for people
-  (`replay`, `threads`). `codec`: a thread's SLA clock as stored JSON.
+  (`replay`, `threads`). `codec`: a thread's SLA clock as stored JSON. `access`: whether a
+  `[store] url` can be used (the SQLite file's folder, the schema version a command needs),
+  and the driver's errors turned into `StoreError`. `backup`: a checked copy of a SQLite
+  store taken while the daemon writes.
 
 It may import `mailbridge.core`, `mailbridge.config`, `mailbridge.errors`, `mailbridge.logs`
 and `mailbridge.clock`; it knows nothing of mail servers or of the daemon.

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
-from mailbridge.errors import StoreUnavailableError
+from mailbridge.errors import StoreError, StoreUnavailableError
+from mailbridge.store import access, migrations
 from mailbridge.store.direct import Direct
 from mailbridge.store.engine import READ_ONLY, engine_for
-from mailbridge.store.migrations import migrate
+from mailbridge.store.migrations import current_version
 from mailbridge.store.outbox import Finished, OutboxRow, claim_due, fail_interrupted, record
 from mailbridge.store.statements import THREADS
 from mailbridge.store.tables import Cursor, Message, OutboxItem
@@ -29,14 +30,9 @@ from mailbridge.store.tx import Tx
 from mailbridge.store.writelock import FairLock
 
 
-def _reason(exc: DBAPIError) -> str:
-    """The driver's first line, without the statement and its parameters (they hold PII)."""
-    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
-    return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 class Store:
-    """The database behind mailbridge; `Store.open(url)` migrates it first."""
+    """The database behind mailbridge: `Store.open(url)` creates or upgrades it (`run`),
+    `Store.open(url, migrate=False)` takes it as it is (`threads`, `status`, `backup`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -50,10 +46,38 @@ class Store:
         self._direct = None if self.shared else Direct(engine.dialect)
 
     @classmethod
-    def open(cls, url: str) -> Store:
-        engine = engine_for(url)
-        migrate(engine)
-        return cls(engine)
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """The store at `url`, whose schema version is the one this code knows.
+
+        `migrate`: create the database (and a SQLite file's folder, mode 0700) or bring it
+        up to date; without it the store must exist and be up to date already. Either way
+        a store newer than the code is refused. A url that cannot be used raises
+        `StoreError`: one line naming `[store] url` and the reason, never a driver's error.
+        """
+        access.make_directory(url)
+        path = access.sqlite_file(url)
+        if not migrate and path is not None and not path.exists():
+            raise StoreError(access.describe(url, access.NO_STORE))
+        reason = access.check_location(url, write=migrate)
+        if reason is not None:
+            raise StoreError(access.describe(url, reason))
+        try:
+            store = cls(engine_for(url))
+        except (ArgumentError, ValueError) as exc:
+            raise access.unusable(url, exc) from exc
+        try:
+            with store.reading() as conn:
+                found = current_version(conn)
+            access.require_schema(url, found, upgrading=migrate)
+            if migrate:
+                migrations.migrate(store.engine)
+        except (DBAPIError, ArgumentError) as exc:
+            store.close()
+            raise access.unusable(url, exc) from exc
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def close(self) -> None:
         self.engine.dispose()
@@ -71,8 +95,8 @@ class Store:
                 tx = Tx(session, self._direct)
                 yield tx
         except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailableError(f"the database is unavailable: {_reason(exc)}") \
-                from exc
+            raise StoreUnavailableError(
+                f"the database is unavailable: {access.driver_reason(exc)}") from exc
         for callback in tx.committed:
             callback()
 

@@ -20,12 +20,16 @@ READ_ONLY = "mailbridge_read_only"
 """The execution option that makes a SQLite transaction begin as a reader."""
 
 
-def engine_for(url: str) -> Engine:
-    """An engine for a sqlite:// or postgresql:// URL, tuned for this workload."""
+def engine_for(url: str, *, connect_timeout: int | None = None) -> Engine:
+    """An engine for a sqlite:// or postgresql:// URL, tuned for this workload.
+
+    `connect_timeout`: seconds a PostgreSQL connection attempt may take (default: the
+    url's own `connect_timeout`, else libpq's, which waits for the operating system)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,

@@ -1,6 +1,6 @@
 """Versioned schema migrations, the same on SQLite and PostgreSQL.
 
-Public API: `MIGRATIONS`, `migrate(engine) -> int`, `current_version(conn)`.
+Public API: `MIGRATIONS`, `LATEST`, `migrate(engine) -> int`, `current_version(conn)`.
 
 Each migration is frozen history: it defines the tables as they were at that
 version with SQLAlchemy Core, never by importing today's models, so an old
@@ -33,6 +33,7 @@ from sqlalchemy import (
     update,
 )
 
+from mailbridge.errors import StoreError
 from mailbridge.store.tables import UTCDateTime
 
 Migration = Callable[[Connection], None]
@@ -278,6 +279,9 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (8, "threads: when each was resolved, for retention", _v8_resolved_at),
 )
 
+LATEST = MIGRATIONS[-1][0]
+"""The schema version this code works on."""
+
 _VERSION_TABLE = "schema_version"
 
 
@@ -290,7 +294,16 @@ def current_version(conn: Connection) -> int:
 
 
 def migrate(engine: Engine) -> int:
-    """Apply every pending migration, each in its own transaction; return the version."""
+    """Apply every pending migration, each in its own transaction; return the version.
+
+    Raises `StoreError` for a database at a version newer than `LATEST`: the code that
+    made it must not be undone by older code (`Store.open` says so with the url first).
+    """
+    with engine.connect() as conn:
+        found = current_version(conn)
+    if found > LATEST:
+        raise StoreError(f"the store is at schema version {found}, this mailbridge knows "
+                         f"up to {LATEST}: upgrade mailbridge")
     with engine.begin() as conn:
         conn.execute(text(
             f"CREATE TABLE IF NOT EXISTS {_VERSION_TABLE} "

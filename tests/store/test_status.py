@@ -93,6 +93,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
 def test_status_of_a_fresh_store_says_nothing_runs(
         store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Before any instance ran, status names the unwatched mailboxes and exits 3."""
+    Store.open(store_url).close()  # created, as `run` creates it before it registers
     assert main(["status", "--config", str(_config(tmp_path, store_url))]) == EXIT_UNWATCHED
     text = capsys.readouterr().out
     assert "none has run on this store yet" in text
