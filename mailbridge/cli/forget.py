@@ -73,7 +73,7 @@ def command(args: argparse.Namespace) -> int:
         print(f"mailbridge forget: not an email address: {address!r}", file=sys.stderr)
         return EX_USAGE
     config = load_config(args.config)
-    store = Store.open(config.store.url)
+    store = Store.open(config.store.url, migrate=False)
     try:
         erased = forget(store, address, SystemClock())
     finally:
