@@ -44,7 +44,7 @@ from mailbridge.daemon.scheduler import Scheduler
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.daemon.staff import RELAY_MAILBOX
 from mailbridge.daemon.supervisor import Supervisor, default_backoff, stalled
-from mailbridge.errors import TransientError
+from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import ImapWatcher
@@ -63,6 +63,8 @@ from mailbridge.store.outbox import OutboxRow
 
 log = logging.getLogger(__name__)
 
+STORE_RETRY_CAP = 30.0
+"""Seconds, at most, between attempts to open a store whose server does not answer."""
 SHARED_OUTBOX_POLL = 1.0
 """Seconds between looks at a shared (PostgreSQL) outbox when nothing woke the sender: the
 instance that queues mail wakes only its own sender, and the others help with a backlog."""
@@ -138,7 +140,10 @@ class Service:
     async def startup(self) -> None:
         self._loop = asyncio.get_running_loop()
         config = self.config
-        self.store = await asyncio.to_thread(self.open_store, config.store.url)
+        store = await self._open_store()
+        if store is None:
+            return  # asked to stop while the store did not answer
+        self.store = store
         # Before the sender starts: joining fails what a dead instance (or our previous
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
@@ -202,6 +207,26 @@ class Service:
         sd_notify("READY=1")
         log.info("service %s", fields(event="ready", http=f"{config.http.host}:{self.http.port}",
                                       mailboxes=len(self.watchers)))
+
+    async def _open_store(self) -> Store | None:
+        """The store. While its server does not answer (PostgreSQL still starting, the
+        network not up at boot) it is tried again with capped backoff, each wait logged and
+        told to systemd, which extends its start timeout: an outage is waited out, not an
+        exit that systemd stops restarting after five. None once a stop is asked for."""
+        backoff = Backoff(initial=1.0, cap=STORE_RETRY_CAP)
+        while True:
+            try:
+                return await asyncio.to_thread(self.open_store, self.config.store.url)
+            except StoreUnavailableError as exc:
+                delay = backoff.next_delay()
+                log.warning("store %s", fields(event="unavailable", error=str(exc),
+                                               retry_in_s=round(delay, 1)))
+                sd_notify(f"STATUS=waiting for the store: {exc}\n"
+                          f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1_000_000)}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if self._stop.is_set():
+                return None
 
     def _mailboxes(self) -> list[str]:
         imap = self.config.imap

@@ -1,13 +1,16 @@
 """Whether a `[store] url` can be used, and what to tell the operator when it cannot.
 
 Public API: `sqlite_file(url)`, `make_directory(url)`, `check_location(url, write=...)`,
-`unusable(url, exc)`, `require_schema(url, found, upgrading=...)`, `problems(url)`,
+`unusable(url, exc)`, `transient(url, exc)`, `require_schema(url, found, upgrading=...)`,
+`problems(url)`,
 `describe(url, reason)`, `driver_reason(exc)`.
 
 SQLAlchemy's and the drivers' exceptions stop here: what the commands see is a
 `StoreError`, one line that names `[store] url` (password masked) and the reason, exit 78,
-or 73 (EX_CANTCREAT) where the SQLite file's folder cannot be created. `Store.open` uses
-these; check-config calls `problems`, which changes nothing on disk or in the database.
+or 73 (EX_CANTCREAT) where the SQLite file's folder cannot be created; or, where the
+server did not answer yet (`transient`), a `StoreUnavailableError` that `run` waits out.
+`Store.open` uses these; check-config calls `problems`, which changes nothing on disk or in
+the database.
 """
 
 from __future__ import annotations
@@ -41,6 +44,24 @@ def driver_reason(exc: DBAPIError) -> str:
     """The driver's first line, without the statement and its parameters (they hold PII)."""
     text = str(exc.orig) if exc.orig is not None else type(exc).__name__
     return (text.strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+_BUSY_SERVER = ("starting up", "shutting down", "in recovery mode", "too many clients",
+                "too many connections", "not yet accepting connections")
+"""What a PostgreSQL server says when it answers but asks to be tried again later."""
+
+
+def transient(url: str, exc: DBAPIError) -> bool:
+    """Whether `exc`, met opening the store at `url`, may pass by itself: PostgreSQL did not
+    answer (refused, timed out, its name not resolvable yet at boot) or is starting up or
+    full. A server that answered and refused (no such role or database, a wrong password)
+    and every SQLite failure are the operator's to mend."""
+    if sqlite_file(url) is not None or url.startswith("sqlite"):
+        return False
+    first = driver_reason(exc)
+    if "FATAL:" not in first:
+        return True
+    return any(phrase in first for phrase in _BUSY_SERVER)
 
 
 def unusable(url: str, exc: DBAPIError | ArgumentError | ValueError) -> StoreError:

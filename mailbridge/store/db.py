@@ -52,7 +52,8 @@ class Store:
         `migrate`: create the database (and a SQLite file's folder, mode 0700) or bring it
         up to date; without it the store must exist and be up to date already. Either way
         a store newer than the code is refused. A url that cannot be used raises
-        `StoreError`: one line naming `[store] url` and the reason, never a driver's error.
+        `StoreError`: one line naming `[store] url` and the reason, never a driver's error;
+        a PostgreSQL server that does not answer yet, `StoreUnavailableError`.
         """
         access.make_directory(url)
         path = access.sqlite_file(url)
@@ -71,7 +72,12 @@ class Store:
             access.require_schema(url, found, upgrading=migrate)
             if migrate:
                 migrations.migrate(store.engine)
-        except (DBAPIError, ArgumentError) as exc:
+        except DBAPIError as exc:
+            store.close()
+            if access.transient(url, exc):
+                raise StoreUnavailableError(str(access.unusable(url, exc))) from exc
+            raise access.unusable(url, exc) from exc
+        except ArgumentError as exc:
             store.close()
             raise access.unusable(url, exc) from exc
         except BaseException:
