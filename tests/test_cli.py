@@ -184,7 +184,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     """The shipped service and relay socket verify without a single warning."""
     analyze, service, socket_unit = _units(tmp_path)
     unit = service.read_text()
-    assert "RestartPreventExitStatus=64 78" in unit and "LoadCredential=" in unit
+    assert "RestartPreventExitStatus=64 73 78" in unit and "LoadCredential=" in unit
     assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
     sockets = socket_unit.read_text()
     assert "ListenStream=587" in sockets and "Service=mailbridge.service" in sockets
