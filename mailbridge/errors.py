@@ -26,6 +26,8 @@ EX_DATAERR = 65
 """sysexits.h EX_DATAERR: the data read was wrong (a backup that fails its check)."""
 EX_IOERR = 74
 """sysexits.h EX_IOERR: reading or writing a file failed."""
+EX_TEMPFAIL = 75
+"""sysexits.h EX_TEMPFAIL: a server did not answer; the same command may work later."""
 
 
 class MailbridgeError(Exception):

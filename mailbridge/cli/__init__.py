@@ -2,7 +2,8 @@
 
 Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
 78 configuration error (systemd's unit does not restart on 78), 73 a file or folder that
-cannot be created; 141 when whoever read the output went away (`| head -1`), quietly.
+cannot be created, 75 a store whose server does not answer (try again later); 141 when
+whoever read the output went away (`| head -1`), quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
 `replay`, `threads`, `forget`, `status`, `backup`, `hash_password`), imported only when it
@@ -23,10 +24,12 @@ from pathlib import Path
 from mailbridge import __version__
 from mailbridge.errors import (
     EX_CONFIG,
+    EX_TEMPFAIL,
     BackupError,
     ConfigError,
     MailbridgeError,
     StoreError,
+    TransientError,
 )
 
 EX_USAGE = 64
@@ -116,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (StoreError, BackupError) as exc:
         print(f"mailbridge: {exc}", file=sys.stderr)
         return exc.exit_code
+    except TransientError as exc:  # the store's server did not answer: try again later
+        print(f"mailbridge: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
     except MailbridgeError as exc:
         print(f"mailbridge: {exc}", file=sys.stderr)
         return 1
