@@ -26,6 +26,7 @@ from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
 from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome, UpdateContext
 from mailbridge.core.policy import Policy
+from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.daemon.policies import PolicySet
 from mailbridge.daemon.team import build_team
 from mailbridge.logs import fields
@@ -354,16 +355,15 @@ class Deadlines:
             return promise
 
     def _queue(self, tx: Tx, thread: Thread, *, kind: str, recipient: str, body: bytes,
-               message_id: str, now: datetime, customer_facing: bool = True) -> None:
+               message_id: str, now: datetime) -> None:
+        """Queue mail the customer sees; its id links their answers to the thread (staff
+        notices go through `mailbridge.daemon.notices`)."""
         envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
         tx.insert(OutboxItem, thread_id=thread.id, kind=kind, mailbox="scheduler",
                   message_id=message_id, envelope_from=envelope, recipient=recipient, body=body,
                   state="pending", attempts=0, next_attempt_at=now, created_at=now,
                   arrived_at=now, sent_at=None, last_error="")
-        if customer_facing:
-            # Only mail the customer sees links their answers to the thread; a lead's
-            # reply to an escalation must not count as the customer writing again.
-            tx.insert(KnownId, message_id=message_id, thread_id=thread.id, direction="out")
+        tx.insert(KnownId, message_id=message_id, thread_id=thread.id, direction="out")
 
     def _status_update(self, tx: Tx, thread: Thread, *, promise: datetime, number: int,
                        now: datetime) -> None:
@@ -398,5 +398,6 @@ class Deadlines:
             received=thread.created_at, timezone=support.timezone)
         message_id = make_message_id(support.domain)
         msg = self.renderer.render_notice(context, message_id=message_id, date=now, now=now)
-        self._queue(tx, thread, kind=outbox_kind, recipient=to_address, body=msg.as_bytes(),
-                    message_id=message_id, now=now, customer_facing=False)
+        envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
+        queue_notice(tx, StaffNotice(thread.id, outbox_kind, "scheduler", to_address,
+                                     message_id, msg.as_bytes()), envelope_from=envelope, now=now)

@@ -29,6 +29,7 @@ from mailbridge.config import Config
 from mailbridge.core import commands, rules
 from mailbridge.core.model import Agent, InboundMessage, Verdict
 from mailbridge.daemon.deadlines import Deadlines
+from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.logs import fields
 from mailbridge.mail.agent_mail import command_error_mail, prepare_outgoing
 from mailbridge.mail.headers import make_message_id
@@ -198,9 +199,7 @@ class StaffMail:
             relayed=relayed, message_id=message_id, date=now)
         envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
         number = tx.take_turn("command_errors")
-        tx.insert(OutboxItem, thread_id=thread_id or "", kind=f"command-error-{number}",
-                  mailbox=COMMANDS_MAILBOX, message_id=message_id, envelope_from=envelope,
-                  recipient=agent.email, body=mail.as_bytes(), state="pending", attempts=0,
-                  next_attempt_at=now, created_at=now, arrived_at=now, sent_at=None,
-                  last_error="")
+        queue_notice(tx, StaffNotice(thread_id or "", f"command-error-{number}",
+                                     COMMANDS_MAILBOX, agent.email, message_id, mail.as_bytes()),
+                     envelope_from=envelope, now=now)
         log.info("commands %s", fields(event="refused", thread=thread_id, errors=len(errors)))

@@ -150,6 +150,7 @@ def command_error_mail(*, support_name: str, support_address: str, agent: Agent,
     msg = EmailMessage(policy=policy_for(sender, recipient))
     msg["From"] = sender
     msg["To"] = recipient
+    msg["Reply-To"] = sender  # a reply is a note on the thread (`mailbridge.daemon.notices`)
     about = clean(subject, max_len=MAX_SUBJECT - 40) or "your message"
     msg["Subject"] = f"Commands not applied: {about}"
     msg["Date"] = format_datetime(date)

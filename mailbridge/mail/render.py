@@ -235,7 +235,9 @@ class Renderer:
         support = clean(ctx.support_name, max_len=80)
         msg = message_head(
             sender=(", ".join(p for p in ("mailbridge", support) if p), ctx.support_address),
-            recipient=(ctx.to_name, ctx.to_address), reply_to=None,
+            # Reply-To the support address: a reply is a note on the thread, and its
+            # command lines run (`mailbridge.daemon.notices`).
+            recipient=(ctx.to_name, ctx.to_address), reply_to=(support, ctx.support_address),
             subject=values["notice_subject"], message_id=message_id, date=date,
             auto_submitted="auto-generated", loop=ctx.support_address,
             thread_ref=ctx.thread_ref,

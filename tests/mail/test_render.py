@@ -357,8 +357,8 @@ def test_ack_does_not_say_closed_once_the_desk_has_opened(renderer: Renderer) ->
 
 UPDATE_HEADERS = EXPECTED_HEADERS
 NOTICE_HEADERS = {
-    "from", "to", "subject", "date", "message-id", "auto-submitted", "x-auto-response-suppress",
-    "x-loop", "x-mailbridge-thread", "mime-version", "content-type",
+    "from", "to", "reply-to", "subject", "date", "message-id", "auto-submitted",
+    "x-auto-response-suppress", "x-loop", "x-mailbridge-thread", "mime-version", "content-type",
 }  # fmt: skip
 CUSTOMER_ID = "<first@example.com>"
 CUSTOMER_REPLY_ID = "<second@example.com>"
@@ -474,6 +474,8 @@ def test_escalation_headers_are_internal_and_automatic(renderer: Renderer) -> No
     assert str(wire["Auto-Submitted"]) == "auto-generated"
     assert str(wire["X-Auto-Response-Suppress"]) == "All"
     assert str(wire["X-Mailbridge-Thread"]) == "MB-1042"
+    assert str(wire["Reply-To"]) == "Acme Support <support@acme.example>", \
+        "a reply reaches the watched mailbox"
     assert {k.lower() for k in wire} == NOTICE_HEADERS
 
 
