@@ -11,6 +11,7 @@ from mailbridge.config import Config, demo_config, load_config
 from mailbridge.core import calendar as cal
 from mailbridge.core.model import Address, InboundMessage
 from mailbridge.daemon.policies import build_policies
+from tests.configs import MINIMAL
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
@@ -55,7 +56,9 @@ def test_example_policies(example: Config) -> None:
     assert (default.name, default.priority, default.first_response) == (
         "default", "normal", timedelta(hours=4))
     assert default.calendar is policies.calendars["24/7"]
-    assert (default.next_response, default.escalate_to, default.objective) == (None, None, 0.95)
+    # No next_response in [sla]: a follow-up is due within first_response.
+    assert (default.next_response, default.escalate_to, default.objective) == (
+        timedelta(hours=4), None, 0.95)
     assert (vip.name, vip.priority, vip.first_response, vip.next_response) == (
         "vip", "high", timedelta(hours=1), timedelta(hours=2))
     assert (vip.periodic_update, vip.resolution, vip.objective) == (
@@ -64,6 +67,18 @@ def test_example_policies(example: Config) -> None:
     assert vip.escalate_to == "support-lead@example.com"
     assert vip.match.senders == ("*@bigcustomer.example", "ceo@example.org")
     assert dict(policies.by_name) == {"default": default, "vip": vip}
+
+
+def test_next_response_defaults_to_first_response(tmp_path: Path) -> None:
+    """Policies without next_response get their own first_response; explicit ones stay."""
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(MINIMAL + '[sla]\nfirst_response = "2h"\n'
+                    '[[policies]]\nname = "vip"\nfirst_response = "1h"\n'
+                    '[[policies]]\nname = "slow"\nfirst_response = "1d"\n'
+                    'next_response = "3h"\n')
+    policies = build_policies(load_config(path, environ={"STATE_DIRECTORY": str(tmp_path)}))
+    assert [p.next_response for p in (policies.default, *policies.policies)] == [
+        timedelta(hours=2), timedelta(hours=1), timedelta(hours=3)]
 
 
 def test_example_choose(example: Config) -> None:

@@ -56,6 +56,7 @@ class SlaSettings(_Table):
 
     first_response: PositiveDuration = timedelta(hours=4)
     next_response: PositiveDuration | None = None
+    """None: first_response, so no thread awaits an agent without a deadline."""
     periodic_update: PositiveDuration | None = None
     resolution: PositiveDuration | None = None
     calendar: NonEmpty = ALWAYS_OPEN_CALENDAR
@@ -165,6 +166,7 @@ class PolicySettings(_Table):
     priority: NonEmpty = "normal"
     first_response: PositiveDuration
     next_response: PositiveDuration | None = None
+    """None: this policy's first_response."""
     periodic_update: PositiveDuration | None = None
     resolution: PositiveDuration | None = None
     objective: Objective = 0.95

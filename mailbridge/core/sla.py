@@ -6,7 +6,8 @@ Public API: `Targets`, `Clock`, `Decision` kinds (`StatusUpdate`, `Nudge`, `Brea
 
 What pauses a clock is who sent the last message, never a status someone can
 flip: after an agent's reply the thread awaits the customer and the response
-clocks stop; the customer's next message starts the next-response clock. Every
+clocks stop; the customer's next message starts the next-response clock (its target
+defaults to the first response's, so no thread awaits an agent without a deadline). Every
 deadline is business time on the policy's calendar, passed in as two functions
 (`add` and `measure`) so this module stays independent of calendar details.
 """
@@ -38,6 +39,7 @@ class Targets:
     next_open: NextOpen
     always_open: bool = True
     next_response: timedelta | None = None
+    """None: `first_response`; every wait for an agent has a deadline."""
     periodic_update: timedelta | None = None
     resolution: timedelta | None = None
     escalate: bool = False
@@ -139,7 +141,7 @@ def customer_message(clock: Clock, at: datetime, targets: Targets) -> Clock:
     """The customer wrote: a thread awaiting them (or resolved) awaits an agent again."""
     if clock.state == AWAITING_AGENT:
         return clock  # the clock keeps running from their oldest unanswered message
-    next_due = targets.add(at, targets.next_response) if targets.next_response else None
+    next_due = targets.add(at, targets.next_response or targets.first_response)
     resolution = None
     if targets.resolution is not None:
         remaining = max(timedelta(0), targets.resolution - clock.resolution_used)

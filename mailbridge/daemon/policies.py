@@ -55,14 +55,16 @@ def build_policies(config: Config) -> PolicySet:
     sla = config.sla
     default = core.Policy(
         name=DEFAULT_POLICY, priority="normal", calendar=calendars[sla.calendar],
-        first_response=sla.first_response, next_response=sla.next_response,
+        first_response=sla.first_response,
+        next_response=sla.next_response or sla.first_response,
         periodic_update=sla.periodic_update, resolution=sla.resolution,
         objective=sla.objective, escalate_to=sla.escalate_to, language=sla.language,
     )
     policies = tuple(
         core.Policy(
             name=p.name, priority=p.priority, calendar=calendars[p.calendar or sla.calendar],
-            first_response=p.first_response, next_response=p.next_response,
+            first_response=p.first_response,
+            next_response=p.next_response or p.first_response,
             periodic_update=p.periodic_update, resolution=p.resolution,
             objective=p.objective, escalate_to=p.escalate_to, match=_match(p.match),
             language=p.language or sla.language,
