@@ -1,7 +1,7 @@
 """Plain, frozen data shared by the core, the mail layer and the adapters.
 
 Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `FaqLink`, `AckContext`,
-`UpdateContext`, `NoticeContext`.
+`UpdateContext`, `NoticeContext`, `DigestEntry`, `DigestContext`.
 Nothing here does I/O or reads a clock; every datetime is timezone-aware.
 """
 
@@ -163,7 +163,8 @@ class NoticeContext:
     """An internal email to staff: a breach escalated to a lead, or a nudge to the agent."""
 
     kind: str
-    """"escalation" (a deadline passed) or "nudge" (a deadline is near)."""
+    """"escalation" (a deadline passed), "nudge" (a deadline is near) or "handover" (the
+    thread is now `to_address`'s)."""
     to_name: str
     to_address: str
     support_name: str
@@ -179,6 +180,38 @@ class NoticeContext:
     due: datetime
     received: datetime
     timezone: str
+    quote: str = ""
+    """A hand-over: the customer's latest message as "> " lines (`core.briefing.quote`)."""
+    why: str = ""
+    """A hand-over: why the thread is now theirs: "assigned" (by `by`), "shift" (`by`'s
+    shift ended) or "new" (a new thread)."""
+    by: str = ""
+    """A hand-over: who gave it to them, or whose thread it was."""
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """One open thread in an agent's shift digest."""
+
+    thread_ref: str
+    customer: str
+    subject: str
+    state: str
+    due: datetime | None
+
+
+@dataclass(frozen=True)
+class DigestContext:
+    """The digest an agent gets at the start of a shift: their open threads by deadline."""
+
+    to_name: str
+    to_address: str
+    support_name: str
+    support_address: str
+    timezone: str
+    """The agent's zone: every time in the digest is shown in it."""
+    shift_start: datetime
+    entries: tuple[DigestEntry, ...]
 
 
 @dataclass(frozen=True)

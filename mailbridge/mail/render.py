@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ import jinja2
 from mailbridge.config.languages import DEFAULT_LANGUAGE, template_languages
 from mailbridge.core.eta import (
     Phrases,
-    describe_due,
     describe_opening,
     describe_promise,
     describe_time,
@@ -50,6 +49,7 @@ from mailbridge.core.language import match
 from mailbridge.core.model import (
     AckContext,
     Agent,
+    DigestContext,
     FaqLink,
     InboundMessage,
     NoticeContext,
@@ -58,7 +58,6 @@ from mailbridge.core.model import (
 from mailbridge.errors import TemplateError
 from mailbridge.mail import templates
 from mailbridge.mail.headers import (
-    MAX_SUBJECT,
     clean,
     is_message_id,
     references_for,
@@ -74,10 +73,12 @@ from mailbridge.mail.mime import (
     reference_ids,
 )
 from mailbridge.mail.samples import Samples
+from mailbridge.mail.staff_values import digest_values, notice_values
 from mailbridge.mail.templates import PACKAGE_TEMPLATES, PHRASES_FILE
 
-__all__ = ["ACK_HTML", "ACK_TEXT", "ESCALATION_HTML", "ESCALATION_TEXT", "NUDGE_HTML",
-           "NUDGE_TEXT", "TEMPLATE_NAMES", "UPDATE_HTML", "UPDATE_TEXT", "Rendered", "Renderer"]
+__all__ = ["ACK_HTML", "ACK_TEXT", "DIGEST_HTML", "DIGEST_TEXT", "ESCALATION_HTML",
+           "ESCALATION_TEXT", "HANDOVER_HTML", "HANDOVER_TEXT", "NUDGE_HTML", "NUDGE_TEXT",
+           "TEMPLATE_NAMES", "UPDATE_HTML", "UPDATE_TEXT", "Rendered", "Renderer"]
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +86,19 @@ ACK_TEXT, ACK_HTML = "ack.txt.j2", "ack.html.j2"
 UPDATE_TEXT, UPDATE_HTML = "update.txt.j2", "update.html.j2"
 ESCALATION_TEXT, ESCALATION_HTML = "escalation.txt.j2", "escalation.html.j2"
 NUDGE_TEXT, NUDGE_HTML = "nudge.txt.j2", "nudge.html.j2"
+HANDOVER_TEXT, HANDOVER_HTML = "handover.txt.j2", "handover.html.j2"
+DIGEST_TEXT, DIGEST_HTML = "digest.txt.j2", "digest.html.j2"
 TEMPLATE_NAMES: dict[str, tuple[str, str]] = {
     "ack": (ACK_TEXT, ACK_HTML),
     "update": (UPDATE_TEXT, UPDATE_HTML),
     "escalation": (ESCALATION_TEXT, ESCALATION_HTML),
     "nudge": (NUDGE_TEXT, NUDGE_HTML),
+    "handover": (HANDOVER_TEXT, HANDOVER_HTML),
+    "digest": (DIGEST_TEXT, DIGEST_HTML),
 }
 """Each kind of mail and its (text, HTML) templates."""
 MAX_SIGNATURE_LINES = 12
 MAX_FAQ = 3
-
-_DEADLINES = {
-    "first_response": "first response",
-    "next_response": "next response",
-    "periodic_update": "status update",
-    "resolution": "resolution",
-}
-
 
 class Renderer:
     """Renders our mail from the packaged templates or an operator's folder.
@@ -229,9 +226,24 @@ class Renderer:
         Raises ValueError for an unknown kind or an unusable address, and
         TemplateError when a template fails.
         """
-        if ctx.kind not in ("escalation", "nudge"):
+        if ctx.kind not in ("escalation", "nudge", "handover"):
             raise ValueError(f"unknown notice kind {clean(ctx.kind, max_len=40)!r}")
-        values = _notice_values(ctx, now)
+        language = self.default_language
+        values = notice_values(ctx, now, language, self._phrases[language])
+        return self._staff_mail(ctx, values, ctx.kind, message_id=message_id, date=date)
+
+    def render_digest(
+        self, ctx: DigestContext, *, message_id: str, date: datetime, now: datetime
+    ) -> Rendered:
+        """An agent's digest of their open threads at the start of a shift; like a notice
+        (Reply-To the support address), about no single thread."""
+        language = self.default_language
+        values = digest_values(ctx, now, language, self._phrases[language])
+        return self._staff_mail(ctx, values, "digest", message_id=message_id, date=date)
+
+    def _staff_mail(self, ctx: NoticeContext | DigestContext, values: dict[str, Any], kind: str,
+                    *, message_id: str, date: datetime) -> Rendered:
+        """Staff mail in the desk's language, from mailbridge, Reply-To the support address."""
         support = clean(ctx.support_name, max_len=80)
         msg = message_head(
             sender=(", ".join(p for p in ("mailbridge", support) if p), ctx.support_address),
@@ -240,9 +252,9 @@ class Renderer:
             recipient=(ctx.to_name, ctx.to_address), reply_to=(support, ctx.support_address),
             subject=values["notice_subject"], message_id=message_id, date=date,
             auto_submitted="auto-generated", loop=ctx.support_address,
-            thread_ref=ctx.thread_ref,
+            thread_ref=values["thread_ref"],
         )  # fmt: skip
-        return self._fill(msg, ctx.kind, values, self.default_language)
+        return self._fill(msg, kind, values, self.default_language)
 
     def _fill(self, head: Head, kind: str, values: dict[str, Any], language: str) -> Rendered:
         """The mail: `head`'s header lines and the text and HTML alternatives of `kind`."""
@@ -287,8 +299,12 @@ class Renderer:
                                   samples.now)
         _, update = self._update_values(replace(samples.update, language=language), samples.now)
         return {"ack": ack, "update": update,
-                "escalation": _notice_values(samples.escalation, samples.now),
-                "nudge": _notice_values(samples.nudge, samples.now)}
+                **{kind: notice_values(sample, samples.now, language, self._phrases[language])
+                   for kind, sample in (("escalation", samples.escalation),
+                                        ("nudge", samples.nudge),
+                                        ("handover", samples.handover))},
+                "digest": digest_values(samples.digest, samples.now, language,
+                                        self._phrases[language])}
 
 
 def _greeting_name(name: str, address: str) -> str:
@@ -350,47 +366,3 @@ def _faq_values(links: Iterable[FaqLink]) -> list[dict[str, str]]:
         if url.startswith("https://") and " " not in url and clean(url, max_len=2000) == url:
             kept.append({"title": clean(link.title, max_len=120), "url": url})
     return kept[:MAX_FAQ]
-
-
-def _notice_values(ctx: NoticeContext, now: datetime) -> dict[str, Any]:
-    """What staff notices may use: plain, cleaned strings (and one flag, `overdue`)."""
-    ref = bare_ref(ctx.thread_ref)
-    deadline = _DEADLINES.get(ctx.deadline) or clean(ctx.deadline.replace("_", " "), max_len=40)
-    overdue = ctx.due <= now
-    status = f"{deadline} overdue" if overdue else f"{deadline} due in {_span(ctx.due - now)}"
-    head = f"[#{ref}] {status}: " if ref else f"{status}: "
-    subject = clean(ctx.subject, max_len=200)
-    room = MAX_SUBJECT - len(head)
-    return {
-        "to_name": clean(ctx.to_name, max_len=80),
-        "thread_ref": ref,
-        "ref_tag": f"[#{ref}]",
-        "notice_subject": head + (clean(subject, max_len=room) or "(no subject)"),
-        "subject": subject,
-        "customer_address": clean(ctx.customer_address, max_len=320),
-        "policy": clean(ctx.policy, max_len=80),
-        "priority": clean(ctx.priority, max_len=40),
-        "deadline": deadline,
-        "overdue": overdue,
-        "due_words": describe_due(ctx.due, timezone=ctx.timezone, now=now),
-        "due_iso": format_iso(ctx.due, timezone=ctx.timezone),
-        "due_span": _span(abs(ctx.due - now)),
-        "received_words": describe_time(ctx.received, timezone=ctx.timezone, now=now),
-        "received_ago": _span(now - ctx.received),
-        "agent_name": clean(ctx.agent.name, max_len=80),
-        "agent_email": clean(ctx.agent.email, max_len=320),
-        "support_name": clean(ctx.support_name, max_len=80),
-        "timezone": ctx.timezone,
-    }
-
-
-def _span(delta: timedelta) -> str:
-    """A duration for people, rounded down: "under 1 min", "25 min", "4 h 5 min", "2 d 3 h"."""
-    minutes = max(int(delta.total_seconds() // 60), 0)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min" if minutes else "under 1 min"

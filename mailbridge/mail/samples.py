@@ -18,6 +18,8 @@ from mailbridge.core.model import (
     AckContext,
     Address,
     Agent,
+    DigestContext,
+    DigestEntry,
     FaqLink,
     InboundMessage,
     NoticeContext,
@@ -40,6 +42,8 @@ class Samples:
     update: UpdateContext
     escalation: NoticeContext
     nudge: NoticeContext
+    handover: NoticeContext
+    digest: DigestContext
     now: datetime
 
 
@@ -79,4 +83,13 @@ def samples(now: datetime, *, support_name: str = "Example Support",
     )  # fmt: skip
     nudge = replace(escalation, kind="nudge", to_name=agent.name, to_address=agent.email,
                     due=now + timedelta(minutes=30))
-    return Samples(ack, original, update, escalation, nudge, now)
+    handover = replace(nudge, kind="handover", why="assigned", by="Sam Okafor",
+                       quote="> " + original.text)
+    digest = DigestContext(
+        to_name=agent.name, to_address=agent.email, support_name=support_name,
+        support_address=support_address, timezone=timezone, shift_start=now,
+        entries=(DigestEntry(_THREAD, _CUSTOMER.name, _SUBJECT, "awaiting_agent",
+                             now + timedelta(hours=1)),
+                 DigestEntry("P3LW8D", _CUSTOMER.addr, "", "awaiting_customer", None)),
+    )  # fmt: skip
+    return Samples(ack, original, update, escalation, nudge, handover, digest, now)

@@ -622,7 +622,7 @@ def header_names(wire_bytes: bytes) -> list[str]:
 
 def test_every_kind_has_packaged_templates() -> None:
     """Each kind of mail has a text and an HTML template in the package."""
-    assert set(TEMPLATE_NAMES) == {"ack", "update", "escalation", "nudge"}
+    assert set(TEMPLATE_NAMES) == {"ack", "update", "escalation", "nudge", "handover", "digest"}
 
 
 def test_operator_may_override_the_update_alone(tmp_path: Path) -> None:
