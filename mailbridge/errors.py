@@ -6,6 +6,8 @@
     ├── StoreError       [store] url cannot be used, or its schema does not fit this code;
     │                    one line, exit 78 (73 where the SQLite file's folder cannot be made)
     ├── BackupError      `mailbridge backup` cannot write its copy, or the copy is damaged
+    ├── RefusedError     an agent's submission refused for `problems` they can mend (a
+    │                    wrong command); nothing of it is recorded or sent
     ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
     │   └── StoreUnavailableError  the database is down, restarting or cut us off
     └── PermanentError   recorded, never retried: SMTP 5xx, unparseable mail
@@ -72,6 +74,14 @@ class BackupError(MailbridgeError):
     def __init__(self, message: str, exit_code: int) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class RefusedError(MailbridgeError):
+    """A relayed message refused as a whole; `problems` says why, one line each."""
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class TransientError(MailbridgeError):

@@ -191,7 +191,7 @@ def test_unknown_relay_key_lists_the_upstream_keys(tmp_path: Path) -> None:
     [found] = problems(tmp_path, config_text(tmp_path, relay='upstream_hots = "x"'))
     assert found == (
         "[relay] upstream_hots: unknown key (allowed: enabled, listen, tls, certificate, key, "
-        "hostname, upstream_host, upstream_port, upstream_tls, upstream_username, "
+        "hostname, reply_to, upstream_host, upstream_port, upstream_tls, upstream_username, "
         'upstream_password_file, upstream_verify_tls, upstream_ca_file); did you mean '
         '"upstream_host"?')
     text = config_text(tmp_path).replace("[support]", 'upstream_port = 25\n[support]')
@@ -209,3 +209,12 @@ def test_upstream_transport_greets_with_the_relay_hostname(tmp_path: Path) -> No
     assert built.upstream == SmtpPeerSettings(host="smtp.example.net", tls="none", port=25)
     assert upstream_transport(built, local_hostname="example.com").local_hostname == \
         "example.com"
+
+
+def test_reply_to_is_support_or_agent(tmp_path: Path) -> None:
+    """[relay] reply_to defaults to "support"; "agent" is allowed, anything else named."""
+    assert load(tmp_path, config_text(tmp_path)).relay.reply_to == "support"
+    text = config_text(tmp_path, relay='reply_to = "agent"')
+    assert load(tmp_path, text).relay.reply_to == "agent"
+    [found] = problems(tmp_path, config_text(tmp_path, relay='reply_to = "customer"'))
+    assert found.startswith("[relay] reply_to: ")

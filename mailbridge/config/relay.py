@@ -119,6 +119,8 @@ class RelaySettings(ListenAddress, BaseModel):
     certificate: Path | None = None
     key: Path | None = None
     hostname: Host | None = None
+    reply_to: Literal["support", "agent"] = "support"
+    """Whose address relayed mail names in Reply-To when the agent's client set none."""
     upstream: SmtpPeerSettings | None = None
     """The smarthost (upstream_host and the other upstream_* keys); None without upstream_host."""
 

@@ -5,7 +5,8 @@ Public API:
 - `parse(text) -> Parsed`: the command lines at the top of `text` (`#pending`, `#close`,
   `#reopen`, `#assign NAME`, `#priority P`, `#note TEXT`), the problems found in them, and
   the text without them.
-- `has_own_text(text)`: whether a reply says anything besides quotes and a signature.
+- `has_own_text(text)`: whether a reply says anything besides quotes and a signature;
+  `own_text(text)`: what it says itself.
 - `plan(parsed, *, agents, priorities, in_thread) -> Plan`: the actions to apply, or the
   problems to report back to the agent (then nothing is applied).
 - The actions `SetState`, `Assign`, `SetPriority`, `Note`; `COMMANDS` and `USAGE`.
@@ -155,6 +156,12 @@ _ORIGINAL = re.compile(
 def has_own_text(text: str) -> bool:
     """Whether `text` says anything besides quoted lines, their attribution line
     ("On Monday, Ana wrote:"), a quoted original below a separator, and a signature."""
+    return bool(own_text(text))
+
+
+def own_text(text: str) -> str:
+    """What `text` says itself: its lines without quotes, their attribution line, a quoted
+    original below a separator and a signature; blank lines trimmed at both ends."""
     kept: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -164,7 +171,7 @@ def has_own_text(text: str) -> bool:
             _drop_attribution(kept)
         else:
             kept.append(line)
-    return any(kept)
+    return "\n".join(kept).strip()
 
 
 def _drop_attribution(kept: list[str]) -> None:

@@ -16,14 +16,16 @@ import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from mailbridge.clock import Clock
 from mailbridge.daemon.ingest import Incoming, Ingestor, Outcome, Source
 from mailbridge.daemon.staff import FORWARDED_RULES, RELAY_MAILBOX, prepare_relayed
-from mailbridge.errors import TransientError
+from mailbridge.errors import RefusedError, TransientError
 from mailbridge.io.imap_watcher import Fetched
 from mailbridge.io.relay import Submission, Submitted
 from mailbridge.logs import fields
+from mailbridge.mail.headers import format_address
 from mailbridge.mail.parse import parse_message
 from mailbridge.metrics.families import Metrics
 
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 MESSAGES_PER_TRANSACTION = 20
 """A mailbox catching up records this many messages per transaction: fewer commits, while
 the sender still gets the (SQLite) write lock between them."""
+
+
+_KEPT: dict[str, Literal["applied", "noted", "duplicate"]] = {
+    "agent_command": "applied", "notice_reply": "noted", "duplicate": "duplicate"}
+"""What the relay tells the client of recorded mail that is not sent on, by its rule."""
 
 
 def message_hash(message_id: str | None) -> str | None:
@@ -80,12 +87,19 @@ class Recorder:
         prepared = prepare_relayed(
             submission.data, agent=submission.agent, envelope_from=submission.envelope_from,
             recipients=submission.recipients, support_addresses=frozenset(support.addresses),
-            domain=support.domain, now=submission.accepted_at)
+            domain=support.domain, now=submission.accepted_at,
+            reply_to=format_address(support.name, support.address)
+            if ingestor.config.relay.reply_to == "support" else None)
         if prepared is None:
-            return Submitted("from_refused")
+            return Submitted("from_refused", (
+                f"From: write from {submission.agent.email} or {support.address}",))
         message, relayed = prepared
-        outcome = ingestor.relay(message, relayed, received=submission.accepted_at,
-                                 now=self.clock.now())
+        try:
+            outcome = ingestor.relay(message, relayed, received=submission.accepted_at,
+                                     now=self.clock.now())
+        except RefusedError as exc:  # rolled back: nothing recorded, nothing queued
+            self.metrics.message(RELAY_MAILBOX, "agent_command_error")
+            return Submitted("refused", exc.problems)
         self.wake_sender()
         if outcome.thread is not None:
             self.wake_scheduler()
@@ -96,9 +110,10 @@ class Recorder:
             peer=submission.peer))
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-        if outcome.verdict.rule == "duplicate":
-            return Submitted("duplicate")
-        return Submitted("queued" if outcome.verdict.rule in FORWARDED_RULES else "kept")
+        rule = outcome.verdict.rule
+        if rule in FORWARDED_RULES:
+            return Submitted("queued")
+        return Submitted(_KEPT.get(rule, "kept"))
 
     def _record_batch(self, mailbox: str, items: Sequence[Incoming]) -> list[Outcome] | None:
         """`items` in one transaction; None when that failed and each must go alone."""

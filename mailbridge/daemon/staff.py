@@ -8,9 +8,13 @@ relay), inside the message's one transaction. The decisions:
 - a duplicate (the relay's own copy showing up again in a Sent folder) or an automatic reply
   changes nothing;
 - a configured agent's mail from the relay or sent to the support address may start with
-  mail commands (`mailbridge.core.commands`). If any is unknown or malformed, the agent gets
-  a short mail saying so and nothing else happens: no command, no response recorded, nothing
-  relayed. Otherwise the commands are applied to the thread;
+  mail commands (`mailbridge.core.commands`). If any is unknown or malformed, nothing
+  happens: relayed mail raises `RefusedError` (the relay refuses it with the problems, and
+  the transaction records nothing), other mail gets the agent a short notice saying so.
+  Otherwise the commands are applied to the thread;
+- a reply to one of our staff notices (`mailbridge.daemon.notices`) from an agent, or from
+  a lead, is never an answer to the customer: its own text becomes a note on the thread and
+  its commands are applied;
 - a reply with text of its own is the agent's response (the clock stops at `received`); a
   command-only message is not, and the relay does not send it on;
 - relayed mail that is to go out is queued in the outbox (mailbox "relay", one row per
@@ -26,10 +30,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from mailbridge.config import Config
-from mailbridge.core import commands, rules
+from mailbridge.core import commands, rules, threads
 from mailbridge.core.model import Agent, InboundMessage, Verdict
 from mailbridge.daemon.deadlines import Deadlines
-from mailbridge.daemon.notices import StaffNotice, queue_notice
+from mailbridge.daemon.notices import StaffNotice, is_notice, queue_notice
+from mailbridge.errors import RefusedError
 from mailbridge.logs import fields
 from mailbridge.mail.agent_mail import command_error_mail, prepare_outgoing
 from mailbridge.mail.headers import make_message_id
@@ -61,15 +66,17 @@ class Relayed:
 
 def prepare_relayed(raw: bytes, *, agent: Agent, envelope_from: str,
                     recipients: tuple[str, ...], support_addresses: frozenset[str],
-                    domain: str, now: datetime) -> tuple[InboundMessage, Relayed] | None:
-    """Read a relayed message and make its outgoing copy; None when its From header is
-    not the agent's address or the support address. Raises PermanentError when a text
-    part cannot be read to remove the commands."""
+                    domain: str, now: datetime,
+                    reply_to: str | None = None) -> tuple[InboundMessage, Relayed] | None:
+    """Read a relayed message and make its outgoing copy (with `reply_to` as Reply-To when
+    it has none); None when its From header is not the agent's address or the support
+    address. Raises PermanentError when a text part cannot be read to remove the
+    commands."""
     message = parse_message(raw)
     allowed = {agent.email.lower(), *(a.lower() for a in support_addresses)}
     if not message.from_ or any(a.addr.lower() not in allowed for a in message.from_):
         return None
-    outgoing = prepare_outgoing(raw, domain=domain, now=now)
+    outgoing = prepare_outgoing(raw, domain=domain, now=now, reply_to=reply_to)
     if outgoing.message_id != message.message_id:
         message = replace(message, message_id=outgoing.message_id)
     return message, Relayed(agent, envelope_from, recipients, outgoing.data)
@@ -103,8 +110,9 @@ class StaffMail:
                uid: int | None = None) -> StaffResult:
         """Decide and record one message from staff; queue what it causes."""
         author = message.author
-        agent = relayed.agent if relayed else \
-            self.by_email.get(author.addr.lower()) if author else None
+        notice = thread_id is not None and not duplicate and _answers_notice(tx, message,
+                                                                             thread_id)
+        agent = self._commander(message, relayed, notice=notice)
         name = agent.name if agent else (author.name or author.addr if author else "")
         automatic = rules.evaluate(message, rules.RuleContext(policy=self.staff_policy))
         is_automatic = automatic.rule in rules.AUTOMATIC_RULES - {"loop", "null_return_path"}
@@ -121,6 +129,8 @@ class StaffMail:
                                                          f"a response ({automatic.detail})")
         elif plan is not None and plan.errors:
             assert agent is not None
+            if relayed is not None:  # the relay refuses it whole: the client keeps the draft
+                raise RefusedError(plan.errors)
             verdict = Verdict(False, "agent_command_error",
                               f"commands not applied, {name} was told: " + "; ".join(plan.errors))
             self._report(tx, message, agent, plan.errors, thread_id=thread_id, now=now,
@@ -128,6 +138,10 @@ class StaffMail:
             in_thread, queued = thread_id is not None, 1
         elif thread_id is None:
             verdict = Verdict(False, "agent_mail", "from an agent, but in no known thread")
+        elif notice:
+            in_thread = True
+            verdict = self._noted(tx, thread_id, message, parsed, plan, received=received,
+                                  name=name)
         else:
             in_thread = True
             verdict = self._in_thread(tx, thread_id, parsed, plan, received=received, name=name)
@@ -145,6 +159,42 @@ class StaffMail:
             queued = self._forward(tx, relayed, message_id=message.message_id or "",
                                    thread_id=thread_id, received=received, now=now)
         return StaffResult(verdict, thread_id, queued)
+
+    def _commander(self, message: InboundMessage, relayed: Relayed | None, *,
+                   notice: bool) -> Agent | None:
+        """Who may give commands in `message`: the relay's agent, a configured agent, or a
+        lead answering a notice (as an `Agent` of their name and address); else None.
+
+        Only staff mail comes here, and ingest has decided who is staff (and, for the INBOX,
+        that our mail server vouches for them): an author who is neither an agent nor the
+        support address is a lead."""
+        author = message.author
+        if relayed is not None:
+            return relayed.agent
+        if author is None:
+            return None
+        addr = author.addr.lower()
+        agent = self.by_email.get(addr)
+        if agent is None and notice and addr not in self.config.support.addresses:
+            return Agent(author.name or author.addr, addr)
+        return agent
+
+    def _noted(self, tx: Tx, thread_id: str, message: InboundMessage,
+               parsed: commands.Parsed | None, plan: commands.Plan | None, *,
+               received: datetime, name: str) -> Verdict:
+        """A reply to one of our notices: its own text becomes a note on the thread and its
+        commands apply; it never answers the customer, so the clock is left alone."""
+        text = commands.own_text(parsed.rest if parsed else message.text)
+        if text:
+            tx.event(thread_id, received, "note",
+                     f"{name}: {text[:commands.MAX_ARGUMENT]}")
+        for action in plan.actions if plan else ():
+            self.deadlines.apply_command(tx, thread_id, action, received, name)
+        given = " ".join(f"#{c.name}" for c in parsed.commands) if parsed else ""
+        return Verdict(False, "notice_reply",
+                       f"{name} replied to a notice of thread {thread_id}: "
+                       + ("a note" if text else "no text")
+                       + (f"; commands {given}" if given else ""))
 
     def _commands(self, message: InboundMessage, thread_id: str | None,
                   ) -> tuple[commands.Parsed | None, commands.Plan | None]:
@@ -203,3 +253,11 @@ class StaffMail:
                                      COMMANDS_MAILBOX, agent.email, message_id, mail.as_bytes()),
                      envelope_from=envelope, now=now)
         log.info("commands %s", fields(event="refused", thread=thread_id, errors=len(errors)))
+
+
+def _answers_notice(tx: Tx, message: InboundMessage, thread_id: str) -> bool:
+    """Whether `message` answers one of our notices about `thread_id` (In-Reply-To or
+    References names it: `mailbridge.daemon.notices`)."""
+    known = tx.known_ids(list(threads.linked_ids(message)))
+    return any(thread == thread_id and is_notice(direction)
+               for thread, direction in known.values())

@@ -17,7 +17,10 @@ sender, scheduler and heartbeat share (`RelayServer.close` lets them end through
 `RelayHandler.close`). `handle_DATA` hands the message to `submit` (in a worker thread:
 parsing and SQL never run on the event loop), which records it as the agent's response and
 queues it in the outbox in one transaction; the client gets 250 only after that commit, and
-451 if it failed, so its mail client keeps the message and tries again. Replies are fixed
+451 if it failed, so its mail client keeps the message and tries again. A message refused
+for problems the agent can mend (a wrong command, a From that is not theirs) gets a 5xx at
+the end of DATA listing them, one short line each (`mailbridge.io.smtp_replies`): the client
+keeps the draft and shows why, and nothing of it was recorded or sent. Replies are fixed
 sentences; details go to the log, addresses only at debug level and passwords never.
 """
 
@@ -47,6 +50,7 @@ from mailbridge.config.passwords import DEFAULT_N, ScryptHash, parse_hash, verif
 from mailbridge.core.model import Agent
 from mailbridge.core.throttle import LoginThrottle
 from mailbridge.errors import MailbridgeError, PermanentError
+from mailbridge.io.smtp_replies import refusal
 from mailbridge.io.smtp_sender import SmtpTransport
 from mailbridge.logs import fields
 
@@ -62,11 +66,15 @@ REPLY_SENDER_OK = "250 2.1.0 Sender OK"
 REPLY_RECIPIENT_OK = "250 2.1.5 Recipient OK"
 REPLY_QUEUED = "250 2.0.0 Accepted: recorded and queued for delivery"
 REPLY_KEPT = "250 2.0.0 Accepted: recorded, not sent on (see the reply from the support desk)"
+REPLY_APPLIED = "250 2.0.0 Commands applied, nothing to send"
+REPLY_NOTED = "250 2.0.0 Noted on the thread and commands applied, nothing to send"
 REPLY_DUPLICATE = "250 2.0.0 Accepted: this message was received before"
 REPLY_SENDER_REFUSED = ("553 5.7.1 Sender address not allowed: send from your own address "
                         "or the support address")
 REPLY_FROM_REFUSED = ("550 5.7.1 The From header must be your own address or the support "
                       "address")
+REPLY_COMMANDS_REFUSED = ("554 5.6.0 Not sent, nothing recorded: the commands at the top "
+                          "have problems")
 REPLY_UNREADABLE = "554 5.6.0 The message could not be read; it was not accepted"
 REPLY_TOO_MANY = f"452 4.5.3 Too many recipients (at most {MAX_RECIPIENTS})"
 REPLY_STORE_FAILED = "451 4.3.0 The message could not be stored; please try again later"
@@ -133,11 +141,15 @@ class Submission:
 
 @dataclass(frozen=True)
 class Submitted:
-    """What `submit` did with a submission: queued upstream; recorded but kept back
-    (commands only, or commands refused); a repeat of one received before; or refused,
-    because From is neither the agent's address nor the support address."""
+    """What `submit` did with a submission: queued upstream; commands applied with nothing to
+    send; a reply to a staff notice, noted on its thread; recorded but kept back (an
+    automatic reply); a repeat of one received before; or refused with `problems`, nothing
+    recorded: From is neither the agent's address nor the support address, or a command is
+    wrong."""
 
-    result: Literal["queued", "kept", "duplicate", "from_refused"]
+    result: Literal["queued", "applied", "noted", "kept", "duplicate", "from_refused",
+                    "refused"]
+    problems: tuple[str, ...] = ()
 
 
 Submit = Callable[[Submission], Submitted]
@@ -293,11 +305,14 @@ class RelayHandler:
         except Exception:
             log.exception("relay %s", fields(event="store_failed", peer=submission.peer))
             return REPLY_STORE_FAILED
-        if done.result == "from_refused":
-            log.warning("relay %s", fields(event="from_refused", peer=submission.peer))
-            return REPLY_FROM_REFUSED
-        return {"queued": REPLY_QUEUED, "kept": REPLY_KEPT,
-                "duplicate": REPLY_DUPLICATE}[done.result]
+        if done.result in ("from_refused", "refused"):
+            log.warning("relay %s", fields(event=done.result, peer=submission.peer,
+                                           problems=len(done.problems)))
+            first = REPLY_FROM_REFUSED if done.result == "from_refused" \
+                else REPLY_COMMANDS_REFUSED
+            return refusal(first, done.problems)
+        return {"queued": REPLY_QUEUED, "applied": REPLY_APPLIED, "noted": REPLY_NOTED,
+                "kept": REPLY_KEPT, "duplicate": REPLY_DUPLICATE}[done.result]
 
     async def handle_exception(self, error: Exception) -> str:
         # aiosmtpd would send the exception's text to the client; we log it instead.

@@ -5,7 +5,8 @@ Public API:
 - `prepare_outgoing(raw, *, domain, now) -> Outgoing`: the relayed message as it goes
   upstream. The command block (`mailbridge.core.commands`) is removed from the top of every
   text part (plain and HTML), a missing Message-ID or Date is added as a submission server
-  does (RFC 6409 section 8), and Bcc is removed. A message that needs none of this is passed
+  does (RFC 6409 section 8), Bcc is removed, and Reply-To the support address is added when
+  the client set none (`[relay] reply_to`). A message that needs none of this is passed
   on byte for byte.
 - `command_error_mail(...)`: the short mail that tells an agent their commands were not
   understood, and what to write instead.
@@ -52,8 +53,10 @@ class Outgoing:
     """False when `data` is the submitted message unchanged."""
 
 
-def prepare_outgoing(raw: bytes, *, domain: str, now: datetime) -> Outgoing:
-    """The relayed message without its command lines, with Message-ID and Date.
+def prepare_outgoing(raw: bytes, *, domain: str, now: datetime,
+                     reply_to: str | None = None) -> Outgoing:
+    """The relayed message without its command lines, with Message-ID and Date, and
+    `reply_to` (an address field value) as Reply-To when the message has none.
 
     Raises PermanentError when a text part cannot be decoded to remove the commands.
     """
@@ -71,6 +74,9 @@ def prepare_outgoing(raw: bytes, *, domain: str, now: datetime) -> Outgoing:
         changed = True
     if msg.get("Bcc") is not None:
         del msg["Bcc"]
+        changed = True
+    if reply_to and msg.get("Reply-To") is None:
+        msg["Reply-To"] = reply_to
         changed = True
     for part in msg.walk():
         if part.is_multipart() or part.get_content_disposition() == "attachment":

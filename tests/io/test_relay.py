@@ -144,6 +144,8 @@ def test_a_reply_through_the_relay_goes_upstream_without_commands_and_stops_the_
 
     [sent] = relay.upstream.wait_for_count(1, timeout=10)
     assert (sent.mail_from, sent.rcpt_tos) == (agent, ["ana@example.org"])
+    assert str(sent.message["Reply-To"]) == "Example Support <support@example.com>", \
+        "the customer's answer comes back to the desk"
     text = sent.message.get_body(preferencelist=("plain",)).get_content()
     assert text.replace("\r\n", "\n").rstrip("\n") == "Hello Ana,\nwhich card was it?"
     assert "#" not in sent.data.decode(), "no command line reaches the customer"
@@ -206,7 +208,9 @@ def test_the_relay_refuses_strangers_wrong_passwords_forged_senders_and_plain_au
         *relay.login(dana), "--from", dana, "--to", "ana@example.org",
         data=message.replace(b"From: Dana Whitfield <dana@example.com>",
                              b"From: The CEO <ceo@example.com>"))
-    assert "<~* 550 5.7.1 The From header must be your own address" in forged_header.stdout
+    assert "<~* 550-5.7.1 The From header must be your own address" in forged_header.stdout
+    assert f"<~* 550 5.7.1 From: write from {dana} or support@example.com" \
+        in forged_header.stdout, "the reply says which From to use"
 
     # Before STARTTLS, AUTH is neither offered nor accepted.
     plain = relay.swaks(*relay.login(dana), "--from", dana, "--to", "ana@example.org",
@@ -236,3 +240,51 @@ def test_the_relay_refuses_strangers_wrong_passwords_forged_senders_and_plain_au
     log = relay.daemon.log()
     assert "event=login_failed" in log and "event=sender_refused" in log
     assert "not the password" not in log and "guess" not in log
+
+
+def test_a_mistyped_command_is_refused_with_its_problem_and_nothing_happens(
+        relay: Relay, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """#pendng through the relay: a 554 whose lines name it, so the client keeps the draft;
+    nothing is recorded, sent on or mailed. Corrected, the commands alone are applied."""
+    original = customer_mail(1, addr="ana@example.org", subject="Charged twice")
+    dovecot.append(original)
+    smtp_peer.wait_for_count(1, timeout=10)
+    [waiting] = relay.threads()
+    agent = next(e for e, n in NAMES.items() if n == waiting["agent"])
+    typo = relay.swaks(*relay.login(agent), "--from", agent, "--to", "ana@example.org",
+                       data=agent_reply(original, agent, "#pendng\n\nHello Ana, soon.\n"))
+    assert typo.returncode != 0, typo.stdout
+    assert "<~* 554-5.6.0 Not sent, nothing recorded: the commands at the top" in typo.stdout
+    assert "5.6.0 #pendng: unknown command; the commands are #pending" \
+        in typo.stdout, typo.stdout
+    reply_lines = [line for line in typo.stdout.splitlines() if line.startswith("<~* 554")]
+    assert all(len(line) <= 100 and line.isascii() for line in reply_lines), reply_lines
+    store = relay.daemon.store()
+    try:
+        assert [m.mailbox for m in store.messages()] == ["INBOX"], "nothing recorded"
+        assert [i.kind for i in store.outbox()] == ["ack"], "nothing queued"
+    finally:
+        store.close()
+    assert relay.threads()[0]["state"] == "awaiting_agent"
+
+    fixed = relay.swaks(*relay.login(agent), "--from", agent, "--to", "ana@example.org",
+                        data=agent_reply(original, agent, "#pending\n"))
+    assert fixed.returncode == 0, fixed.stdout
+    assert "<~  250 2.0.0 Commands applied, nothing to send" in fixed.stdout
+    assert relay.threads()[0]["state"] == "awaiting_customer"
+    assert relay.upstream.messages == [] and len(smtp_peer.messages) == 1
+
+
+def test_a_reply_to_the_client_set_is_kept(relay: Relay, dovecot: Dovecot,
+                                          smtp_peer: SmtpPeer) -> None:
+    """An agent's own Reply-To goes upstream as it is, and no second one is added."""
+    original = customer_mail(1, addr="ana@example.org", subject="Charged twice")
+    dovecot.append(original)
+    smtp_peer.wait_for_count(1, timeout=10)
+    agent = "dana@example.com"
+    done = relay.swaks(*relay.login(agent), "--from", agent, "--to", "ana@example.org",
+                       data=agent_reply(original, agent, "Hello Ana.",
+                                        Reply_To="Billing <billing@example.com>"))
+    assert done.returncode == 0, done.stdout
+    [sent] = relay.upstream.wait_for_count(1, timeout=10)
+    assert sent.message.get_all("Reply-To") == ["Billing <billing@example.com>"]

@@ -191,7 +191,7 @@ def test_command_only_mail_is_applied_and_not_sent_on(setup: Setup) -> None:
         reply = answer(original, "#close\n#note Solved on the phone.\n\n-- \nDana\n",
                        thread=thread)
         code, text = await call(send, setup, reply)
-        assert code == 250 and b"not sent on" in text
+        assert (code, text) == (250, b"2.0.0 Commands applied, nothing to send")
         row = thread_row(service, thread)
         assert row.state == "resolved" and row.first_response_at is None
         assert ("note", "Dana Whitfield: Solved on the phone.") in events(service, thread)
@@ -201,27 +201,34 @@ def test_command_only_mail_is_applied_and_not_sent_on(setup: Setup) -> None:
     assert setup.upstream.messages == []
 
 
-def test_a_wrong_command_is_reported_to_the_agent_and_nothing_else_happens(
+def test_a_wrong_command_is_refused_at_the_end_of_data_and_nothing_else_happens(
         setup: Setup) -> None:
-    """An unknown command: a short mail to the agent; no command, no response, no relay."""
+    """Unknown commands: a 554 listing each, short ASCII lines; no command applied, no
+    response, nothing recorded, relayed or mailed."""
     async def scenario(service: Service) -> None:
         original, thread = await call(new_thread, service, setup)
         await call(setup.acks.wait_for_count, 1)
-        code, _ = await call(send, setup, answer(
-            original, "#pending\n#snooze 2d\n\nHello, back soon.\n", thread=thread))
-        assert code == 250
-        mails = await call(setup.acks.wait_for_count, 2)
-        notice = mails[1]
-        assert notice.rcpt_tos == ["dana@example.com"]
-        assert notice.message["Auto-Submitted"] == "auto-replied"
-        body = notice.message.get_body(preferencelist=("plain",)).get_content()
-        assert "#snooze 2d: unknown command" in body and "was not sent on" in body
+        code, reply = await call(send, setup, answer(
+            original, "#pending\n#snooze 2d\n#assign Zoë\n\nHello, back soon.\n",
+            thread=thread))
+        text = reply.decode("ascii")
+        assert code == 554
+        lines = text.splitlines()
+        assert lines[0] == "5.6.0 Not sent, nothing recorded: the commands at the top have " \
+                           "problems"
+        assert lines[1].startswith("5.6.0 #snooze 2d: unknown command")
+        assert any(line.startswith("5.6.0 #assign Zoe: no agent is called that")
+                   for line in lines), lines
+        assert all(len(line) <= 6 + 76 for line in lines), lines
         row = thread_row(service, thread)
         assert row.state == "awaiting_agent" and row.first_response_at is None
         assert [kind for kind, _ in events(service, thread)] == ["opened"]
+        assert service.store is not None
+        assert [m.mailbox for m in service.store.messages()] == ["INBOX"]
+        assert [i.kind for i in service.store.outbox()] == ["ack"]
 
     run(setup, scenario)
-    assert setup.upstream.messages == []
+    assert setup.upstream.messages == [] and len(setup.acks.messages) == 1
 
 
 def test_commands_mailed_to_the_support_address_from_an_agent_apply(setup: Setup) -> None:

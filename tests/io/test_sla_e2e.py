@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from email.policy import default
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import select
@@ -22,7 +23,7 @@ from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
 from mailbridge.daemon.service import Service
 from mailbridge.store.db import Store
-from mailbridge.store.tables import ThreadEvent
+from mailbridge.store.tables import KnownId, Thread, ThreadEvent
 from tests.daemon import REPO, Daemon, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer, wait_for
@@ -128,3 +129,97 @@ def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
     store.close()
     assert events.count("breach") == 1 and events.count("escalation") == 1
     assert events.count("status_update") == 1
+
+
+def notice_reply(notice: EmailMessage, sender: str, body: str) -> bytes:
+    """What pressing Reply on a staff notice sends: to its Reply-To, threaded under it."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = str(notice["Reply-To"])
+    msg["Subject"] = "Re: " + str(notice["Subject"])
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid(domain="example.com")
+    msg["In-Reply-To"] = str(notice["Message-ID"])
+    msg["References"] = str(notice["Message-ID"])
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
+        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+    """A nudge and an escalation carry Reply-To the desk and a recorded Message-ID; the
+    agent's "On it" with #pending is a note and a command, never an answer to the customer,
+    and the lead's #assign reassigns."""
+    path = write_config(tmp_path / "mb", dovecot, smtp_peer,
+                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1')
+    start = datetime.now(UTC)
+    clock = FakeClock(start)
+    seen: dict[str, object] = {}
+
+    async def scenario() -> None:
+        service = Service(load_config(path), clock=clock)
+        await service.startup()
+        store = service.store
+        assert service.scheduler is not None and store is not None
+
+        def rows(table: type[Any]) -> list[Any]:
+            with store.transaction() as tx:  # type: ignore[union-attr]
+                return list(tx.session.exec(select(table)).all())
+
+        def to(address: str) -> list[EmailMessage]:
+            return [m.message for m in smtp_peer.messages if m.rcpt_tos == [address]]
+
+        try:
+            dovecot.append(customer_mail(1, addr="ana@example.org", subject="Still broken"))
+            dovecot.append(customer_mail(2, addr="bo@example.org", subject="Locked out"))
+            await _until(lambda: len(smtp_peer.messages) == 2, 10, "no acks")
+            by_customer = {t.customer: t for t in rows(Thread)}
+            ana, bo = by_customer["ana@example.org"], by_customer["bo@example.org"]
+            # 3h35m: a status update to each customer and a nudge to each agent.
+            clock.set(start + timedelta(minutes=215))
+            service.scheduler.wake()
+            await _until(lambda: len(smtp_peer.messages) == 6, 10, "no nudges")
+            [nudge] = [m for m in to(ana.agent_email) if m["X-Mailbridge-Thread"] == ana.id]
+            assert str(nudge["Reply-To"]) == "Example Support <support@example.com>"
+            known = {k.message_id: (k.thread_id, k.direction) for k in rows(KnownId)}
+            assert known[str(nudge["Message-ID"])] == (ana.id, "notice")
+
+            agent = f"{ana.agent_name} <{ana.agent_email}>"
+            dovecot.append(notice_reply(nudge, agent, "#pending\n\nOn it, calling her now.\n"))
+            await _until(lambda: any(m.rule == "notice_reply" for m in store.messages()), 10,
+                         "the reply to the nudge was not recorded")
+            # 4h05m: bo's deadline passes: the lead is told, and reassigns by replying.
+            clock.set(start + timedelta(minutes=245))
+            service.scheduler.wake()
+            await _until(lambda: len(to("lead@example.com")) == 1, 10, "no escalation")
+            [escalation] = to("lead@example.com")
+            assert escalation["X-Mailbridge-Thread"] == bo.id
+            other = "Sam Okafor" if bo.agent_name == "Dana Whitfield" else "Dana Whitfield"
+            first_name = other.partition(" ")[0]
+            dovecot.append(notice_reply(escalation, "Lee Lead <lead@example.com>",
+                                        f"#assign {first_name}\n\nPlease take this.\n"))
+            await _until(lambda: sum(m.rule == "notice_reply" for m in store.messages()) == 2,
+                         10, "the lead's reply was not recorded")
+            seen.update(threads={t.id: t for t in rows(Thread)}, other=other, ana=ana.id,
+                        bo=bo.id, events=[(e.thread_id, e.kind, e.detail)
+                                          for e in rows(ThreadEvent)],
+                        agent=ana.agent_name, sent=len(smtp_peer.messages))
+        finally:
+            service.request_stop()
+            await service.shutdown()
+
+    asyncio.run(scenario())
+    threads: dict[str, Thread] = seen["threads"]  # type: ignore[assignment]
+    ana, bo = threads[str(seen["ana"])], threads[str(seen["bo"])]
+    events: list[tuple[str, str, str]] = seen["events"]  # type: ignore[assignment]
+    assert (ana.id, "note", f"{seen['agent']}: On it, calling her now.") in events
+    assert (ana.id, "pending", f"waiting on the customer, set by {seen['agent']}") in events
+    assert ana.state == "awaiting_customer" and ana.first_response_at is None, \
+        "a note is not an answer"
+    assert not any(kind == "agent_reply" for _, kind, _ in events)
+    assert (bo.agent_name, bo.state, bo.first_response_at) == (seen["other"], "awaiting_agent",
+                                                               None)
+    assert (bo.id, "assigned", f"to {seen['other']} by Lee Lead") in events
+    assert (bo.id, "note", "Lee Lead: Please take this.") in events
+    customers = [m for m in smtp_peer.messages if m.rcpt_tos[0].endswith("@example.org")]
+    assert len(customers) == 4, "two acks and two updates; the notes reached no customer"
