@@ -5,12 +5,16 @@ choice and the reason for it out. Public API:
 
 - `Member`: an agent as assignment sees them (shift calendar, policies, languages, cap,
   active switch); `LastContact`: who last helped a customer, and when.
-- `assign(members, *, policy, language, now, open_counts, turn, last=None) -> Assignment`:
+- `assign(members, *, policy, language, now, open_counts, turn, last=None, due=None)
+  -> Assignment`:
 
-  1. sticky: the agent who last helped this customer, when on shift and under their cap;
-  2. else the on-shift agent serving the policy with the fewest open threads (speakers
+  1. language before load: when no agent on shift writes the customer's language, an
+     agent under their cap who writes it and whose shift starts before `due` (the first
+     response deadline), the first to start (`Assignment.starts_at` says when);
+  2. sticky: the agent who last helped this customer, when on shift and under their cap;
+  3. else the on-shift agent serving the policy with the fewest open threads (speakers
      of the customer's language first), ties broken round robin by `turn`;
-  3. when nobody is on shift, the agent whose next shift starts first
+  4. when nobody is on shift, the agent whose next shift starts first
      (`Assignment.starts_at` says when, so the acknowledgement can say so).
 
   Caps are respected while anyone is under theirs; when everyone is at their cap the
@@ -55,6 +59,11 @@ class Member:
     max_open: int | None = None
     """At most this many open threads, for new assignments; None: no cap."""
     active: bool = True
+    notify: frozenset[str] = frozenset({"assigned"})
+    """When they get a hand-over notice (`core.briefing`): "assigned" (a thread given to
+    them), "new" (every new thread assigned to them)."""
+    digest: bool = True
+    """Whether they get a digest of their open threads at the start of each shift."""
 
     @property
     def email(self) -> str:
@@ -107,7 +116,7 @@ class Assignment:
 
     agent: Agent
     rule: str
-    """"sticky", "least_loaded", "next_shift" or "over_cap"."""
+    """"language", "sticky", "least_loaded", "next_shift" or "over_cap"."""
     reason: str
     starts_at: datetime | None = None
     """When the agent's shift starts, if they are not on shift at the time of choosing."""
@@ -129,14 +138,18 @@ def find(members: Iterable[Member], email: str) -> Member | None:
 
 def assign(members: Sequence[Member], *, policy: str, language: str, now: datetime,
            open_counts: Mapping[str, int], turn: int,
-           last: LastContact | None = None) -> Assignment:
+           last: LastContact | None = None, due: datetime | None = None) -> Assignment:
     """The agent for a new thread of `policy` in `language`, chosen at `now`.
 
     `open_counts` are open threads per agent address (lower case); `turn` is the store's
-    round-robin counter. Raises ValueError when no agent is active.
+    round-robin counter; `due` is the first-response deadline (None: no agent off shift
+    is chosen for their language). Raises ValueError when no agent is active.
     """
     ask = _Ask(language, now, open_counts, turn)
     pool, note = _eligible(members, policy)
+    speaker, note = _speaker_before(pool, ask, due, note=note)
+    if speaker is not None:
+        return speaker
     sticky = find(pool, last.email) if last is not None else None
     if last is not None and sticky is not None and sticky.on_shift(now) \
             and sticky.under_cap(open_counts):
@@ -263,6 +276,40 @@ def _next_shift(candidates: Sequence[Member], ask: _Ask, *, note: str) -> Assign
     when = describe_time(first, timezone=chosen.shift.timezone, now=now)
     return Assignment(chosen.agent, "next_shift", f"{note}next on shift: {when}",
                       starts_at=first)
+
+
+def _speaker_before(candidates: Sequence[Member], ask: _Ask, due: datetime | None, *,
+                    note: str) -> tuple[Assignment | None, str]:
+    """Language before load: when nobody on shift writes the customer's language, the
+    speaker under their cap whose shift starts first, if that is before `due`.
+
+    Also the note the other rules continue with: why no speaker was chosen, when one would
+    have been but starts too late.
+    """
+    language, now = ask.language, ask.now
+    if due is None or any(m.on_shift(now) and m.speaks(language) for m in candidates):
+        return None, note
+    starts = {m.email: s for m in candidates
+              if m.speaks(language) and m.under_cap(ask.open_counts)
+              for s in [m.next_start(now)] if s is not None}
+    if not starts:
+        return None, note
+    first = min(starts.values())
+    soonest = [m for m in candidates if starts.get(m.email) == first]
+    if first >= due:
+        if not any(m.on_shift(now) for m in candidates):
+            return None, note  # the next shift decides, as ever
+        when = describe_time(first, timezone=soonest[0].shift.timezone, now=now)
+        return None, note + f"language before load: no (the first who writes {language} " \
+                            f"starts {when}, after the answer is due); "
+    fewest = min(ask.open_counts.get(m.email, 0) for m in soonest)
+    tied = [m for m in soonest if ask.open_counts.get(m.email, 0) == fewest]
+    chosen = tied[ask.turn % len(tied)]
+    when = describe_time(first, timezone=chosen.shift.timezone, now=now)
+    return Assignment(chosen.agent, "language",
+                      f"{note}language before load: nobody on shift writes {language}; "
+                      f"{chosen.agent.name} does, on shift {when}, before the answer is due",
+                      starts_at=first), note
 
 
 def _away(agent: Member | None, email: str, due: datetime, now: datetime) -> str | None:
