@@ -26,10 +26,12 @@ REPO = Path(__file__).resolve().parent.parent
 def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *, imap_tls: str = "none",
                  extra_imap: str = "", extra_smtp: str = "", extra_rules: str = "",
                  extra_sla: str = "", extra: str = "", store_url: str | None = None,
-                 extra_store: str = "") -> Path:
+                 extra_store: str = "", copy_sent: bool = False) -> Path:
     """A complete mailbridge config for the two test servers; returns its path.
 
-    The store is a SQLite file in `directory` unless `store_url` names another."""
+    The store is a SQLite file in `directory` unless `store_url` names another. Copies of
+    sent mail in the Sent folder are off unless `copy_sent`: the watched Sent folder would
+    record each copy, and most tests count the messages recorded."""
     directory.mkdir(parents=True, exist_ok=True)
     store_url = store_url or f"sqlite:///{directory}/mailbridge.sqlite3"
     path = directory / "mailbridge.toml"
@@ -62,6 +64,7 @@ tls = "{imap_tls}"
 username = "{dovecot.username}"
 password_file = "{dovecot.password_file}"
 read_timeout = "20s"
+copy_sent = {str(copy_sent).lower()}
 {extra_imap}
 
 [smtp]

@@ -205,10 +205,13 @@ class Dovecot:
     username = "support@example.com"
 
     def __init__(
-        self, directory: Path, *, binary: Path = DOVECOT_BINARY, extra_config: str = ""
+        self, directory: Path, *, binary: Path = DOVECOT_BINARY, extra_config: str = "",
+        sent_folder: bool = True,
     ) -> None:
         self.directory = Path(directory).resolve()
         self.extra_config = extra_config
+        self.sent_folder = sent_folder
+        """Whether the server makes a "Sent" folder, marked \\Sent (RFC 6154), itself."""
         self.binary = binary
         self.port = free_port()
         self.tls_port = free_port()
@@ -446,6 +449,7 @@ class Dovecot:
             port=self.port,
             tls_port=self.tls_port,
             no_chroot=no_chroot,
+            sent_mailbox=_SENT_MAILBOX if self.sent_folder else "",
         )
 
 
@@ -489,11 +493,7 @@ ssl_key = <{key}
 namespace inbox {{
   inbox = yes
   separator = /
-  mailbox Sent {{
-    auto = subscribe
-    special_use = \\Sent
-  }}
-}}
+{sent_mailbox}}}
 
 protocol imap {{
   mail_max_userip_connections = 100
@@ -512,6 +512,14 @@ service imap-login {{
 }}
 service anvil {{
 {no_chroot}}}
+"""
+
+
+_SENT_MAILBOX = """\
+  mailbox Sent {
+    auto = subscribe
+    special_use = \\Sent
+  }
 """
 
 

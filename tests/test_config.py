@@ -550,7 +550,7 @@ first_response = "one hour"
         load_config(path, environ={"STATE_DIRECTORY": str(tmp_path)})
     allowed = ("host, port, tls, username, password, password_file, mailbox, verify_tls, "
                "ca_file, connect_timeout, read_timeout, idle_refresh, poll_interval, fetch_batch, "
-               "backfill, sent_folders")
+               "backfill, sent_folders, copy_sent")
     assert str(caught.value) == "\n".join([
         f"{path}: 6 problems",
         '  - [support] timezone: unknown IANA time zone "Europe/Berlinn"; '

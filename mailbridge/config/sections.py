@@ -66,6 +66,9 @@ class SupportSettings(_Section):
     name: NonEmpty
     timezone: Timezone = "UTC"
     language: TemplateLanguage = "en"
+    leads: tuple[Address, ...] = ()
+    """Leads besides the policies' escalate_to: staff who are not agents. Their mail counts
+    as theirs only when authenticated, as an agent's (`mailbridge.core.trust`)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -93,6 +96,8 @@ class ImapSettings(_Section):
     fetch_batch: Annotated[int, Field(strict=True, ge=1, le=1000)] = 200
     backfill: Duration = timedelta(hours=1)
     sent_folders: tuple[NonEmpty, ...] = ("Sent",)
+    copy_sent: StrictBool = True
+    """Append what customers are sent to the Sent folder (`daemon.sent_copies`)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -66,8 +66,12 @@ class OutboxSender:
     def __init__(self, store: Store, transport: Transport, clock: Clock, metrics: Metrics,
                  retry: RetryPolicy, *, on_sent: Callable[[OutboxRow], None] | None = None,
                  claimer: str | None = None, routes: Mapping[str, Transport] | None = None,
-                 idle_poll: float | None = None, batch: int = CLAIM_BATCH) -> None:
+                 idle_poll: float | None = None, batch: int = CLAIM_BATCH,
+                 on_recorded: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.on_recorded = on_recorded
+        """Called on the loop once outcomes that include a sent item are committed (the
+        copies in the Sent folder follow them: `daemon.sent_copies`)."""
         self.routes = dict(routes or {})
         """Transports by outbox mailbox ("relay": the relay's upstream); else `transport`."""
         self.claimer = claimer
@@ -106,6 +110,7 @@ class OutboxSender:
                     items = await asyncio.to_thread(
                         self.store.claim_outbox_batch, self.clock.now(), finished=finished,
                         claimer=self.claimer, limit=self.batch)
+                    self._recorded(finished)
                     finished = []
                     if not items:
                         if stopping.is_set():
@@ -126,8 +131,13 @@ class OutboxSender:
             if finished:
                 with contextlib.suppress(StoreUnavailableError):
                     await asyncio.to_thread(self.store.finish_outbox_batch, finished)
+                    self._recorded(finished)
             for transport in (self.transport, *self.routes.values()):
                 await asyncio.to_thread(transport.close)
+
+    def _recorded(self, finished: Sequence[Finished]) -> None:
+        if self.on_recorded is not None and any(f.state == "sent" for f in finished):
+            self.on_recorded()
 
     async def _sleep(self, stopping: asyncio.Event) -> None:
         next_at = await asyncio.to_thread(self.store.next_outbox_time)

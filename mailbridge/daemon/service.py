@@ -9,8 +9,9 @@ systemd READY=1 (before IMAP login, so a mail-server outage is not a start
 failure); `main_loop()` waits for SIGTERM/SIGINT and pings the watchdog while every
 part is up (SIGHUP reloads the configuration: `mailbridge.daemon.reload`); `shutdown()`
 stops the watchers, lets the sender drain what is due, and exits.
-The sender, scheduler, membership, relay and each watcher run under a `Supervisor`: a bug
-in one is logged with its traceback and counted, and that part starts again.
+The sender, scheduler, membership, relay, the copies of sent mail in the Sent folder
+(`sent_copies`, unless `[imap] copy_sent` is off) and each watcher run under a `Supervisor`:
+a bug in one is logged with its traceback and counted, and that part starts again.
 
 Several instances may share one store (`membership`): an instance watches only the
 mailboxes whose lease it holds, starting and stopping watchers as leases come and go;
@@ -42,6 +43,7 @@ from mailbridge.daemon.reload import Reloaded, Reloader, prepare
 from mailbridge.daemon.retention import Pruner
 from mailbridge.daemon.scheduler import Scheduler
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
+from mailbridge.daemon.sent_copies import SentCopier
 from mailbridge.daemon.staff import RELAY_MAILBOX
 from mailbridge.daemon.supervisor import Supervisor, default_backoff, stalled
 from mailbridge.errors import StoreUnavailableError, TransientError
@@ -54,6 +56,7 @@ from mailbridge.io.relay import (
     RelayServer,
     upstream_transport,
 )
+from mailbridge.io.sent_folder import SentFolder
 from mailbridge.io.smtp_sender import SmtpTransport, Transport
 from mailbridge.logs import fields
 from mailbridge.metrics.collector import StoreCollector
@@ -68,6 +71,8 @@ STORE_RETRY_CAP = 30.0
 SHARED_OUTBOX_POLL = 1.0
 """Seconds between looks at a shared (PostgreSQL) outbox when nothing woke the sender: the
 instance that queues mail wakes only its own sender, and the others help with a backlog."""
+SHARED_COPY_POLL = 60.0
+"""Seconds between looks for copies another instance left behind (a shared store)."""
 
 
 class Service:
@@ -168,10 +173,12 @@ class Service:
         if config.relay.enabled:
             routes[RELAY_MAILBOX] = self.relay_transport or upstream_transport(
                 config.relay, local_hostname=config.support.domain)
+        copier = self._sent_copier()
         self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
                                    on_sent=self.on_sent, claimer=self.membership.id,
                                    routes=routes,
-                                   idle_poll=SHARED_OUTBOX_POLL if self.store.shared else None)
+                                   idle_poll=SHARED_OUTBOX_POLL if self.store.shared else None,
+                                   on_recorded=copier.wake if copier else None)
         supervise = self.supervisor.start
         self._tasks.append(supervise(
             "sender", functools.partial(self.sender.run, self._stopping_sender),
@@ -184,6 +191,9 @@ class Service:
                         metrics=self.metrics)
         self._tasks.append(supervise(
             "retention", functools.partial(pruner.run, self._stop), self._stop))
+        if copier is not None:
+            self._tasks.append(supervise(
+                "sent_copy", functools.partial(copier.run, self._stop), self._stop))
         await self._leases_changed(joined)
         self._tasks.append(supervise("membership", functools.partial(
             self.membership.run, self._stop, self._leases_changed), self._stop))
@@ -254,6 +264,15 @@ class Service:
                                                                        "watcher"))
             watcher.start()
             self.watchers.append(watcher)
+
+    def _sent_copier(self) -> SentCopier | None:
+        """What appends sent mail to the Sent folder, unless `[imap] copy_sent` is off."""
+        imap = self.config.imap
+        if imap is None or not imap.copy_sent or self.store is None:
+            return None
+        folder = SentFolder(imap, fallback=(*imap.sent_folders, "Sent")[0])
+        return SentCopier(self.store, folder, self.clock, self.metrics,
+                          idle_poll=SHARED_COPY_POLL if self.store.shared else None)
 
     def _smtp_transport(self) -> Transport:
         if self.config.smtp is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from imapclient import IMAPClient, SocketTimeout
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
 from mailbridge.clock import Clock
@@ -34,7 +34,7 @@ from mailbridge.config import ImapSettings
 from mailbridge.core.model import InboundMessage
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
-from mailbridge.io.tls import client_context
+from mailbridge.io.imap_connect import log_in, open_client
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
 from mailbridge.metrics.families import Metrics
@@ -198,16 +198,9 @@ class ImapWatcher:
     # -- one session ------------------------------------------------------------
 
     def _connect(self) -> IMAPClient:
-        s = self.settings
-        context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
-        client = _IdleClient(s.host, port=s.port, ssl=s.tls == "implicit", ssl_context=context,
-                            timeout=SocketTimeout(connect=s.connect_timeout,
-                                                  read=s.read_timeout))
-        self._client = client
-        if s.tls == "starttls":
-            client.starttls(context)
-        client.login(s.username, s.password.reveal())
-        client.normalise_times = False
+        client = open_client(self.settings, _IdleClient)
+        self._client = client  # from here on, stop() can end a slow login
+        log_in(client, self.settings)
         return client
 
     def _session(self) -> None:

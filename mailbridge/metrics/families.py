@@ -2,9 +2,10 @@
 
 Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fixed label
 sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
-`SLA_KINDS`, `COMPONENTS`). Labels are bounded and come from configuration (mailbox, policy and
-priority names) or from these fixed sets: never an address, a subject or a thread id.
-The gauges read from the store at scrape time live in `mailbridge.metrics.collector`.
+`SLA_KINDS`, `COMPONENTS`, `COPY_OUTCOMES`). Labels are bounded and come from configuration
+(mailbox, policy and priority names) or from these fixed sets: never an address, a subject
+or a thread id. The gauges read from the store at scrape time live in
+`mailbridge.metrics.collector`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ SUPPRESSION_REASONS = tuple(name for name, _rule in RULES)
 NOTICE_KINDS = ("update", "nudge", "escalation", "other")
 """Scheduler mail: status updates to customers, nudges to agents, escalations to leads."""
 SLA_KINDS = ("first_response", "next_response", "resolution")
-COMPONENTS = ("sender", "scheduler", "membership", "relay", "watcher", "retention")
+COPY_OUTCOMES = ("appended", "missing_folder", "refused", "unavailable")
+"""What an attempt to copy sent mail to the Sent folder came to (`io.sent_folder`)."""
+COMPONENTS = ("sender", "scheduler", "membership", "relay", "watcher", "retention",
+              "sent_copy")
 """The daemon's supervised parts (`mailbridge.daemon.supervisor`); one "watcher" for all."""
 SLA_LADDER = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0,
               144000.0, 288000.0)
@@ -147,6 +151,13 @@ class Metrics:
             "Parts started again after an unexpected error (a bug), by part.", ["component"],
             registry=registry)
         self._retention_metrics(registry)
+        self.sent_copies = Counter(
+            "mailbridge_sent_copies",
+            "Attempts to append a copy of mail a customer was sent to the Sent folder, by "
+            "outcome (appended, missing_folder, refused, unavailable); failed ones are "
+            "retried later.", ["outcome"], registry=registry)
+        for outcome in COPY_OUTCOMES:
+            self.sent_copies.labels(outcome)
         for mailbox in mailboxes:
             self.add_mailbox(mailbox)
         for kind in NOTICE_KINDS:

@@ -264,6 +264,27 @@ def _v8_resolved_at(conn: Connection) -> None:
                  .bindparams(bindparam("now", type_=UTCDateTime())), {"now": datetime.now(UTC)})
 
 
+def _v9_sent_copies(conn: Connection) -> None:
+    """outbox.appended_at and append_next_at: the copy of sent mail in the mailbox's Sent
+    folder (`daemon.sent_copies`), and when an instance may next try to append it.
+
+    Mail that was settled before this version is not copied afterwards: it gets the time it
+    was created as its appended_at. The index finds the sent items not yet copied.
+    """
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE outbox ADD COLUMN appended_at {timestamp}"))
+    conn.execute(text(f"ALTER TABLE outbox ADD COLUMN append_next_at {timestamp}"))
+    conn.execute(text("UPDATE outbox SET appended_at = created_at "
+                      "WHERE state NOT IN ('pending', 'sending')"))
+    conn.execute(text("CREATE INDEX ix_outbox_copies ON outbox (state, appended_at, sent_at)"))
+
+
+def _v10_message_excerpt(conn: Connection) -> None:
+    """messages.excerpt: the start of a customer's text (its first text part, bounded), so
+    that an agent handed a thread sees what the customer wrote. Older messages have none."""
+    conn.execute(text("ALTER TABLE messages ADD COLUMN excerpt TEXT NOT NULL DEFAULT ''"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -277,6 +298,9 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
      _v6_assignment),
     (7, "instances: machine id and boot id", _v7_instance_identity),
     (8, "threads: when each was resolved, for retention", _v8_resolved_at),
+    (9, "outbox: copies of sent mail in the Sent folder", _v9_sent_copies),
+    (10, "messages: an excerpt of the customer's text, quoted in hand-over notices",
+     _v10_message_excerpt),
 )
 
 LATEST = MIGRATIONS[-1][0]

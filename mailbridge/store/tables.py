@@ -80,6 +80,13 @@ class Message(SQLModel, table=True):
     rule: str
     reason: str = Field(sa_column=Column(Text, nullable=False))
     defects: str = Field(default="", sa_column=Column(Text, nullable=False))
+    excerpt: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """A customer's message: the start of its first text part (`EXCERPT_CHARS`), quoted
+    in hand-over notices; "" for other mail, and once the customer is erased."""
+
+
+EXCERPT_CHARS = 2000
+"""How much of a customer's text `Message.excerpt` keeps."""
 
 
 class Thread(SQLModel, table=True):
@@ -169,6 +176,12 @@ class OutboxItem(SQLModel, table=True):
     last_error: str = Field(default="", sa_column=Column(Text, nullable=False))
     claimed_by: str | None = None
     """The instance that took the item to send it (`Instance.id`); kept after it finished."""
+    appended_at: datetime | None = _ts(nullable=True)
+    """When its copy was appended to the mailbox's Sent folder (`daemon.sent_copies`), or
+    settled that none will be (mail the customer does not see, erased, from before copies)."""
+    append_next_at: datetime | None = _ts(nullable=True)
+    """The earliest time an instance may try to append the copy: an instance's claim on it,
+    or the retry after a failure; None: at once."""
 
 
 class Cursor(SQLModel, table=True):

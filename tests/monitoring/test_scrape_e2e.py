@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mailbridge.metrics.families import (
     COMPONENTS,
+    COPY_OUTCOMES,
     FAILURE_REASONS,
     MESSAGE_KINDS,
     NOTICE_KINDS,
@@ -124,7 +125,7 @@ def test_labels_after_real_traffic_are_bounded_and_promtool_accepts_the_scrape(
         "priority": {"normal", "high"}, "sla": set(SLA_KINDS), "state": set(OPEN_STATES),
         "kind": set(MESSAGE_KINDS) | set(NOTICE_KINDS),
         "reason": set(SUPPRESSION_REASONS) | set(FAILURE_REASONS),
-        "component": set(COMPONENTS),
+        "component": set(COMPONENTS), "outcome": set(COPY_OUTCOMES),
     }
     seen_keys: set[str] = set()
     for family in families:

@@ -52,6 +52,7 @@ def _thread(thread_id: str, state: str, clock: sla.Clock, **extra: Any) -> dict[
             "first_response_met": True if clock.first_response_at else None,
             **clock_columns(clock),  # v4
             "language": "de", "assignment": "round robin: Dana was next",  # v6
+            "resolved_at": T0 + 3 * H if state == sla.RESOLVED else None,  # v8
             **extra}
 
 
@@ -79,12 +80,13 @@ ROWS: dict[str, list[dict[str, Any]]] = {
          "envelope_from": "", "recipient": "a@example.org", "body": b"Subject: Re: A\r\n\r\nHi",
          "state": "pending", "attempts": 1, "next_attempt_at": T0, "created_at": T0,
          "arrived_at": T0, "sent_at": None, "last_error": "451 try again",
-         "claimed_by": None},  # v5
+         "claimed_by": None,  # v5
+         "appended_at": None, "append_next_at": None},  # v9
         {"thread_id": "B", "kind": "ack", "mailbox": "INBOX", "message_id": "<ack2@example.com>",
          "envelope_from": "", "recipient": "b@example.org", "body": b"Subject: Re: B\r\n\r\nHi",
          "state": "sent", "attempts": 1, "next_attempt_at": T0, "created_at": T0,
          "arrived_at": T0, "sent_at": T0 + timedelta(seconds=1), "last_error": "",
-         "claimed_by": "i-old"},
+         "claimed_by": "i-old", "appended_at": T0, "append_next_at": None},
     ],
     "cursors": [{"mailbox": "INBOX", "uidvalidity": 3_000_000_000, "last_uid": 4_000_000_001,
                  "updated_at": T0 + H}],
@@ -139,7 +141,12 @@ NEW_COLUMN_VALUES: dict[tuple[str, str], Expect] = {
     ("threads", "resolved_at"): lambda row, clock: (
         (T0 + 3 * H if clock else row["resolved_at"]) if row["state"] == sla.RESOLVED
         else None),
+    ("messages", "excerpt"): lambda row, _: "",
     ("outbox", "claimed_by"): lambda row, _: None,
+    # Settled before copies to the Sent folder existed: never copied late.
+    ("outbox", "appended_at"): lambda row, _: (
+        None if row["state"] in ("pending", "sending") else row["created_at"]),
+    ("outbox", "append_next_at"): lambda row, _: None,
     ("instances", "machine_id"): lambda row, _: "",
     ("instances", "boot_id"): lambda row, _: "",
 }
