@@ -166,6 +166,17 @@ def test_faq_language_is_checked(tmp_path: Path) -> None:
         load(tmp_path, MINIMAL + FAQ.replace("[faq.match]", 'language = "fr"\n[faq.match]'))
 
 
+def test_faq_language_defaults_to_the_desk_and_any_means_every_language(
+        tmp_path: Path) -> None:
+    """Without a language an article is in the [support] language; "any" offers it in all."""
+    german_desk = MINIMAL.replace('name = "Example Support"',
+                                  'name = "Example Support"\nlanguage = "de"')
+    text = german_desk + FAQ + FAQ.replace("[faq.match]", 'language = "Any"\n[faq.match]')
+    config = load(tmp_path, text)
+    assert [f.language for f in config.faq] == [None, "any"]
+    assert [a.language for a in build_team(config).articles] == ["de", None]
+
+
 def test_an_agent_alias_must_be_an_address(tmp_path: Path) -> None:
     """from_address is checked like every address."""
     from mailbridge.config.agents import AgentProfile

@@ -5,8 +5,9 @@ span entries (an agent's policies must exist, someone must be active). `mailbrid
 builds `AgentSettings` on `AgentProfile` and adds `FaqSettings` as [[faq]]. Public API:
 
 - `AgentProfile`: name, email, title, signature, photo_url, languages, policies, timezone,
-  shift, days_off, holidays, max_open, active.
-- `FaqSettings` with `FaqMatchSettings`: an article's title, https URL, language and match.
+  shift, days_off, holidays, max_open, active, notify, digest.
+- `FaqSettings` with `FaqMatchSettings`: an article's title, https URL, language (one with
+  templates, `ANY_LANGUAGE` for every language, None for the [support] language) and match.
 - `agent_problems(agents, policies)`: the cross-checks as problem sentences, on the raw tables
   of the file or on validated settings alike.
 - `describe_error(error, sections)`: `mailbridge.config.sla.describe_error`, taught [[faq]]
@@ -17,9 +18,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 from mailbridge.config.problems import show, unknown
 from mailbridge.config.sla import DEFAULT_POLICY, HolidaySettings
@@ -69,6 +77,11 @@ class AgentProfile(_Table):
     holidays: HolidaySettings | None = None
     max_open: Annotated[int, Field(strict=True, ge=1)] | None = None
     active: StrictBool = True
+    notify: tuple[Literal["assigned", "new"], ...] = ("assigned",)
+    """When they get a hand-over notice: "assigned" (a thread given to them by #assign, a
+    lead or a shift hand-over), "new" (every new thread assigned to them); (): never."""
+    digest: StrictBool = True
+    """A digest of their open threads at the start of each shift."""
 
     @model_validator(mode="after")
     def _shift_has_hours(self) -> AgentProfile:
@@ -85,13 +98,28 @@ class FaqMatchSettings(_Table):
     patterns: tuple[Regex, ...] = ()
 
 
+ANY_LANGUAGE = "any"
+"""An [[faq]] language that offers the article in mail of every language."""
+
+
+def _any_or_template_language(value: object, handler: ValidatorFunctionWrapHandler) -> str:
+    if isinstance(value, str) and value.strip().lower() == ANY_LANGUAGE:
+        return ANY_LANGUAGE
+    return str(handler(value))
+
+
+FaqLanguage = Annotated[TemplateLanguage, WrapValidator(_any_or_template_language)]
+"""A language we have templates for, or "any"."""
+
+
 class FaqSettings(_Table):
     """An article the acknowledgement suggests while the customer waits."""
 
     title: Annotated[OneLine, Field(min_length=1, max_length=120)]
     url: HttpsUrl
-    language: TemplateLanguage | None = None
-    """Suggested only in mail of this language; None: in every language."""
+    language: FaqLanguage | None = None
+    """Suggested only in mail of this language, or ANY_LANGUAGE in all; None: [support]
+    language."""
     match: FaqMatchSettings = Field(default_factory=FaqMatchSettings)
 
     @model_validator(mode="after")

@@ -3,7 +3,8 @@
 Public API:
 
 - `build_team(config) -> Team`.
-- `Team`: the roster (`members`, `core.agents.Member`s in file order), the FAQ `articles`,
+- `Team`: the roster (`members`, `core.agents.Member`s in file order), the FAQ `articles`
+  (each in its [[faq]] language, else the [support] language; "any": every language),
   `agent(email, name)` (the configured profile, or a bare `Agent` for an address that is
   no longer configured) and `available(now)` (who is active and on shift).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 
 from mailbridge.config import AgentSettings, Config
+from mailbridge.config.agents import ANY_LANGUAGE
 from mailbridge.core import agents
 from mailbridge.core.calendar import Calendar
 from mailbridge.core.faq import Article
@@ -43,7 +45,9 @@ def build_team(config: Config) -> Team:
     members = tuple(_member(settings, zone) for settings in config.agents)
     articles = tuple(
         Article(title=f.title, url=f.url, keywords=f.match.keywords,
-                patterns=f.match.patterns, language=f.language)
+                patterns=f.match.patterns,
+                language=None if f.language == ANY_LANGUAGE
+                else f.language or config.support.language)
         for f in config.faq
     )
     return Team(members, articles)
@@ -57,6 +61,7 @@ def _member(settings: AgentSettings, default_zone: str) -> agents.Member:
         agent=agent, shift=_shift(settings, default_zone),
         policies=frozenset(settings.policies) if settings.policies is not None else None,
         languages=settings.languages, max_open=settings.max_open, active=settings.active,
+        notify=frozenset(settings.notify), digest=settings.digest,
     )
 
 
