@@ -1,6 +1,7 @@
 """Realistic mail for integration tests and benchmarks.
 
-Public API: `customer_mail(...) -> bytes`, `reply_to(original, ...) -> bytes`.
+Public API: `customer_mail(...) -> bytes`, `reply_to(original, ...) -> bytes`, and for
+agents' mail in the INBOX `OUR_MX`, `VOUCHED`, `TRUSTED_RULES`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+
+OUR_MX = "mx.example.com"
+"""The authserv-id of our own mail server in test configs (`TRUSTED_RULES`)."""
+VOUCHED = f"{OUR_MX}; dkim=pass (2048-bit key) header.d=example.com header.s=2024"
+"""Our mail server's Authentication-Results value vouching for the agents' domain: staff mail
+in the INBOX counts only with it (`mailbridge.core.trust`)."""
+TRUSTED_RULES = f'[rules]\ntrusted_authserv_id = "{OUR_MX}"\n'
+"""The [rules] table of a config that believes `OUR_MX`."""
 
 
 def customer_mail(n: int = 1, *, name: str = "Ana Souza", addr: str | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailbridge.cli import main
-from tests.mails import customer_mail, reply_to
+from tests.mails import VOUCHED, customer_mail, reply_to
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
@@ -236,10 +236,12 @@ def test_replay_reports_last_months_sla(
     mails = [
         _mail("Ana", "ana@example.org", "Question q1", "Mon, 02 Nov 2026 09:00:00 +0000"),
         _mail("Dana Whitfield", "dana@example.com", "Re: Question q1-answer",
-              "Mon, 02 Nov 2026 10:30:00 +0000", In_Reply_To="<q1@x>"),
+              "Mon, 02 Nov 2026 10:30:00 +0000", In_Reply_To="<q1@x>",
+              Authentication_Results=VOUCHED),
         _mail("Bo", "bo@example.net", "Other q2", "Mon, 02 Nov 2026 11:00:00 +0000"),
         _mail("Sam Okafor", "sam@example.com", "Re: Other q2-answer",
-              "Mon, 02 Nov 2026 17:00:00 +0000", In_Reply_To="<q2@x>"),
+              "Mon, 02 Nov 2026 17:00:00 +0000", In_Reply_To="<q2@x>",
+              Authentication_Results=VOUCHED),
         _mail("Cy", "cy@example.net", "Never answered q3", "Tue, 03 Nov 2026 08:00:00 +0000"),
         _mail("Dy", "dy@example.net", "Late news q4", "Wed, 04 Nov 2026 08:00:00 +0000"),
     ]

@@ -13,7 +13,7 @@ from mailbridge.daemon.ingest import Incoming, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Message
-from tests.mails import customer_mail
+from tests.mails import VOUCHED, customer_mail
 from tests.test_ingest_team import MONDAY, Desk, berlin
 
 START = berlin(*MONDAY, 14)  # Dana and Sam are both on shift
@@ -28,7 +28,8 @@ def backlog() -> list[Incoming]:
     raws.append(raws[1])
     first_id = parse_message(raws[0]).message_id
     raws.append(customer_mail(12, addr="dana@example.com", subject="Re: Order 0",
-                              In_Reply_To=first_id, References=first_id))
+                              In_Reply_To=first_id, References=first_id,
+                              Authentication_Results=VOUCHED))
     raws.append(customer_mail(13, addr="c0@example.org", subject="Re: Order 0",
                               In_Reply_To=first_id, References=first_id))
     items = [Incoming(Source("INBOX", 7, uid), parse_message(raw),

@@ -23,7 +23,7 @@ from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread, ThreadEvent
-from tests.mails import customer_mail
+from tests.mails import TRUSTED_RULES, customer_mail
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 CONFIG = """
@@ -81,7 +81,7 @@ class Desk:
         path = tmp_path / f"mailbridge-{len(dana)}.toml"
         path.write_text(CONFIG.format(dana=dana, dana_hours=hours("09:00-17:00"),
                                       sam_hours=hours("13:00-21:00"))
-                        + f'[daemon]\nstate_dir = "{tmp_path}"\n')
+                        + TRUSTED_RULES + f'[daemon]\nstate_dir = "{tmp_path}"\n')
         self.config = load_config(path)
         self.store = store
         self.ingestor = Ingestor.create(self.config, store, SystemClock())

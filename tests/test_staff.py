@@ -22,7 +22,7 @@ from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread
 from tests.configs import MINIMAL
-from tests.mails import customer_mail
+from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 DANA = Agent("Dana Whitfield", "dana@example.com")
@@ -52,7 +52,7 @@ def desk(tmp_path: Path) -> Iterator[Desk]:
     config_file.write_text(f"""
 {MINIMAL}[sla]
 escalate_to = "lead@example.com"
-[imap]
+{TRUSTED_RULES}[imap]
 host = "mail.example.com"
 username = "support@example.com"
 password = "unused"
@@ -69,6 +69,7 @@ def reply(original: bytes, body: str, *, sender: str = "Dana Whitfield <dana@exa
           to: str = "support@example.com") -> bytes:
     parent = message_from_bytes(original, policy=default)
     msg = EmailMessage()
+    msg["Authentication-Results"] = VOUCHED
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = "Re: " + str(parent["Subject"])

@@ -14,10 +14,11 @@ working templates) is `mailbridge.daemon.checks.run_problems`, which `run` asks 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.daemon.checks import run_problems
+from mailbridge.daemon.checks import run_problems, run_warnings
 from mailbridge.errors import ConfigError
 from mailbridge.store.access import problems as store_problems
 
@@ -28,6 +29,8 @@ def command(args: argparse.Namespace) -> int:
     problems = run_problems(config, SystemClock().now()) + store_problems(config.store.url)
     if problems:
         raise ConfigError(str(path), problems)
+    for warning in run_warnings(config):
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     print(f"{path}: ok ({len(config.agents)} agents, store {config.store.url.split(':')[0]}"
           f"{', own templates' if config.templates.dir else ''})")
     return 0

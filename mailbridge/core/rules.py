@@ -80,6 +80,9 @@ class RuleContext:
     sender_acks: int = 0
     """Acknowledgements this sender got within the cap window."""
     acks_last_minute: int = 0
+    unverified_staff: str = ""
+    """From is an agent's or lead's address our mail server did not vouch for
+    (`mailbridge.core.trust`): why not. "" for everyone else."""
 
 
 Rule = Callable[[InboundMessage, RuleContext], str | None]
@@ -229,6 +232,13 @@ def null_return_path(message: InboundMessage, context: RuleContext) -> str | Non
     return None
 
 
+def unverified_agent(message: InboundMessage, context: RuleContext) -> str | None:
+    if context.unverified_staff:
+        return (f"From is a staff address, but not authenticated ({context.unverified_staff}): "
+                "recorded only, no response, no command, no acknowledgement")
+    return None
+
+
 def not_addressed(message: InboundMessage, context: RuleContext) -> str | None:
     if not context.policy.require_addressed:
         return None
@@ -269,6 +279,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("bulk", bulk),
     ("auto_reply", auto_reply),
     ("robot_sender", robot_sender),
+    ("unverified_agent", unverified_agent),
     ("spam", spam),
     ("dmarc_fail", dmarc_fail),
     ("null_return_path", null_return_path),

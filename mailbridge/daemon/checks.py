@@ -2,7 +2,8 @@
 
 Public API: `run_problems(config, now)` and `template_problems(config, now)`. `check-config`
 and `run` ask them before starting; a reload (`mailbridge.daemon.reload`) asks them before it
-changes anything.
+changes anything. `run_warnings(config)`: what works but is likely not meant, which
+check-config prints without failing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ def run_problems(config: Config, now: datetime) -> list[str]:
     if config.smtp is None:
         problems.append("[smtp]: `run` needs an [smtp] section to send acknowledgements")
     return problems + template_problems(config, now)
+
+
+def run_warnings(config: Config) -> list[str]:
+    """What `run` accepts but an operator likely did not mean, one line each."""
+    warnings = []
+    if config.agents and not config.rules.trusted_authserv_id and not config.relay.enabled:
+        warnings.append(
+            "[rules] trusted_authserv_id: not set and the [relay] is not enabled, so agents' "
+            "mail in the INBOX is never authenticated and counts only from a watched Sent "
+            "folder; set it to your mail server's authserv-id, or enable the relay")
+    return warnings
 
 
 def template_problems(config: Config, now: datetime) -> list[str]:

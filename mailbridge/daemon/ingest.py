@@ -29,6 +29,7 @@ from mailbridge.core.model import AckContext, Address, Agent, FaqLink, InboundMe
 from mailbridge.daemon.deadlines import Deadlines, NewThread
 from mailbridge.daemon.policies import build_policies
 from mailbridge.daemon.staff import RELAY_MAILBOX, Relayed, StaffMail
+from mailbridge.daemon.unverified import StaffTrust
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
@@ -125,7 +126,7 @@ class Ingestor:
         self.sent_folders = frozenset(config.imap.sent_folders if config.imap else ())
         policies = deadlines.policies
         self.leads = frozenset(p.escalate_to.lower() for p in (policies.default, *policies.policies)
-                               if p.escalate_to)
+                               if p.escalate_to) | {lead.lower() for lead in config.support.leads}
         # The roster as configured (names, signatures, aliases), built once in Deadlines.
         self.agents = tuple(member.agent for member in deadlines.team.members)
         self.agent_emails = frozenset(agent.email.lower() for agent in self.agents)
@@ -147,6 +148,8 @@ class Ingestor:
                                     require_addressed=False)
         self.staff = StaffMail(config, deadlines, agents=self.agents,
                                staff_policy=self.staff_policy, sent_folders=self.sent_folders)
+        names = {lead: lead for lead in self.leads} | {a.email.lower(): a.name for a in self.agents}
+        self.trust = StaffTrust(config, names=names, sent_folders=self.sent_folders)
 
     @classmethod
     def create(cls, config: Config, store: Store, clock: TimeSource) -> Ingestor:
@@ -260,6 +263,10 @@ class Ingestor:
         index_key = threads.thread_index_key(message.header("thread-index"))
         known = tx.known_ids([k for k in (mid, *threads.linked_ids(message), index_key) if k])
         staff = relayed is not None or self._is_staff(customer, source)
+        # Staff mail in the INBOX counts as theirs only when our mail server vouches for it.
+        unverified = self.trust.unverified(message, customer, source.mailbox) \
+            if staff and relayed is None else ""
+        staff = staff and not unverified
         recent = tx.recent_threads(customer, received - self.history) \
             if customer and not staff else []
         ref = threads.subject_ref(message.subject)
@@ -275,7 +282,7 @@ class Ingestor:
                                        relayed=relayed)
         context = rules.RuleContext(
             policy=self.policy, thread=thread_id, thread_link=link, duplicate=seen == "in",
-            own_message=seen == "out")
+            own_message=seen == "out", unverified_staff=unverified)
         verdict = rules.evaluate(message, context)
         if verdict.reply:  # only now count for the global cap: most mail never gets here
             since = received - self.config.rules.sender_cap_window
@@ -283,6 +290,7 @@ class Ingestor:
                               acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
             verdict = rules.evaluate(message, context)
         agent = due = ack_to = ack_id = choice = None
+        queued = 0
         if verdict.reply:
             target = rules.recipient(message, self.policy)
             assert target is not None, "the rules refuse mail without a recipient"
@@ -294,6 +302,9 @@ class Ingestor:
             ack_id = self._queue_ack(tx, message, source, customer, target, thread_id=thread_id,
                                      choice=choice, new=new, received=received, now=now)
             ack_to = target.addr
+        elif verdict.rule == "unverified_agent":
+            queued = self._unverified(tx, message, customer, thread_id, received=received,
+                                      now=now)
         elif verdict.rule == "follow_up" and thread_id is not None:
             self.deadlines.customer_wrote(tx, thread_id, received)
         tx.insert(
@@ -303,12 +314,21 @@ class Ingestor:
             thread_id=thread_id, action="acknowledge" if verdict.reply else "ignore",
             rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects),
         )
-        if thread_id and not context.duplicate:
+        if thread_id and not context.duplicate and not unverified:
             for key in (mid, index_key):
                 if key and key not in known:
                     tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
         return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received,
-                       choice=choice)
+                       choice=choice, queued=queued)
+
+    def _unverified(self, tx: Tx, message: InboundMessage, sender: str, thread_id: str | None,
+                    *, received: datetime, now: datetime) -> int:
+        """Staff mail nothing vouched for: a line in its thread's history (`threads`
+        counts them), and the notice to the address it names (`daemon.unverified`)."""
+        if thread_id is not None:
+            tx.event(thread_id, received, "unverified_agent",
+                     "mail from a staff address was not authenticated; it did not count")
+        return self.trust.notify(tx, message, sender, thread_id=thread_id, now=now)
 
     def _staff_message(self, tx: Tx, message: InboundMessage, source: Source, *,
                        received: datetime, now: datetime, thread_id: str | None,

@@ -37,6 +37,8 @@ class ThreadSummary:
     """The pending deadline (kind, due) while the thread awaits an agent."""
     assignment: str = ""
     """Why the thread has its agent (its assignment or latest hand-over)."""
+    unverified: int = 0
+    """Mails from a staff address in it that were not authenticated and did not count."""
 
 
 def _next_deadline(thread: Thread) -> tuple[str, datetime] | None:
@@ -59,16 +61,22 @@ def summaries(store: Store, *, states: Iterable[str] | None = None) -> list[Thre
             query = query.where(col(Thread.state).in_(list(states)))
         rows = list(tx.session.exec(query).all())
         breaches: dict[str, list[str]] = defaultdict(list)
-        for event in tx.session.exec(select(ThreadEvent).where(ThreadEvent.kind == "breach")
-                                     .order_by(col(ThreadEvent.id))):
-            breaches[event.thread_id].append(event.detail.split(" ", 1)[0])
+        unverified: dict[str, int] = defaultdict(int)
+        for event in tx.session.exec(
+                select(ThreadEvent).where(col(ThreadEvent.kind).in_(["breach", "unverified_agent"]))
+                .order_by(col(ThreadEvent.id))):
+            if event.kind == "breach":
+                breaches[event.thread_id].append(event.detail.split(" ", 1)[0])
+            else:
+                unverified[event.thread_id] += 1
     return [ThreadSummary(
         thread=t.id, state=t.state, policy=t.policy, priority=t.priority, agent=t.agent_name,
         created_at=t.created_at, first_response_due=t.first_response_due,
         first_response_seconds=t.first_response_seconds,
         first_response_business_seconds=t.first_response_business_seconds,
         first_response_met=t.first_response_met, breaches=tuple(breaches[t.id]),
-        next_deadline=_next_deadline(t), assignment=t.assignment) for t in rows]
+        next_deadline=_next_deadline(t), assignment=t.assignment,
+        unverified=unverified[t.id]) for t in rows]
 
 
 def thread_record(s: ThreadSummary) -> dict[str, Any]:

@@ -167,6 +167,13 @@ class Tx:
         row = self._first(select(o.recipient).where(o.thread_id == thread_id, o.kind == "ack"))
         return None if row is None else str(row.recipient)
 
+    def last_queued(self, mailbox: str, recipient: str) -> datetime | None:
+        """When mail to `recipient` was last queued under outbox mailbox `mailbox`, if ever."""
+        o = OUTBOX.c
+        row = self._first(select(func.max(o.created_at))
+                          .where(o.mailbox == mailbox, o.recipient == recipient))
+        return None if row is None else row[0]
+
     def latest_customer_message(self, thread_id: str) -> tuple[str | None, tuple[str, ...]]:
         """(Message-ID of the customer's latest message in the thread, ids to reference)."""
         m = MESSAGES.c

@@ -28,10 +28,10 @@ from mailbridge.store.db import Store
 from mailbridge.store.engine import engine_for
 from mailbridge.store.statements import THREADS
 from tests.configs import MINIMAL
-from tests.mails import customer_mail, reply_to
+from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail, reply_to
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-CONFIG = MINIMAL + """
+CONFIG = MINIMAL + TRUSTED_RULES + """
 [sla]
 first_response = "4h"
 at_risk_horizon = "1h"
@@ -54,6 +54,7 @@ def agent_reply(original: bytes) -> bytes:
     parent = message_from_bytes(original, policy=default)
     msg = EmailMessage()
     msg["Return-Path"] = "<dana@example.com>"
+    msg["Authentication-Results"] = VOUCHED
     msg["From"] = "Dana Whitfield <dana@example.com>"
     msg["To"] = str(parent["From"])
     msg["Cc"] = "support@example.com"

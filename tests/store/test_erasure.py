@@ -26,7 +26,7 @@ from mailbridge.store.summaries import summaries
 from mailbridge.store.tables import KnownId, OutboxItem
 from tests.configs import MAILBOX, MINIMAL
 from tests.dump import dump_text
-from tests.mails import customer_mail, reply_to
+from tests.mails import TRUSTED_RULES, customer_mail, reply_to
 from tests.store.test_flow import Desk
 from tests.test_staff import reply
 
@@ -41,7 +41,7 @@ NEIGHBOUR = "xjane.doe@example.org"
 def desk(store: Store, tmp_path: Path) -> Iterator[Desk]:
     config_file = tmp_path / "mailbridge.toml"
     config_file.write_text(f'{MINIMAL}{MAILBOX}[sla]\nfirst_response = "4h"\n'
-                           f'escalate_to = "lead@example.com"\n'
+                           f'escalate_to = "lead@example.com"\n{TRUSTED_RULES}'
                            f'[daemon]\nstate_dir = "{tmp_path}"\n')
     yield Desk(Ingestor.create(load_config(config_file), store, FakeClock(T0)), store)
 

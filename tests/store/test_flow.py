@@ -20,7 +20,7 @@ from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread, ThreadEvent
 from mailbridge.store.tx import Tx
 from tests.configs import MINIMAL
-from tests.mails import customer_mail, reply_to
+from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail, reply_to
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -62,7 +62,7 @@ email = "sam@example.com"
 [sla]
 first_response = "4h"
 escalate_to = "lead@example.com"
-[imap]
+{TRUSTED_RULES}[imap]
 host = "127.0.0.1"
 username = "support@example.com"
 password = "x"
@@ -76,6 +76,7 @@ state_dir = "{tmp_path}"
 
 def agent_answer(original: bytes, at: datetime) -> bytes:
     msg = EmailMessage()
+    msg["Authentication-Results"] = VOUCHED
     msg["From"] = "Dana Whitfield <dana@example.com>"
     msg["To"] = "ana@example.org"
     msg["Subject"] = "Re: Invoice"

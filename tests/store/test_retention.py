@@ -24,7 +24,7 @@ from mailbridge.store.retention import Pruned, prune_resolved, prune_step
 from mailbridge.store.statements import KNOWN_IDS, MESSAGES, OUTBOX, THREADS
 from mailbridge.store.tables import OutboxItem
 from tests.configs import MAILBOX, MINIMAL
-from tests.mails import customer_mail
+from tests.mails import TRUSTED_RULES, customer_mail
 from tests.store.test_flow import Desk
 from tests.test_staff import reply
 
@@ -35,7 +35,7 @@ YEAR = timedelta(days=365)
 @pytest.fixture
 def desk(store: Store, tmp_path: Path) -> Iterator[Desk]:
     config_file = tmp_path / "mailbridge.toml"
-    config_file.write_text(f'{MINIMAL}{MAILBOX}[daemon]\nstate_dir = "{tmp_path}"\n')
+    config_file.write_text(f'{MINIMAL}{MAILBOX}{TRUSTED_RULES}[daemon]\nstate_dir = "{tmp_path}"\n')
     yield Desk(Ingestor.create(load_config(config_file), store, FakeClock(T0)), store)
 
 
