@@ -281,7 +281,8 @@ class Ingestor:
                                        thread_id=thread_id, duplicate=seen != "",
                                        relayed=relayed)
         context = rules.RuleContext(
-            policy=self.policy, thread=thread_id, thread_link=link, duplicate=seen == "in",
+            policy=self.policy, thread=thread_id, thread_link=link,
+            duplicate=seen == "in" or (seen == "agent" and bool(unverified)),
             own_message=seen == "out", unverified_staff=unverified)
         verdict = rules.evaluate(message, context)
         if verdict.reply:  # only now count for the global cap: most mail never gets here

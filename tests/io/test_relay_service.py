@@ -31,7 +31,7 @@ from mailbridge.io.relay import Credentials, RelayHandler, RelayServer, Submissi
 from mailbridge.store.tables import Thread, ThreadEvent
 from tests.configs import MINIMAL
 from tests.daemon import run_service
-from tests.mails import customer_mail
+from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail
 from tests.servers import SmtpPeer, TlsFiles, free_port, make_tls_files, wait_for
 
 pytestmark = pytest.mark.slow
@@ -65,6 +65,7 @@ password_hash = "{hash_password(SAM_PW, n=2**10)}"
 [sla]
 next_response = "8h"
 
+{TRUSTED_RULES}
 [smtp]
 host = "{smtp_peer.host}"
 port = {smtp_peer.port}
@@ -238,6 +239,7 @@ def test_commands_mailed_to_the_support_address_from_an_agent_apply(setup: Setup
         original, thread = await call(new_thread, service, setup)
         command = answer(original, "#assign sam\n#priority urgent\n", thread=thread)
         command.replace_header("To", "support@example.com")
+        command["Authentication-Results"] = VOUCHED  # our mail server's word (core.trust)
         await call(service.ingest_raw, command.as_bytes(), Source("INBOX", 1, 50))
         row = thread_row(service, thread)
         assert (row.agent_name, row.agent_email, row.priority) == \
