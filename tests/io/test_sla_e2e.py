@@ -25,7 +25,7 @@ from mailbridge.daemon.service import Service
 from mailbridge.store.db import Store
 from mailbridge.store.tables import KnownId, Thread, ThreadEvent
 from tests.daemon import REPO, Daemon, write_config
-from tests.mails import customer_mail
+from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail
 from tests.servers import Dovecot, SmtpPeer, wait_for
 
 pytestmark = pytest.mark.slow
@@ -91,7 +91,8 @@ def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
         tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
     """With a fake clock past the deadline: one status update, one escalation, one breach."""
     path = write_config(tmp_path / "mb", dovecot, smtp_peer,
-                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1')
+                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1',
+                        extra_rules=TRUSTED_RULES.removeprefix("[rules]\n"))
     start = datetime.now(UTC)
     clock = FakeClock(start)
 
@@ -132,8 +133,10 @@ def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
 
 
 def notice_reply(notice: EmailMessage, sender: str, body: str) -> bytes:
-    """What pressing Reply on a staff notice sends: to its Reply-To, threaded under it."""
+    """What pressing Reply on a staff notice sends: to its Reply-To, threaded under it; our
+    mail server vouches for the staff domain (`core.trust`)."""
     msg = EmailMessage()
+    msg["Authentication-Results"] = VOUCHED
     msg["From"] = sender
     msg["To"] = str(notice["Reply-To"])
     msg["Subject"] = "Re: " + str(notice["Subject"])
@@ -151,7 +154,8 @@ def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
     agent's "On it" with #pending is a note and a command, never an answer to the customer,
     and the lead's #assign reassigns."""
     path = write_config(tmp_path / "mb", dovecot, smtp_peer,
-                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1')
+                        extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1',
+                        extra_rules=TRUSTED_RULES.removeprefix("[rules]\n"))
     start = datetime.now(UTC)
     clock = FakeClock(start)
     seen: dict[str, object] = {}
