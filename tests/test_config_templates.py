@@ -143,7 +143,9 @@ def test_the_example_documents_the_section() -> None:
 
 def checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """check-config on a minimal file whose [templates] dir is tmp_path/templates."""
+    # A mail server that vouches for agents, or check-config warns about agent mail.
     path = write_config(tmp_path, MINIMAL + MAILBOX + '[templates]\ndir = "templates"\n'
+                        '[rules]\ntrusted_authserv_id = "mx.example.com"\n'
                         f'[daemon]\nstate_dir = "{tmp_path}"\n')
     code = main(["check-config", str(path)])
     out, err = capsys.readouterr()
@@ -235,7 +237,9 @@ def test_run_refuses_to_start_with_a_broken_template(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`run` checks the operator's templates too, and exits 78 before serving."""
     broken = template(tmp_path / "templates", f"en/{ACK_TEXT}", "{% for %}\n")
+    # A mail server that vouches for agents, or check-config warns about agent mail.
     path = write_config(tmp_path, MINIMAL + MAILBOX + '[templates]\ndir = "templates"\n'
+                        '[rules]\ntrusted_authserv_id = "mx.example.com"\n'
                         f'[daemon]\nstate_dir = "{tmp_path}"\n')
     assert main(["run", "--config", str(path)]) == 78
     assert f"[templates] dir: {broken}, line 1: " in capsys.readouterr().err

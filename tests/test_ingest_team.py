@@ -53,7 +53,21 @@ languages = ["en", "de"]
 title = "Resetting your password"
 url = "https://example.com/help/password"
 [faq.match]
-keywords = ["password"]
+keywords = ["password", "Passwort"]
+
+[[faq]]
+title = "Passwort zurücksetzen"
+url = "https://example.com/hilfe/passwort"
+language = "de"
+[faq.match]
+keywords = ["Passwort"]
+
+[[faq]]
+title = "Status / Störungen"
+url = "https://status.example.com/"
+language = "any"
+[faq.match]
+keywords = ["Passwort", "outage"]
 """
 
 
@@ -186,6 +200,32 @@ def test_german_mail_gets_a_german_ack_from_a_german_speaker(desk: Desk) -> None
     assert desk.thread(outcome.thread).language == "de"
 
 
+def test_a_german_thread_waits_for_the_german_speaker_and_lists_german_articles(
+        desk: Desk) -> None:
+    """12:50: only Dana (English) is on shift; Sam writes German and starts at 13:00, before
+    the 16:50 deadline: he signs, the ack says when he starts and promises the deadline, and
+    lists only the German article and the one for any language."""
+    raw = german(customer_mail(1, addr="ute@example.de", subject="Passwort vergessen"))
+    outcome = desk.feed(raw, berlin(*MONDAY, 12, 50))
+    assert assignment(outcome) == (
+        "Sam Okafor", "language before load: nobody on shift writes de; Sam Okafor does, on "
+        "shift today at 13:00 (Berlin time), before the answer is due")
+    assert outcome.choice is not None
+    assert outcome.choice.assignment.rule == "language"
+    assert outcome.choice.promise == outcome.due == berlin(*MONDAY, 16, 50)
+    text = text_of(desk.ack(outcome))
+    assert ("Sie ist bei uns angekommen.\nSam Okafor ist heute um 13:00 Uhr (Berliner Zeit) "
+            "wieder im Dienst\nund antwortet Ihnen persönlich heute bis 16:50 Uhr (Berliner "
+            "Zeit).") in text
+    assert [s.title for s in outcome.choice.faq] == ["Passwort zurücksetzen",
+                                                     "Status / Störungen"]
+    assert "Resetting your password" not in text
+    assert "- Passwort zurücksetzen\n  https://example.com/hilfe/passwort\n" in text
+    assert desk.thread(outcome.thread).assignment.startswith("language before load: ")
+    [opened] = desk.events(outcome.thread, "opened")
+    assert "assigned to Sam Okafor (language before load: nobody on shift writes de;" in opened
+
+
 def test_faq_articles_that_match_are_in_the_ack(desk: Desk) -> None:
     """A question about a password lists the matching article; other mail lists none."""
     outcome = desk.feed(customer_mail(1, addr="ana@example.org", subject="Forgot my password"),
@@ -220,11 +260,13 @@ def test_a_thread_moves_when_its_agent_goes_home_before_it_is_due(desk: Desk) ->
         "the answer is due; least loaded on shift (0 open)")
     [moved] = desk.events(outcome.thread, "reassigned")
     assert moved.startswith("from Dana Whitfield to Sam Okafor: Dana Whitfield is off shift")
-    assert [item.kind for item in desk.store.outbox()] == ["ack"], "the customer is not told"
+    items = {item.kind: item for item in desk.store.outbox()}
+    assert list(items) == ["ack", "handover-0"], "the customer is not told; Sam is"
+    assert items["handover-0"].recipient == "sam@example.com"
     assert thread.next_due_at == berlin(*MONDAY, 18, 30)  # the status update, Sam on till 21
     assert desk.deadlines.run_due(berlin(*MONDAY, 18, 30)) == 1
     kinds = {item.kind: item for item in desk.store.outbox()}
-    assert set(kinds) == {"ack", "update-1", "nudge-1"}
+    assert set(kinds) == {"ack", "handover-0", "update-1", "nudge-1"}
     update = message_from_bytes(kinds["update-1"].body, policy=default)
     assert str(update["From"]) == '"Sam Okafor, Example Support" <support@example.com>'
     assert kinds["nudge-1"].recipient == "sam@example.com"

@@ -26,6 +26,7 @@ from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
 from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome, UpdateContext
 from mailbridge.core.policy import Policy
+from mailbridge.daemon.handovers import Handovers
 from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.daemon.policies import PolicySet
 from mailbridge.daemon.team import build_team
@@ -105,6 +106,7 @@ class Deadlines:
                         for p in (policies.default, *policies.policies)}
         self.on_outcome: Callable[[SlaOutcome], None] | None = None
         self.team = build_team(config)
+        self.handovers = Handovers(config, renderer, self.team)
         self._rechecked = False
 
     def _policy(self, name: str) -> tuple[Policy, sla.Targets]:
@@ -192,6 +194,9 @@ class Deadlines:
             tx.update_thread(thread_id, agent_name=action.agent.name,
                              agent_email=action.agent.email, assignment=f"assigned by {by}")
             tx.event(thread_id, at, "assigned", f"to {action.agent.name} by {by}")
+            thread = tx.thread(thread_id)
+            if thread is not None:
+                self.handovers.tell(tx, thread, why="assigned", by=by, now=at)
         elif isinstance(action, commands.SetPriority):
             tx.update_thread(thread_id, priority=action.priority)
             tx.event(thread_id, at, "priority", f"{action.priority}, set by {by}")
@@ -311,7 +316,9 @@ class Deadlines:
         log.info("assignment %s", fields(event="reassigned", thread=thread.id,
                                          rule=moved.to.rule, policy=policy.name))
         # The loaded row serves the rest of this tick (status update, nudge): keep it current.
+        former = thread.agent_name
         thread.agent_name, thread.agent_email, thread.assignment = agent.name, agent.email, reason
+        self.handovers.tell(tx, thread, why="shift", by=former, now=now)
 
     def _act(self, tx: Tx, thread: Thread, *, policy: Policy, clock: sla.Clock,
              decision: sla.Decision, now: datetime) -> None:

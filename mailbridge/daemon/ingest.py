@@ -27,6 +27,7 @@ from mailbridge.core import eta, faq, rules, threads
 from mailbridge.core.language import choose_language
 from mailbridge.core.model import AckContext, Address, Agent, FaqLink, InboundMessage, Verdict
 from mailbridge.daemon.deadlines import Deadlines, NewThread
+from mailbridge.daemon.notices import is_notice
 from mailbridge.daemon.policies import build_policies
 from mailbridge.daemon.staff import RELAY_MAILBOX, Relayed, StaffMail
 from mailbridge.daemon.unverified import StaffTrust
@@ -34,7 +35,7 @@ from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.store.db import Store
-from mailbridge.store.tables import KnownId, Message, OutboxItem, Thread
+from mailbridge.store.tables import EXCERPT_CHARS, KnownId, Message, OutboxItem, Thread
 from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -270,8 +271,11 @@ class Ingestor:
         recent = tx.recent_threads(customer, received - self.history) \
             if customer and not staff else []
         ref = threads.subject_ref(message.subject)
+        # Only staff answer our notices: a customer's mail never joins a thread through one.
+        links = {key: thread for key, (thread, direction) in known.items()
+                 if staff or not is_notice(direction)}
         thread_id, link = threads.find_thread(
-            message, known={key: thread for key, (thread, _) in known.items()},
+            message, known=links,
             ref_owner=tx.thread_customer(ref) if ref else None, customer=customer,
             agents=self.agent_emails | (self.policy.support_addresses if staff else frozenset()),
             recent=recent, windows=self.windows, now=received)
@@ -283,7 +287,7 @@ class Ingestor:
         context = rules.RuleContext(
             policy=self.policy, thread=thread_id, thread_link=link,
             duplicate=seen == "in" or (seen == "agent" and bool(unverified)),
-            own_message=seen == "out", unverified_staff=unverified)
+            own_message=seen == "out" or is_notice(seen), unverified_staff=unverified)
         verdict = rules.evaluate(message, context)
         if verdict.reply:  # only now count for the global cap: most mail never gets here
             since = received - self.config.rules.sender_cap_window
@@ -314,6 +318,7 @@ class Ingestor:
             subject=message.subject, received_at=received, recorded_at=now, size=message.size,
             thread_id=thread_id, action="acknowledge" if verdict.reply else "ignore",
             rule=verdict.rule, reason=verdict.detail, defects="\n".join(message.defects),
+            excerpt=message.text[:EXCERPT_CHARS] if thread_id else "",
         )
         if thread_id and not context.duplicate and not unverified:
             for key in (mid, index_key):
@@ -353,7 +358,8 @@ class Ingestor:
                 received: datetime, now: datetime) -> Choice:
         """The language, the agent (`core.agents.assign`) and the FAQ articles of a new
         thread. When nobody is on shift, the promise is no earlier than the business time it
-        allows, counted from the start of the agent's shift."""
+        allows, counted from the start of the agent's shift; an agent chosen for the
+        customer's language starts before the deadline, which is then the promise."""
         team = self.deadlines.team
         language, language_reason = choose_language(
             message.header("content-language"), policy=new.policy.language,
@@ -362,10 +368,13 @@ class Ingestor:
         assignment = roster.assign(
             team.members, policy=new.policy.name, language=language, now=now,
             open_counts=tx.open_counts(), turn=tx.take_turn("round_robin"),
-            last=roster.LastContact(*last) if last is not None else None)
+            last=roster.LastContact(*last) if last is not None else None,
+            due=new.clock.first_response_due)
         promise = new.promise
         member = roster.find(team.members, assignment.agent.email)
-        if assignment.starts_at is not None and member is not None:
+        if assignment.rule == "language" and new.clock.first_response_due is not None:
+            promise = new.clock.first_response_due
+        elif assignment.starts_at is not None and member is not None:
             needed = self.deadlines.targets[new.policy.name].measure(received, new.promise)
             promise = max(promise, cal.add_business_time(member.shift, assignment.starts_at,
                                                          needed))
@@ -409,4 +418,7 @@ class Ingestor:
                   created_at=now, arrived_at=received, sent_at=None, last_error="")
         # A fresh Message-ID of our own domain: no need to look it up first.
         tx.insert(KnownId, message_id=ack_id, thread_id=thread_id, direction="out")
+        row = tx.thread(thread_id)
+        if row is not None:  # agents with [[agents]] notify "new" hear of it at once
+            self.deadlines.handovers.tell(tx, row, why="new", by="", now=now, text=message.text)
         return ack_id

@@ -7,7 +7,7 @@ The customer's threads are those whose customer is the address (matched without 
 case). Their thread rows stay, anonymous, so that SLA history stays true: policy, priority,
 agent, deadlines and response times; the address becomes `ERASED_CUSTOMER`, the subject
 goes, and a thread still open is resolved, so nothing more is sent or escalated for it.
-Their messages lose sender, subject and Message-ID; their history keeps its times and
+Their messages lose sender, subject, excerpt and Message-ID; their history keeps its times and
 kinds, with the address, the customer's names and the subjects cut out of its details (an
 agent's free-text note goes whole); their outbox rows lose their bodies and the customer as
 recipient, and an unsent one fails with reason "erased"; their known Message-IDs go, so
@@ -214,7 +214,7 @@ class _Run:
         own = by_customer or row["thread_id"] in self.threads
         changes = self.scrubbed(MESSAGES, row, own=own)
         if own:
-            changes.update(subject="")
+            changes.update(subject="", excerpt="")  # the customer's own words: all go
         if by_customer:
             changes.update(sender="")
         if row["message_id"] is not None and (by_customer or "message_id" in changes):

@@ -174,6 +174,14 @@ class Tx:
                           .where(o.mailbox == mailbox, o.recipient == recipient))
         return None if row is None else row[0]
 
+    def customer_excerpt(self, thread_id: str) -> str:
+        """The excerpt of the customer's latest message in the thread; "" when none."""
+        m = MESSAGES.c
+        row = self._first(select(m.excerpt).where(m.thread_id == thread_id,
+                                                  m.rule.in_(["new_thread", "follow_up"]))
+                          .order_by(m.received_at.desc(), m.id.desc()).limit(1))
+        return "" if row is None else str(row.excerpt)
+
     def latest_customer_message(self, thread_id: str) -> tuple[str | None, tuple[str, ...]]:
         """(Message-ID of the customer's latest message in the thread, ids to reference)."""
         m = MESSAGES.c
