@@ -102,10 +102,30 @@ def test_commands_in_a_sent_folder_or_from_a_lead_are_not_read(desk: Desk) -> No
     lead = desk.feed(reply(original, "#close\nLooking into it.", sender="lead@example.com"),
                      at=T0 + timedelta(minutes=1))
     assert lead.verdict.rule == "agent_reply" and "commands" not in lead.verdict.detail
-    sent = desk.feed(reply(original, "#close\nDone."), mailbox="Sent",
-                     at=T0 + timedelta(minutes=2))
+    sent = desk.feed(reply(original, "#close\nDone.", to="Ana <ana@example.org>"),
+                     mailbox="Sent", at=T0 + timedelta(minutes=2))
     assert sent.verdict.rule == "agent_reply"
     assert desk.thread(thread).state == "awaiting_customer", "not resolved"
+
+
+def test_a_command_mail_seen_first_in_sent_leaves_the_inbox_copy_to_decide(
+        desk: Desk) -> None:
+    """`#priority high` sent from the shared account to the desk: its Sent copy, often
+    seen first, answers nobody; the inbox copy then runs the command, clock still running."""
+    original, thread = opened(desk)
+    command = reply(original, "#priority high\n")
+    sent = desk.feed(command, mailbox="Sent", at=T0 + timedelta(minutes=2))
+    assert sent.verdict.rule == "agent_mail", sent.verdict.detail
+    row = desk.thread(thread)
+    assert row.state == "awaiting_agent" and row.first_response_at is None
+    due = row.next_due_at
+    assert due is not None
+    inbox = desk.feed(command, at=T0 + timedelta(minutes=2, seconds=3))
+    assert inbox.verdict.rule == "agent_command", inbox.verdict.detail
+    row = desk.thread(thread)
+    assert row.priority == "high"
+    assert row.state == "awaiting_agent" and row.first_response_at is None
+    assert row.next_due_at is not None
 
 
 def test_pending_alone_stops_the_clock_without_a_first_response_and_reopen_restarts_it(

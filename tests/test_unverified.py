@@ -125,8 +125,9 @@ def test_authenticated_agent_mail_stops_the_clock_and_runs_commands(desk: Desk) 
 def test_the_sent_folder_needs_no_authentication(desk: Desk) -> None:
     """A copy in the watched Sent folder is the agent's, as before."""
     original, thread = opened(desk)
-    outcome = desk.feed(forged(original, "Refunded."), mailbox="Sent",
-                        at=T0 + timedelta(minutes=5))
+    answer = message_from_bytes(forged(original, "Refunded."), policy=default)
+    answer.replace_header("To", "Ana <ana@example.org>")  # a reply goes to the customer
+    outcome = desk.feed(answer.as_bytes(), mailbox="Sent", at=T0 + timedelta(minutes=5))
     assert outcome.verdict.rule == "agent_reply"
     assert desk.thread(thread).state == "awaiting_customer"
 

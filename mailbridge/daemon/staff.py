@@ -21,6 +21,8 @@ relay), inside the message's one transaction. The decisions:
   recipient), in the same transaction, before the relay answers 250.
 
 Mail in a watched Sent folder is never read for commands: its commands already went out.
+A Sent copy of mail to the desk alone (commands or a note sent from the shared account) is
+no answer to the customer: its copy in the inbox decides, whichever is seen first.
 """
 
 from __future__ import annotations
@@ -127,6 +129,12 @@ class StaffMail:
         elif is_automatic:
             verdict = Verdict(False, "agent_auto_reply", "an agent's automatic reply is not "
                                                          f"a response ({automatic.detail})")
+        elif mailbox in self.sent_folders and self._to_desk_only(message):
+            # Commands or a note to the desk, sent from its own account: the customer got
+            # nothing. Its copy in the inbox decides, even when this one is seen first.
+            verdict = Verdict(False, "agent_mail", "the Sent copy of mail to the desk itself, "
+                                                   "not to the customer: its copy in the inbox "
+                                                   "counts")
         elif plan is not None and plan.errors:
             assert agent is not None
             if relayed is not None:  # the relay refuses it whole: the client keeps the draft
@@ -159,6 +167,11 @@ class StaffMail:
             queued = self._forward(tx, relayed, message_id=message.message_id or "",
                                    thread_id=thread_id, received=received, now=now)
         return StaffResult(verdict, thread_id, queued)
+
+    def _to_desk_only(self, message: InboundMessage) -> bool:
+        """Whether every recipient of `message` is a support address."""
+        recipients = {a.addr.lower() for a in (*message.to, *message.cc)}
+        return bool(recipients) and recipients <= set(self.config.support.addresses)
 
     def _commander(self, message: InboundMessage, relayed: Relayed | None, *,
                    notice: bool) -> Agent | None:
