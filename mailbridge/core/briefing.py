@@ -9,7 +9,8 @@ Pure: the roster, texts and `now` in, decisions out. Public API:
 - `quote(text, *, max_lines, max_chars) -> str`: a customer's text as "> " lines, bounded.
 - `current_shift_start(member, now)`: the start of the shift `member` is on at `now`, when
   they get digests; `next_shift_start(member, now)`: their first shift start after `now`;
-  `next_digest(members, now)`: the earliest of those across the team (the scheduler's wake).
+  `next_digest(members, now)`: the earliest of those across the team (the scheduler's wake);
+  `due_digests(members, now, *, grace)`: the (member, shift start) digests due at `now`.
 - `digest_order(entries)`: a digest's threads (`core.model.DigestEntry`) in its order.
 
 A digest belongs to one shift start, so (agent, shift start) is what makes it unique. Shift
@@ -97,6 +98,19 @@ def next_digest(members: Iterable[Member], now: datetime) -> datetime | None:
     """The next moment any member's shift starts, for the scheduler to wake at."""
     starts = [s for m in members for s in [next_shift_start(m, now)] if s is not None]
     return min(starts, default=None)
+
+
+def due_digests(members: Iterable[Member], now: datetime, *,
+                grace: timedelta) -> list[tuple[Member, datetime]]:
+    """The digests due at `now`: (member, shift start) for each member whose shift started
+    at most `grace` ago, so a daemon that was down at the start still sends it, and one
+    started long after does not."""
+    due = []
+    for member in members:
+        start = current_shift_start(member, now)
+        if start is not None and now - start <= grace:
+            due.append((member, start))
+    return due
 
 
 def digest_order(lines: Sequence[DigestEntry]) -> list[DigestEntry]:

@@ -2,7 +2,8 @@
 
 Public API: `targets_for(policy, settings)`, `SlaOutcome`, `clock_columns(clock)`,
 `Deadlines` (`open_thread`, `customer_wrote`, `agent_replied`, `apply_command` and
-`set_state` for an agent's mail commands, `run_due`, and `on_outcome`,
+`set_state` for an agent's mail commands, `run_due`, `digests` (the shift digests of
+`daemon.digests`, run by the scheduler beside `run_due`), and `on_outcome`,
 called with each `SlaOutcome` once its transaction has committed: the metrics' hook).
 
 The decisions come from the pure `core.sla`; this module loads and stores the
@@ -26,6 +27,7 @@ from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
 from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome, UpdateContext
 from mailbridge.core.policy import Policy
+from mailbridge.daemon.digests import Digests
 from mailbridge.daemon.handovers import Handovers
 from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.daemon.policies import PolicySet
@@ -107,6 +109,7 @@ class Deadlines:
         self.on_outcome: Callable[[SlaOutcome], None] | None = None
         self.team = build_team(config)
         self.handovers = Handovers(config, renderer, self.team)
+        self.digests = Digests(config, renderer, self.team, store)
         self._rechecked = False
 
     def _policy(self, name: str) -> tuple[Policy, sla.Targets]:

@@ -6,6 +6,9 @@ It never scans every open thread on a timer: the next due time is an indexed
 MIN over `threads.next_due_at`, and ingest wakes it when a new message changes
 a thread. After a restart it acts on everything that fell due while it was
 down, once, because acting and moving `next_due_at` share a transaction.
+
+It also wakes for the next shift digest (`Deadlines.digests`, `daemon.digests`), whose
+time comes from the agents' shifts, not from the store.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from mailbridge.clock import Clock
 from mailbridge.daemon.deadlines import Deadlines
@@ -46,7 +50,7 @@ class Scheduler:
         while not stopping.is_set():
             self._wake.clear()
             try:
-                done = await asyncio.to_thread(self.deadlines.run_due, self.clock.now())
+                done = await asyncio.to_thread(self._run_due, self.clock.now())
                 if not done:
                     await self._sleep(stopping)
                     continue
@@ -62,9 +66,14 @@ class Scheduler:
             if self.on_work is not None:
                 self.on_work()
 
+    def _run_due(self, now: datetime) -> int:
+        deadlines = self.deadlines  # swapped by a reload between rounds, never within one
+        return deadlines.run_due(now) + deadlines.digests.run_due(now)
+
     async def _sleep(self, stopping: asyncio.Event) -> None:
         next_at = await asyncio.to_thread(self.store.next_due_time)
-        timeout = MAX_SLEEP_SECONDS
-        if next_at is not None:
-            timeout = min(timeout, max(0.0, (next_at - self.clock.now()).total_seconds()))
+        now = self.clock.now()
+        digest_at = self.deadlines.digests.next_time(now)
+        next_at = digest_at if next_at is None else min(next_at, digest_at)
+        timeout = min(MAX_SLEEP_SECONDS, max(0.0, (next_at - now).total_seconds()))
         await sleep_until(self._wake, stopping, timeout)

@@ -1,7 +1,7 @@
 """The store operations one inbound message needs, inside its single transaction.
 
-Public API: `Tx` (reads of known ids, threads, cursors and counters; inserts and updates;
-`after_commit`).
+Public API: `Tx` (reads of known ids, threads (an agent's open ones too), cursors, counters
+and outbox kinds; inserts and updates; `after_commit`).
 
 A message is recorded, its thread found or started and its decisions written to the
 outbox in one `Tx`, which `Store.transaction` opens; the scheduler and the staff
@@ -166,6 +166,23 @@ class Tx:
         o = OUTBOX.c
         row = self._first(select(o.recipient).where(o.thread_id == thread_id, o.kind == "ack"))
         return None if row is None else str(row.recipient)
+
+    def outbox_has(self, thread_id: str, kind: str) -> bool:
+        """Whether mail of `kind` about `thread_id` was ever queued (the outbox's unique key)."""
+        o = OUTBOX.c
+        return self._first(select(o.id).where(o.thread_id == thread_id,
+                                              o.kind == kind)) is not None
+
+    def agent_open_threads(self, agent_email: str, limit: int = 200) -> list[Thread]:
+        """The open threads (awaiting an agent or the customer) of `agent_email`, by their
+        pending response deadline, those with none last; at most `limit`."""
+        query = (select(Thread)
+                 .where(col(Thread.state).in_(OPEN_STATES),
+                        func.lower(col(Thread.agent_email)) == agent_email.lower())
+                 .order_by(col(Thread.response_due_at).is_(None),
+                           col(Thread.response_due_at), col(Thread.id))
+                 .limit(limit))
+        return list(self.session.exec(query).all())
 
     def last_queued(self, mailbox: str, recipient: str) -> datetime | None:
         """When mail to `recipient` was last queued under outbox mailbox `mailbox`, if ever."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 from mailbridge.core import briefing
 from mailbridge.core.agents import Member
@@ -55,3 +55,18 @@ def test_a_digest_lists_threads_by_deadline_waiting_ones_last() -> None:
                DigestEntry("C", "x", "", "awaiting_agent", t.replace(hour=12)),
                DigestEntry("A", "x", "", "awaiting_agent", t)]
     assert [e.thread_ref for e in briefing.digest_order(entries)] == ["A", "C", "B"]
+
+
+def test_a_digest_is_due_early_in_the_shift_only() -> None:
+    """From the start (07:00 UTC on a November Monday) until `grace` later; not after, not
+    off shift, and the start is the digest's, whenever it is sent."""
+    start = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    assert briefing.due_digests([SAM], start, grace=hour) == [(SAM, start)]
+    assert briefing.due_digests([SAM], start + hour, grace=hour) == [(SAM, start)]
+    assert briefing.due_digests([SAM], start + 2 * hour, grace=hour) == []
+    assert briefing.due_digests([SAM], start - timedelta(minutes=1), grace=hour) == []
+    # After the clocks go forward (29 March 2026), 08:00 Berlin is 06:00 UTC.
+    spring = datetime(2026, 3, 30, 6, 0, tzinfo=UTC)
+    assert briefing.next_digest([SAM], spring - hour) == spring
+    assert briefing.due_digests([SAM], spring, grace=hour) == [(SAM, spring)]
