@@ -1,7 +1,7 @@
 """Realistic mail for integration tests and benchmarks.
 
 Public API: `customer_mail(...) -> bytes`, `reply_to(original, ...) -> bytes`, and for
-agents' mail in the INBOX `OUR_MX`, `VOUCHED`, `TRUSTED_RULES`.
+agents' mail in the INBOX `OUR_MX`, `VOUCHED`, `TRUSTED_RULES`, `mta_headers(...)`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,17 @@ VOUCHED = f"{OUR_MX}; dkim=pass (2048-bit key) header.d=example.com header.s=202
 in the INBOX counts only with it (`mailbridge.core.trust`)."""
 TRUSTED_RULES = f'[rules]\ntrusted_authserv_id = "{OUR_MX}"\n'
 """The [rules] table of a config that believes `OUR_MX`."""
+
+
+def mta_headers(raw: bytes, *, authserv_id: str = OUR_MX, results: str | None,
+                client: str = "relay.example.net (relay.example.net [203.0.113.9])") -> bytes:
+    """`raw` as our MTA `authserv_id` passes it on for delivery (`Dovecot.deliver`): its
+    Received field on top, then its Authentication-Results field with `results` (none when
+    None). Fields the sender wrote, look-alikes included, stay below."""
+    received = (f"Received: from {client}\n\tby {authserv_id} (Postfix) with ESMTPS id 4Q7Xb2\n"
+                f"\tfor <support@example.com>; {format_datetime(datetime.now(UTC))}\n")
+    verdict = "" if results is None else f"Authentication-Results: {authserv_id};\n\t{results}\n"
+    return (received + verdict).encode() + raw
 
 
 def customer_mail(n: int = 1, *, name: str = "Ana Souza", addr: str | None = None,

@@ -7,8 +7,9 @@ This module owns nothing of the package under test. It imports no pytest, so tha
 Dovecot runs from a config generated into a directory of its own, on its own loopback ports,
 with its own ``base_dir`` and ``state_dir``: it never touches a system Dovecot. When the tests
 run as root (CI), the mail processes cannot (Dovecot refuses uid 0 for mail access), so they
-run as ``nobody`` inside a chroot at ``<directory>/mailroot`` that ``nobody`` owns; as any
-other user, every Dovecot process runs as that user and no chroot is used.
+run as ``nobody`` inside a chroot at a fresh ``mb-mailroot-*`` in the temp root that ``nobody``
+owns (LMTP, which never chroots, uses the full path); as any other user, every Dovecot process
+runs as that user, no chroot is used and the mail is in ``<directory>/mailroot``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import secrets
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -49,7 +51,11 @@ T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 DOVECOT_BINARY = Path("/usr/sbin/dovecot")
-INSTALL_HINT = "run the project's test command, `./scripts/test`, which installs dovecot-imapd"
+LMTP_BINARY = Path("/usr/lib/dovecot/lmtp")
+"""Dovecot's LMTP server (Debian: dovecot-lmtpd); the test server listens for LMTP when it is
+installed, and ``Dovecot.deliver`` needs it."""
+INSTALL_HINT = ("run the project's test command, `./scripts/test`, which installs dovecot-imapd "
+                "and dovecot-lmtpd")
 
 
 # --------------------------------------------------------------------------- polling helpers
@@ -102,6 +108,15 @@ def _imap_greets(host: str, port: int, tls: ssl.SSLContext | None = None) -> boo
             if tls is not None:
                 sock = stack.enter_context(tls.wrap_socket(sock, server_hostname="localhost"))
             return sock.recv(4096).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+def _lmtp_greets(host: str, port: int) -> bool:
+    """Tell whether ``host:port`` greets with an LMTP (SMTP) ``220``."""
+    try:
+        with socket.create_connection((host, port), timeout=2.0) as sock:
+            return sock.recv(4096).startswith(b"220 ")
     except OSError:
         return False
 
@@ -199,6 +214,8 @@ class Dovecot:
 
     ``start()``/``stop()`` may be repeated: ports, user, password, certificates and mail
     survive a restart. Each helper (``append``, ``uids``...) opens its own short connection.
+    With dovecot-lmtpd installed it also serves LMTP on ``lmtp_port``, where ``deliver``
+    hands it mail as an MTA does.
     """
 
     host = LOOPBACK
@@ -215,13 +232,21 @@ class Dovecot:
         self.binary = binary
         self.port = free_port()
         self.tls_port = free_port()
+        self.lmtp_port = free_port()
+        self.lmtp = LMTP_BINARY.exists()
+        """Whether the server listens for LMTP (``deliver``): the package is installed."""
         self.password = secrets.token_urlsafe(16)
         self.config_path = self.directory / "dovecot.conf"
         self.log_path = self.directory / "dovecot.log"
         self.stderr_path = self.directory / "dovecot.stderr"
         self.password_file = self.directory / "password"
-        self.mail_root = self.directory / "mailroot"
         self._privileges = _privileges()
+        self.mail_root = self.directory / "mailroot"
+        if self._privileges.chroot:
+            # LMTP never chroots, and as nobody must reach the mail by its full path: keep it
+            # in a fresh directory of the temp root, not below a test's private directory.
+            self.mail_root = Path(tempfile.mkdtemp(prefix="mb-mailroot-", dir=_short_tmp()))
+            weakref.finalize(self, shutil.rmtree, self.mail_root, True)
         self._process: subprocess.Popen[bytes] | None = None
         self._base_dir: Path | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -253,7 +278,7 @@ class Dovecot:
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self, timeout: float = 15.0) -> None:
-        """Start Dovecot and return once both ports accept connections and IMAP greets."""
+        """Start Dovecot and return once its ports accept connections and greet."""
         if self.running:
             return
         self.stop()  # clean up after a master that died on its own, if any
@@ -281,7 +306,7 @@ class Dovecot:
             raise
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop Dovecot and wait until both ports refuse connections.
+        """Stop Dovecot and wait until its ports refuse connections.
 
         Signals go only to the process group of the master we started (SIGTERM, then SIGKILL
         after ``timeout``); open IMAP sessions get ``* BYE`` and are closed, as in a real
@@ -291,12 +316,9 @@ class Dovecot:
         if process is not None:
             _terminate(process, timeout)
             wait_for(
-                lambda: (
-                    not port_accepts(self.host, self.port)
-                    and not port_accepts(self.host, self.tls_port)
-                ),
+                lambda: not any(port_accepts(self.host, port) for port in self._ports()),
                 timeout=timeout,
-                message=f"Dovecot ports {self.port}/{self.tls_port} still open after stop",
+                message=f"Dovecot ports {self._ports()} still open after stop",
             )
         if self._base_dir is not None:
             shutil.rmtree(self._base_dir, ignore_errors=True)
@@ -353,6 +375,21 @@ class Dovecot:
         match = _APPENDUID.search(response if isinstance(response, bytes) else b"")
         return int(match.group(1)) if match else None
 
+    def deliver(
+        self, raw: bytes, *, sender: str = "sender@example.org", recipient: str | None = None,
+    ) -> None:
+        """Deliver a raw message into INBOX by LMTP, as an MTA does (LHLO, MAIL, RCPT, DATA).
+
+        Dovecot adds Return-Path (``sender``), Delivered-To (``recipient``, the test user by
+        default) and its own Received field on top; the fields the MTA adds before that
+        (``tests.mails.mta_headers``) are the caller's. Raises ``smtplib.SMTPException`` when
+        Dovecot refuses the mail.
+        """
+        if not self.lmtp:
+            raise DovecotNotInstalled(f"{LMTP_BINARY} is missing; {INSTALL_HINT}")
+        with smtplib.LMTP(self.host, self.lmtp_port, timeout=10) as client:
+            client.sendmail(sender, [recipient or self.username], raw)
+
     def uids(self, folder: str = "INBOX") -> list[int]:
         """Return the UIDs of all messages in ``folder``, ascending."""
         with self.connect() as client:
@@ -389,13 +426,19 @@ class Dovecot:
     # -- internals --------------------------------------------------------------------------
 
     def _ready(self) -> bool:
-        """Tell whether Dovecot serves both ports; raise if the process has died."""
+        """Tell whether Dovecot serves all its ports; raise if the process has died."""
         if self._process is None or self._process.poll() is not None:
             code = None if self._process is None else self._process.returncode
             raise RuntimeError(self._diagnosis(f"exited with code {code}")())
-        return _imap_greets(self.host, self.port) and _imap_greets(
-            self.host, self.tls_port, self.ssl_context()
+        return (
+            _imap_greets(self.host, self.port)
+            and _imap_greets(self.host, self.tls_port, self.ssl_context())
+            and (not self.lmtp or _lmtp_greets(self.host, self.lmtp_port))
         )
+
+    def _ports(self) -> list[int]:
+        """Return the ports this server listens on."""
+        return [self.port, self.tls_port] + ([self.lmtp_port] if self.lmtp else [])
 
     def _diagnosis(self, what: str) -> Callable[[], str]:
         """Return a message factory naming the failure and showing the log tail."""
@@ -450,7 +493,13 @@ class Dovecot:
             tls_port=self.tls_port,
             no_chroot=no_chroot,
             sent_mailbox=_SENT_MAILBOX if self.sent_folder else "",
-        )
+        ) + (_LMTP_CONF.format(
+            host=self.host, port=self.lmtp_port,
+            # LMTP serves many users from one process and so never chroots: it finds the
+            # mail by its path outside the chroot.
+            unchrooted=(f"  mail_chroot =\n  mail_location = maildir:{self.mail_root}/mail/%u\n"
+                        if priv.chroot else ""),
+        ) if self.lmtp else "")
 
 
 _DOVECOT_CONF = """\
@@ -512,6 +561,23 @@ service imap-login {{
 }}
 service anvil {{
 {no_chroot}}}
+"""
+
+
+_LMTP_CONF = """
+# LMTP, as an MTA delivers: RCPT TO is looked up in the userdb above (the static userdb asks
+# the passdb whether the user exists).
+protocols = $protocols lmtp
+service lmtp {{
+  inet_listener lmtp {{
+    address = {host}
+    port = {port}
+  }}
+}}
+protocol lmtp {{
+  hostname = store.example.com
+  postmaster_address = postmaster@example.com
+{unchrooted}}}
 """
 
 

@@ -13,6 +13,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
+from tests.mails import mta_headers
 from tests.servers import Dovecot, SmtpPeer, free_port, port_accepts, wait_for
 
 pytestmark = pytest.mark.slow
@@ -163,8 +164,10 @@ def test_stop_ends_an_open_idle_session(dovecot: Dovecot) -> None:
     assert any(item[0] == b"BYE" for item in responses), responses
 
 
-def test_idle_session_sees_exists_when_a_message_arrives(dovecot: Dovecot) -> None:
-    """An IDLE session on a second connection gets EXISTS when a message is appended."""
+@pytest.mark.parametrize("arrival", ["append", "deliver"])
+def test_idle_session_sees_exists_when_a_message_arrives(dovecot: Dovecot, arrival: str) -> None:
+    """An IDLE session on a second connection gets EXISTS when a message is appended or
+    delivered by LMTP."""
     seen: list[tuple[object, ...]] = []
 
     def got_exists() -> bool:
@@ -174,9 +177,29 @@ def test_idle_session_sees_exists_when_a_message_arrives(dovecot: Dovecot) -> No
     with dovecot.connect() as watcher:
         watcher.select_folder("INBOX")
         watcher.idle()
-        dovecot.append(_message())
+        getattr(dovecot, arrival)(_message())
         wait_for(got_exists, timeout=5, message=lambda: f"no EXISTS during IDLE: {seen}")
         watcher.idle_done()
+
+
+def test_lmtp_delivery_puts_dovecot_fields_above_the_mta_fields(dovecot: Dovecot) -> None:
+    """Dovecot adds Return-Path, Delivered-To and its Received above what the MTA added."""
+    raw = mta_headers(_message(), results="spf=pass smtp.mailfrom=customer@example.net")
+    dovecot.deliver(raw, sender="customer@example.net")
+    [uid] = dovecot.uids()
+    stored = email.message_from_bytes(dovecot.fetch_raw(uid), policy=email.policy.default)
+    assert stored.keys()[:5] == ["Return-Path", "Delivered-To", "Received", "Received",
+                                 "Authentication-Results"]
+    assert (stored["Return-Path"], stored["Delivered-To"]) == \
+        ("<customer@example.net>", dovecot.username)
+    assert "with LMTP" in stored.get_all("Received")[0]
+    assert stored["Subject"] == "Help please"
+
+
+def test_lmtp_refuses_an_unknown_recipient(dovecot: Dovecot) -> None:
+    """RCPT TO an address with no mailbox here is refused, as by a real mail store."""
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        dovecot.deliver(_message(), recipient="nobody@example.com")
 
 
 # --------------------------------------------------------------------------- SMTP peer

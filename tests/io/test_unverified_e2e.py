@@ -1,5 +1,5 @@
-"""Staff mail in the INBOX end to end (Dovecot, the SMTP peer, `mailbridge run`): a forged
-#close changes nothing and tells the agent once; our server's dkim=pass counts."""
+"""Staff mail in the INBOX end to end (Dovecot by LMTP, the SMTP peer, `mailbridge run`): a
+forged #close changes nothing and tells the agent once; our server's dkim=pass counts."""
 
 from __future__ import annotations
 
@@ -14,22 +14,21 @@ import pytest
 
 from tests.daemon import Daemon, write_config
 from tests.io.test_sla_e2e import threads_json
-from tests.mails import OUR_MX, TRUSTED_RULES, VOUCHED, customer_mail
+from tests.mails import OUR_MX, TRUSTED_RULES, VOUCHED, customer_mail, mta_headers
 from tests.servers import Dovecot, SmtpPeer, wait_for
 
 pytestmark = pytest.mark.slow
 
 
-def delivered(original: bytes, body: str, *, envelope: str, results: list[str]) -> bytes:
-    """Dana's reply to `original` as our MTA delivers it: Return-Path, Delivered-To and
-    Received from the delivery, then the Authentication-Results fields (ours on top)."""
+FOREIGN_PASS = "mx.evil.example; dkim=pass header.d=example.com"
+"""A verdict the forger wrote into the mail: an authserv-id we do not believe."""
+
+
+def dana_reply(original: bytes, body: str, *, headers: tuple[str, ...] = ()) -> bytes:
+    """A reply to `original` that says it is from Dana, as its sender wrote it."""
     parent = message_from_bytes(original, policy=default)
     msg = EmailMessage()
-    msg["Return-Path"] = f"<{envelope}>"
-    msg["Delivered-To"] = "support@example.com"
-    msg["Received"] = (f"from relay.example.net (relay.example.net [203.0.113.9]) by {OUR_MX} "
-                       f"(Postfix) with ESMTPS id 4Q7; {format_datetime(datetime.now(UTC))}")
-    for value in results:
+    for value in headers:
         msg["Authentication-Results"] = value
     msg["From"] = "Dana Whitfield <dana@example.com>"
     msg["To"] = "support@example.com"
@@ -44,8 +43,9 @@ def delivered(original: bytes, body: str, *, envelope: str, results: list[str]) 
 
 def test_forged_agent_mail_is_recorded_and_authenticated_mail_counts(
         tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
-    """Two forged #close mails: thread open, first response unmet, one notice to the agent;
-    then a reply our server signed off stops the clock."""
+    """Two forged #close mails delivered by LMTP (our server's spf=fail, then no verdict of
+    ours): thread open, first response unmet, one notice to the agent; then a reply our server
+    vouched for stops the clock."""
     config = write_config(tmp_path / "mb", dovecot, smtp_peer,
                           extra_rules=TRUSTED_RULES.removeprefix("[rules]\n"))
     with Daemon(config) as daemon:
@@ -53,13 +53,12 @@ def test_forged_agent_mail_is_recorded_and_authenticated_mail_counts(
         dovecot.append(original)
         smtp_peer.wait_for_count(1, timeout=10)
         [waiting] = threads_json(config)
-        forged = [f"{OUR_MX}; spf=fail (domain of attacker@evil.example does not designate "
-                  "203.0.113.9 as permitted sender) smtp.mailfrom=attacker@evil.example; "
-                  "dkim=none (message not signed)",
-                  "mx.evil.example; dkim=pass header.d=example.com"]
-        for body in ("#close\nDone.", "#close\nDone, really."):
-            dovecot.append(delivered(original, body, envelope="attacker@evil.example",
-                                     results=forged))
+        spf_fail = ("spf=fail (domain of attacker@evil.example does not designate "
+                    "203.0.113.9 as permitted sender) smtp.mailfrom=attacker@evil.example; "
+                    "dkim=none (message not signed)")
+        for body, ours in (("#close\nDone.", spf_fail), ("#close\nDone, really.", None)):
+            forged = dana_reply(original, body, headers=(FOREIGN_PASS,))
+            dovecot.deliver(mta_headers(forged, results=ours), sender="attacker@evil.example")
 
         def recorded(rule: str, count: int) -> bool:
             store = daemon.store()
@@ -84,8 +83,9 @@ def test_forged_agent_mail_is_recorded_and_authenticated_mail_counts(
                 assert thread is not None and thread.first_response_met is None
         finally:
             store.close()
-        dovecot.append(delivered(original, "I have refunded the second charge.",
-                                 envelope="dana@example.com", results=[VOUCHED]))
+        vouched = mta_headers(dana_reply(original, "I have refunded the second charge."),
+                              results=VOUCHED.removeprefix(f"{OUR_MX}; "))
+        dovecot.deliver(vouched, sender="dana@example.com")
         wait_for(lambda: threads_json(config)[0]["state"] == "awaiting_customer", timeout=15,
                  message=daemon.log)
         assert recorded("agent_reply", 1)
