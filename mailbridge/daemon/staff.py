@@ -259,7 +259,7 @@ class StaffMail:
         mail = command_error_mail(
             support_name=support.name, support_address=support.address, agent=agent,
             subject=message.subject, errors=errors, in_reply_to=message.message_id,
-            relayed=relayed, message_id=message_id, date=now)
+            relayed=relayed, message_id=message_id, date=now, language=support.language)
         envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
         number = tx.take_turn("command_errors")
         queue_notice(tx, StaffNotice(thread_id or "", f"command-error-{number}",

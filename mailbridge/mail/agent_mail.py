@@ -8,8 +8,9 @@ Public API:
   does (RFC 6409 section 8), Bcc is removed, and Reply-To the support address is added when
   the client set none (`[relay] reply_to`). A message that needs none of this is passed
   on byte for byte.
-- `command_error_mail(...)`: the short mail that tells an agent their commands were not
-  understood, and what to write instead.
+- `command_error_mail(..., language)`: the short mail that tells an agent their commands
+  were not understood, and what to write instead, in the desk's language (the packaged
+  template `COMMAND_ERROR_TEXT`; the errors themselves come from `core.commands`).
 
 Only an authenticated agent's mail comes here, so the full `email` parser is used (a
 customer's mail goes through `mailbridge.mail.parse`, which is built for hostile input).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import html
 import re
 from dataclasses import dataclass
@@ -26,9 +28,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+import jinja2
+
+from mailbridge.config.languages import DEFAULT_LANGUAGE
 from mailbridge.core import commands
 from mailbridge.core.model import Agent
 from mailbridge.errors import PermanentError
+from mailbridge.mail import templates
 from mailbridge.mail.headers import (
     HEADER_REGISTRY,
     MAX_SUBJECT,
@@ -43,6 +49,7 @@ _PARSE_POLICY = email.policy.default.clone(header_factory=HEADER_REGISTRY)
 _TOKENS = re.compile(r"(<[^>]*>)|([^<]+)")
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _COMMAND_LIKE = re.compile(r"#[A-Za-z]")
+COMMAND_ERROR_TEXT = "command_error.txt.j2"
 
 
 @dataclass(frozen=True)
@@ -149,16 +156,19 @@ def strip_html_commands(markup: str) -> str:
 
 def command_error_mail(*, support_name: str, support_address: str, agent: Agent,
                        subject: str, errors: tuple[str, ...], in_reply_to: str | None,
-                       relayed: bool, message_id: str, date: datetime) -> EmailMessage:
-    """Tell `agent` their commands were not applied, why, and how to write them."""
+                       relayed: bool, message_id: str, date: datetime,
+                       language: str = DEFAULT_LANGUAGE) -> EmailMessage:
+    """Tell `agent` their commands were not applied, why, and how to write them, in the
+    desk's `language` (the packaged `command_error.txt.j2`; English where it has none)."""
     sender = format_address(clean(support_name, max_len=80), support_address)
     recipient = format_address(agent.name, agent.email)
     msg = EmailMessage(policy=policy_for(sender, recipient))
     msg["From"] = sender
     msg["To"] = recipient
     msg["Reply-To"] = sender  # a reply is a note on the thread (`mailbridge.daemon.notices`)
-    about = clean(subject, max_len=MAX_SUBJECT - 40) or "your message"
-    msg["Subject"] = f"Commands not applied: {about}"
+    words = _SUBJECTS.get(language, _SUBJECTS[DEFAULT_LANGUAGE])
+    about = clean(subject, max_len=MAX_SUBJECT - 40) or words["your_message"]
+    msg["Subject"] = words["subject"].format(about=about)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     if in_reply_to and is_message_id(in_reply_to):
@@ -166,12 +176,23 @@ def command_error_mail(*, support_name: str, support_address: str, agent: Agent,
         msg["References"] = in_reply_to
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
-    what = "was not sent on, and nothing was changed" if relayed else "changed nothing"
-    lines = [f"Hello {clean(agent.name, max_len=80)},", "",
-             f'your message "{about}" {what}, because of its commands:', ""]
-    lines += [f"  - {clean(error, max_len=400)}" for error in errors]
-    lines += ["", "Please correct them and send the message again. Commands go alone on "
-                  "their lines at the very top of a reply:", f"  {commands.USAGE}", "",
-              f"-- {clean(support_name, max_len=80)}"]
-    msg.set_content("\n".join(lines) + "\n")
+    # Names, subjects and errors are data for the template, never template code.
+    text = templates.render(_error_template(language), {
+        "agent_name": clean(agent.name, max_len=80), "about": about, "relayed": relayed,
+        "errors": [clean(error, max_len=400) for error in errors],
+        "usage": commands.USAGE, "support_name": clean(support_name, max_len=80)})
+    msg.set_content(text.rstrip("\n") + "\n")
     return msg
+
+
+_SUBJECTS = {
+    "en": {"subject": "Commands not applied: {about}", "your_message": "your message"},
+    "de": {"subject": "Befehle nicht ausgeführt: {about}", "your_message": "deine Nachricht"},
+}
+"""The words Python writes into the subject, per language."""
+
+
+@functools.cache  # one per language
+def _error_template(language: str) -> jinja2.Template:
+    env = templates.environment(None, language, top_level=False)
+    return templates.load(env, COMMAND_ERROR_TEXT)

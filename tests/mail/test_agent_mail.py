@@ -115,3 +115,17 @@ def test_command_error_mail_says_what_and_how() -> None:
     body = msg.get_content()
     assert "#snooze: unknown command" in body and "was not sent on" in body
     assert "#assign NAME" in body
+
+
+def test_a_german_desk_writes_command_errors_in_german() -> None:
+    """The same mail with du, the error kept as data; English stays the default."""
+    msg = command_error_mail(
+        support_name="Beispiel Support", support_address="support@example.com", agent=DANA,
+        subject="Re: {{ Rechnung }}", errors=("#snooze: unknown command",),
+        in_reply_to=None, relayed=False, message_id="<notice-2@example.com>", date=NOW,
+        language="de")
+    assert str(msg["Subject"]) == "Befehle nicht ausgeführt: Re: {{ Rechnung }}"
+    body = msg.get_content()
+    assert body.startswith("Hallo Dana Whitfield,\n")
+    assert "deine Nachricht „Re: {{ Rechnung }}“ hat wegen ihrer Befehle nichts geändert" in body
+    assert "  - #snooze: unknown command\n" in body and "Bitte korrigiere sie" in body
