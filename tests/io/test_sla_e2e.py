@@ -25,7 +25,7 @@ from mailbridge.daemon.service import Service
 from mailbridge.store.db import Store
 from mailbridge.store.tables import KnownId, Thread, ThreadEvent
 from tests.daemon import REPO, Daemon, write_config
-from tests.mails import TRUSTED_RULES, VOUCHED, customer_mail
+from tests.mails import OUR_MX, TRUSTED_RULES, VOUCHED, customer_mail, mta_headers
 from tests.servers import Dovecot, SmtpPeer, wait_for
 
 pytestmark = pytest.mark.slow
@@ -132,11 +132,10 @@ def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
     assert events.count("status_update") == 1
 
 
-def notice_reply(notice: EmailMessage, sender: str, body: str) -> bytes:
-    """What pressing Reply on a staff notice sends: to its Reply-To, threaded under it; our
-    mail server vouches for the staff domain (`core.trust`)."""
+def reply_to_notice(dovecot: Dovecot, notice: EmailMessage, sender: str, body: str) -> None:
+    """Press Reply on a staff notice: the reply goes to its Reply-To, threaded under it, and
+    our mail server, vouching for the staff domain (`core.trust`), delivers it by LMTP."""
     msg = EmailMessage()
-    msg["Authentication-Results"] = VOUCHED
     msg["From"] = sender
     msg["To"] = str(notice["Reply-To"])
     msg["Subject"] = "Re: " + str(notice["Subject"])
@@ -145,14 +144,15 @@ def notice_reply(notice: EmailMessage, sender: str, body: str) -> bytes:
     msg["In-Reply-To"] = str(notice["Message-ID"])
     msg["References"] = str(notice["Message-ID"])
     msg.set_content(body)
-    return msg.as_bytes()
+    dovecot.deliver(mta_headers(msg.as_bytes(), results=VOUCHED.removeprefix(f"{OUR_MX}; ")),
+                    sender=str(msg["From"].addresses[0].addr_spec))
 
 
 def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
         tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
     """A nudge and an escalation carry Reply-To the desk and a recorded Message-ID; the
-    agent's "On it" with #pending is a note and a command, never an answer to the customer,
-    and the lead's #assign reassigns."""
+    agent's "On it" with #pending, delivered by LMTP as our server vouched for it, is a note
+    and a command, never an answer to the customer, and the lead's #assign reassigns."""
     path = write_config(tmp_path / "mb", dovecot, smtp_peer,
                         extra_sla='escalate_to = "lead@example.com"\nmax_status_updates = 1',
                         extra_rules=TRUSTED_RULES.removeprefix("[rules]\n"))
@@ -189,7 +189,7 @@ def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
             assert known[str(nudge["Message-ID"])] == (ana.id, "notice")
 
             agent = f"{ana.agent_name} <{ana.agent_email}>"
-            dovecot.append(notice_reply(nudge, agent, "#pending\n\nOn it, calling her now.\n"))
+            reply_to_notice(dovecot, nudge, agent, "#pending\n\nOn it, calling her now.\n")
             await _until(lambda: any(m.rule == "notice_reply" for m in store.messages()), 10,
                          "the reply to the nudge was not recorded")
             # 4h05m: bo's deadline passes: the lead is told, and reassigns by replying.
@@ -200,8 +200,8 @@ def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
             assert escalation["X-Mailbridge-Thread"] == bo.id
             other = "Sam Okafor" if bo.agent_name == "Dana Whitfield" else "Dana Whitfield"
             first_name = other.partition(" ")[0]
-            dovecot.append(notice_reply(escalation, "Lee Lead <lead@example.com>",
-                                        f"#assign {first_name}\n\nPlease take this.\n"))
+            reply_to_notice(dovecot, escalation, "Lee Lead <lead@example.com>",
+                            f"#assign {first_name}\n\nPlease take this.\n")
             await _until(lambda: sum(m.rule == "notice_reply" for m in store.messages()) == 2,
                          10, "the lead's reply was not recorded")
             seen.update(threads={t.id: t for t in rows(Thread)}, other=other, ana=ana.id,
