@@ -14,6 +14,7 @@ from mailbridge.daemon.ingest import Ingestor, Outcome
 from mailbridge.daemon.staff import prepare_relayed
 from mailbridge.store.db import Store
 from tests.configs import MINIMAL
+from tests.mails import TRUSTED_RULES
 from tests.test_staff import DANA, T0, Desk, opened, reply
 
 SAM = """
@@ -80,3 +81,23 @@ def test_no_notice_for_oneself_and_new_threads_only_when_asked(tmp_path: Path) -
     _relay(desk, reply(original, "#assign Dana\n", to="ana@example.org"))
     assert not [i for i in desk.store.outbox() if i.recipient == "dana@example.com"
                 and i.kind.startswith("handover-")], "Dana gave it to herself"
+
+
+def test_a_leads_assign_in_reply_to_an_escalation_tells_the_new_agent(tmp_path: Path) -> None:
+    """The lead answers the escalation with #assign: the thread moves and its new agent is
+    told, though the lead is no agent and the deadline has passed."""
+    desk = _desk(tmp_path, extra='[sla]\nfirst_response = "1h"\nescalate_to = '
+                                 f'"lead@example.com"\n{TRUSTED_RULES}')
+    _original, thread = opened(desk)
+    assert desk.ingestor.deadlines.run_due(T0 + timedelta(hours=2)) == 1
+    [escalation] = [i for i in desk.store.outbox() if i.kind.startswith("escalation-")]
+    other = "Sam" if desk.thread(thread).agent_email != "sam@example.com" else "Dana"
+    outcome = desk.feed(reply(escalation.body, f"#assign {other}\n",
+                              sender="Lee Lead <lead@example.com>"),
+                        at=T0 + timedelta(hours=2, minutes=5))
+    assert outcome.verdict.rule == "notice_reply", outcome.verdict.detail
+    row = desk.thread(thread)
+    assert row.agent_name.startswith(other) and row.state == "awaiting_agent"
+    [notice] = [i for i in desk.store.outbox() if i.kind.startswith("handover-")]
+    assert notice.recipient == row.agent_email
+    assert "by Lee Lead" in _mail(notice.body).get_body(("plain",)).get_content()
