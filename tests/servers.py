@@ -223,9 +223,15 @@ class Dovecot:
 
     def __init__(
         self, directory: Path, *, binary: Path = DOVECOT_BINARY, extra_config: str = "",
-        sent_folder: bool = True,
+        sent_folder: bool = True, oauth2_introspection_url: str | None = None,
+        oauth2_mechanisms: str = "xoauth2 oauthbearer",
     ) -> None:
         self.directory = Path(directory).resolve()
+        self.oauth2_introspection_url = oauth2_introspection_url
+        """With a URL, the test user logs in only by OAuth2 (``oauth2_mechanisms``): an
+        ``oauth2`` passdb asks that token-introspection endpoint (``tests.oauth2_server``), and
+        the helpers log in as a master user (``login_name``)."""
+        self.oauth2_mechanisms = oauth2_mechanisms
         self.extra_config = extra_config
         self.sent_folder = sent_folder
         """Whether the server makes a "Sent" folder, marked \\Sent (RFC 6154), itself."""
@@ -265,6 +271,11 @@ class Dovecot:
     def mail_dir(self) -> Path:
         """The test user's Maildir on disk (INBOX; other folders are ``.Name`` below it)."""
         return self.mail_root / "mail" / self.username
+
+    @property
+    def login_name(self) -> str:
+        """Whom the helpers log in as: the test user, or with OAuth2 a master user for it."""
+        return f"{self.username}*helper" if self.oauth2_introspection_url else self.username
 
     @property
     def running(self) -> bool:
@@ -359,7 +370,7 @@ class Dovecot:
             )
         else:
             client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
-        client.login(self.username, self.password)
+        client.login(self.login_name, self.password)
         return client
 
     def append(
@@ -449,8 +460,12 @@ class Dovecot:
         self.password_file.write_text(self.password, encoding="utf-8")
         self.password_file.chmod(0o600)
         passwd = self.directory / "passwd"
-        passwd.write_text(f"{self.username}:{{PLAIN}}{self.password}\n", encoding="utf-8")
+        user = "helper" if self.oauth2_introspection_url else self.username
+        passwd.write_text(f"{user}:{{PLAIN}}{self.password}\n", encoding="utf-8")
         passwd.chmod(0o600)
+        if self.oauth2_introspection_url:
+            (self.directory / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_CONF.format(
+                url=self.oauth2_introspection_url), encoding="utf-8")
 
     def _make_mail_root(self) -> None:
         """Create the mail root (and the user's home) owned by the mail processes' user."""
@@ -484,8 +499,11 @@ class Dovecot:
             mail_gid=priv.mail_gid,
             chroot_lines=chroot_lines,
             mail_location=f"maildir:{inside / 'mail'}/%u",
-            home=f"{inside / 'home'}/%u",
+            # With OAuth2 no passdb can look a user up (LMTP's RCPT): the userdb says yes.
+            home=f"{inside / 'home'}/%u"
+            + (" allow_all_users=yes" if self.oauth2_introspection_url else ""),
             passwd=self.directory / "passwd",
+            master="  master = yes\n" if self.oauth2_introspection_url else "",
             cert=self._tls.cert_pem_path,
             key=self._tls.key_pem_path,
             host=self.host,
@@ -499,7 +517,9 @@ class Dovecot:
             # mail by its path outside the chroot.
             unchrooted=(f"  mail_chroot =\n  mail_location = maildir:{self.mail_root}/mail/%u\n"
                         if priv.chroot else ""),
-        ) if self.lmtp else "")
+        ) if self.lmtp else "") + (_OAUTH2_PASSDB.format(
+            mechanisms=self.oauth2_mechanisms, args=self.directory / "dovecot-oauth2.conf.ext",
+        ) if self.oauth2_introspection_url else "")
 
 
 _DOVECOT_CONF = """\
@@ -529,7 +549,7 @@ auth_verbose = yes
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN {passwd}
-}}
+{master}}}
 userdb {{
   driver = static
   args = home={home}
@@ -578,6 +598,29 @@ protocol lmtp {{
   hostname = store.example.com
   postmaster_address = postmaster@example.com
 {unchrooted}}}
+"""
+
+
+_OAUTH2_PASSDB = """
+# OAuth2 only for the test user: the passwd-file above becomes a master passdb (its one user,
+# "helper", logs in as "user*helper"), so a password alone logs nobody in.
+auth_mechanisms = plain login {mechanisms}
+auth_master_user_separator = *
+passdb {{
+  driver = oauth2
+  mechanisms = {mechanisms}
+  args = {args}
+}}
+"""
+
+_OAUTH2_CONF = """\
+introspection_url = {url}
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
 """
 
 

@@ -1,21 +1,47 @@
 """Opening an IMAP connection to the support mailbox's server, as the settings say.
 
-Public API: `open_client(settings, factory)`, `log_in(client, settings)`.
+Public API: `open_client(settings, factory)`, `log_in(client, settings, tokens=None)`,
+`TokenSource`.
 
 The watcher and the Sent-folder appender each hold a connection of their own; both open it
 here, so TLS (verified unless the operator opts out), timeouts and login are the same. It
 is two steps so that a caller can keep the client before the slow part (STARTTLS, login),
 to shut its socket down from another thread.
+
+With a `TokenSource` the login is SASL XOAUTH2, or OAUTHBEARER (RFC 7628) when the server
+offers only that. A server refuses a token with a continuation carrying base64 JSON, which
+we answer with an empty line (XOAUTH2) or ``\\x01`` (OAUTHBEARER), never with the token
+again, and then a NO: the token source hears of it and the login is tried once more at
+once with a fresh token; a second refusal is a `LoginError`. The AUTHENTICATE payload
+never reaches a log: imaplib logs only the size of what it answers a continuation with,
+and imapclient redacts the command line.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import logging
+from typing import Any, Protocol
 
 from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.config import ImapSettings
 from mailbridge.io.tls import client_context
+from mailbridge.logs import fields
+
+log = logging.getLogger(__name__)
+
+
+class TokenSource(Protocol):
+    """Where OAuth2 access tokens come from (`mailbridge.io.oauth2`); called from IMAP
+    threads."""
+
+    def access_token(self) -> str:
+        """A valid access token, refreshed when needed."""
+
+    def refused(self, token: str) -> None:
+        """A server refused `token`: the next `access_token()` refreshes."""
 
 
 def open_client(settings: ImapSettings, factory: type[IMAPClient] = IMAPClient) -> Any:
@@ -26,10 +52,80 @@ def open_client(settings: ImapSettings, factory: type[IMAPClient] = IMAPClient) 
                    timeout=SocketTimeout(connect=s.connect_timeout, read=s.read_timeout))
 
 
-def log_in(client: Any, settings: ImapSettings) -> None:
-    """STARTTLS when configured, then log in; datetimes come back as the server sent them."""
+def log_in(client: Any, settings: ImapSettings, tokens: TokenSource | None = None) -> None:
+    """STARTTLS when configured, then log in (with a token when `tokens` is given, else
+    with the password); datetimes come back as the server sent them."""
     s = settings
     if s.tls == "starttls":
         client.starttls(client_context(verify=s.verify_tls, ca_file=s.ca_file))
-    client.login(s.username, s.password.reveal())
+    if tokens is None:
+        client.login(s.username, s.password.reveal())
+    else:
+        oauth2_log_in(client, s.username, tokens)
     client.normalise_times = False
+
+
+def mechanism(client: Any) -> str:
+    """XOAUTH2, or OAUTHBEARER when the server offers that and not XOAUTH2."""
+    if not client.has_capability("AUTH=XOAUTH2") and client.has_capability("AUTH=OAUTHBEARER"):
+        return "OAUTHBEARER"
+    return "XOAUTH2"
+
+
+def oauth2_log_in(client: Any, username: str, tokens: TokenSource) -> None:
+    """Authenticate with an access token; after a refusal, once more with a fresh one.
+
+    Raises `LoginError` when the second token is refused too."""
+    mech = mechanism(client)
+    for attempt in (1, 2):
+        token = tokens.access_token()
+        try:
+            _authenticate(client, mech, username, token)
+        except LoginError as exc:
+            tokens.refused(token)
+            log.warning("imap %s", fields(event="token_refused", mechanism=mech,
+                                          attempt=attempt, detail=str(exc)[:200]))
+            if attempt == 2:
+                raise LoginError(f"{mech} login refused twice, with a fresh token the "
+                                 f"second time: {exc}") from exc
+        else:
+            log.debug("imap %s", fields(event="logged_in", mechanism=mech))
+            return
+
+
+def _initial_response(mech: str, username: str, token: str) -> bytes:
+    if mech == "OAUTHBEARER":  # RFC 7628 3.1, with the RFC 5801 GS2 header
+        name = username.replace("=", "=3D").replace(",", "=2C")
+        return f"n,a={name},\x01auth=Bearer {token}\x01\x01".encode()
+    return f"user={username}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+def _authenticate(client: Any, mech: str, username: str, token: str) -> None:
+    """One AUTHENTICATE exchange; raises `LoginError` when the server says NO."""
+    sent: list[bool] = []
+
+    def respond(challenge: bytes) -> bytes:
+        if not sent:
+            sent.append(True)
+            return _initial_response(mech, username, token)
+        # A second continuation is the server's error, as JSON (RFC 7628 3.2.2): answer
+        # it with the dummy response the mechanism wants and read the NO that follows.
+        log.debug("imap %s", fields(event="token_challenge", mechanism=mech,
+                                    status=_status(challenge)))
+        return b"\x01" if mech == "OAUTHBEARER" else b""
+
+    try:
+        # imapclient's oauth2_login, but with our answer to the error challenge.
+        client._command_and_check("authenticate", mech, respond)
+    except IMAPClientError as exc:
+        raise LoginError(str(exc)) from exc
+
+
+def _status(challenge: bytes) -> str:
+    """The status the server's error challenge (base64-decoded by imaplib) names, bounded;
+    "" when it is not JSON."""
+    try:
+        data = json.loads(challenge)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return str(data.get("status", ""))[:40] if isinstance(data, dict) else ""

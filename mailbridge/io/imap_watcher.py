@@ -34,7 +34,7 @@ from mailbridge.config import ImapSettings
 from mailbridge.core.model import InboundMessage
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
-from mailbridge.io.imap_connect import log_in, open_client
+from mailbridge.io.imap_connect import TokenSource, log_in, open_client
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
 from mailbridge.metrics.families import Metrics
@@ -118,7 +118,8 @@ class ImapWatcher:
     """One mailbox, one thread, one IMAP connection."""
 
     def __init__(self, settings: ImapSettings, *, mailbox: str, store: Store, deliver: Deliver,
-                 clock: Clock, metrics: Metrics, supervision: Supervision | None = None) -> None:
+                 clock: Clock, metrics: Metrics, supervision: Supervision | None = None,
+                 tokens: TokenSource | None = None) -> None:
         self.settings = settings
         self.mailbox = mailbox
         self.store = store
@@ -126,6 +127,8 @@ class ImapWatcher:
         self.clock = clock
         self.metrics = metrics
         self.supervision = supervision
+        self.tokens = tokens
+        """OAuth2 access tokens for the login ([imap] auth = "oauth2"); None: the password."""
         self.heartbeat = time.monotonic()
         self.last_sync: datetime | None = None
         """When the server last confirmed we have seen everything (a sync or IDLE check)."""
@@ -200,7 +203,7 @@ class ImapWatcher:
     def _connect(self) -> IMAPClient:
         client = open_client(self.settings, _IdleClient)
         self._client = client  # from here on, stop() can end a slow login
-        log_in(client, self.settings)
+        log_in(client, self.settings, self.tokens)
         return client
 
     def _session(self) -> None:
