@@ -36,6 +36,7 @@ from mailbridge.config import (
     load_config,
     parse_duration,
 )
+from mailbridge.config.oauth2 import OAuth2Settings
 from mailbridge.config.problems import file_keys
 from mailbridge.config.sections import TemplatesSettings
 from mailbridge.errors import ConfigError
@@ -126,7 +127,7 @@ def test_example_documents_every_key() -> None:
         "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
         "templates": TemplatesSettings, "rules": RulesSettings, "threads": ThreadsSettings,
         "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings,
-        "store": StoreSettings,
+        "oauth2": OAuth2Settings, "store": StoreSettings,
         "http": HttpSettings, "daemon": DaemonSettings,
     }
     assert set(sections) == set(Config.model_fields) - {"path"}
@@ -548,7 +549,7 @@ first_response = "one hour"
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={"STATE_DIRECTORY": str(tmp_path)})
-    allowed = ("host, port, tls, username, password, password_file, mailbox, verify_tls, "
+    allowed = ("host, port, tls, username, password, password_file, auth, mailbox, verify_tls, "
                "ca_file, connect_timeout, read_timeout, idle_refresh, poll_interval, fetch_batch, "
                "backfill, sent_folders, copy_sent")
     assert str(caught.value) == "\n".join([

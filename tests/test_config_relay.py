@@ -192,8 +192,8 @@ def test_unknown_relay_key_lists_the_upstream_keys(tmp_path: Path) -> None:
     assert found == (
         "[relay] upstream_hots: unknown key (allowed: enabled, listen, tls, certificate, key, "
         "hostname, reply_to, upstream_host, upstream_port, upstream_tls, upstream_username, "
-        'upstream_password_file, upstream_verify_tls, upstream_ca_file); did you mean '
-        '"upstream_host"?')
+        'upstream_password_file, upstream_auth, upstream_verify_tls, upstream_ca_file); did '
+        'you mean "upstream_host"?')
     text = config_text(tmp_path).replace("[support]", 'upstream_port = 25\n[support]')
     assert problems(tmp_path, text)[0].startswith(
         "upstream_port: unknown top-level key; keys go under [relay]")

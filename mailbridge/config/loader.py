@@ -24,6 +24,7 @@ from mailbridge.config.agents import (
     agent_problems,
     describe_error,
 )
+from mailbridge.config.oauth2 import oauth2_problems, prepare_oauth2
 from mailbridge.config.problems import rank, unknown
 from mailbridge.config.relay import prepare_relay
 from mailbridge.config.secrets import (
@@ -58,6 +59,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     data = _prepare(raw, file.absolute(), env, problems)
     problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
     problems += agent_problems(data.get("agents"), data.get("policies"))
+    problems += oauth2_problems(data)
     try:
         config = Config.model_validate(data, context=template_context(_templates_dir(data)))
     except ValidationError as exc:
@@ -119,12 +121,28 @@ def _prepare(
     if http is not None:
         prepare_http_auth(http, base, env, problems)
     prepare_relay(data, base, env, problems)
+    prepare_oauth2(data, base, env, state_dir, problems)
+    _oauth2_usernames(data)
     smtp, support = _table(data, "smtp"), data.get("support")
     if smtp is not None and "helo" not in smtp and isinstance(support, dict):
         address = support.get("address")
         if isinstance(address, str) and ADDRESS_PATTERN.fullmatch(address):
             smtp["helo"] = address.rpartition("@")[2].lower()
     return data
+
+
+def _oauth2_usernames(data: dict[str, Any]) -> None:
+    """With auth = "oauth2", [smtp] username and [relay] upstream_username default to
+    [imap] username: the grant is that mailbox's."""
+    imap = data.get("imap")
+    username = imap.get("username") if isinstance(imap, dict) else None
+    if username is None:
+        return
+    for section, auth, user in (("smtp", "auth", "username"),
+                                ("relay", "upstream_auth", "upstream_username")):
+        table = data.get(section)
+        if isinstance(table, dict) and table.get(auth) == "oauth2" and user not in table:
+            table[user] = username
 
 
 def _table(data: dict[str, Any], name: str, *, create: bool = False) -> dict[str, Any] | None:

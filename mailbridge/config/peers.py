@@ -5,7 +5,9 @@ names it: [smtp] (`mailbridge.config.sections.SmtpSettings` adds its own keys to
 [relay]'s `upstream_*` keys (`mailbridge.config.relay.RelaySettings.upstream`). The SMTP
 transport (`mailbridge.io.smtp_sender`) takes these settings. Public API:
 
-- `SmtpPeerSettings`: host, port, tls, username, password, verify_tls, ca_file, timeout.
+- `SmtpPeerSettings`: host, port, tls, auth, username, password, verify_tls, ca_file, timeout.
+- `Auth`: how we log in, "password" (the default) or "oauth2" (the [oauth2] grant's
+  access token, SASL XOAUTH2 or OAUTHBEARER).
 - `default_port(data, ports, default_tls)`: a server's raw table with the port of its TLS
   mode filled in when the file sets none; `SMTP_PORTS` (465, 587, 25) for SMTP.
 """
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from mailbridge.config.values import Host, NonEmpty, Port, Seconds, Secret, StrictBool, Tls
+
+Auth = Literal["password", "oauth2"]
 
 SMTP_PORTS = {"implicit": 465, "starttls": 587, "none": 25}
 
@@ -42,6 +46,8 @@ class SmtpPeerSettings(BaseModel):
     tls: Tls = "starttls"
     username: NonEmpty | None = None
     password: Secret | None = None
+    auth: Auth = "password"
+    """"oauth2": log in as `username` with the [oauth2] grant's token; no password."""
     verify_tls: StrictBool = True
     ca_file: Path | None = None
     timeout: Seconds = 30.0
@@ -50,3 +56,10 @@ class SmtpPeerSettings(BaseModel):
     @classmethod
     def _port_for_tls(cls, data: Any) -> Any:
         return default_port(data, SMTP_PORTS, "starttls")
+
+    @model_validator(mode="after")
+    def _oauth2_has_user(self) -> SmtpPeerSettings:
+        if self.auth == "oauth2" and self.username is None:
+            raise ValueError('auth = "oauth2" needs a username (by default [imap] username); '
+                             'add username = "support@example.com"')
+        return self

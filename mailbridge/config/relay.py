@@ -57,6 +57,7 @@ from mailbridge.config.values import (
 
 _UPSTREAM = {"upstream_host": "host", "upstream_port": "port", "upstream_tls": "tls",
              "upstream_username": "username", "upstream_password_file": "password",
+             "upstream_auth": "auth",
              "upstream_verify_tls": "verify_tls", "upstream_ca_file": "ca_file"}
 """The file's upstream_* keys, and the `SmtpPeerSettings` field each one sets."""
 
@@ -189,7 +190,9 @@ def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
         except (ssl.SSLError, OSError) as exc:
             problems.append(f"[relay] certificate, key: not a usable PEM certificate and "
                             f"matching key ({getattr(exc, 'reason', None) or exc})")
-    if "upstream_username" in relay and "upstream_password_file" not in relay:
+    if relay.get("upstream_auth") == "oauth2":
+        pass  # the [oauth2] grant's token, as upstream_username (default: [imap] username)
+    elif "upstream_username" in relay and "upstream_password_file" not in relay:
         problems.append("[relay] upstream_password_file: upstream_username is set but no "
                         'password; add upstream_password_file = "relay-upstream-password"')
     elif "upstream_password_file" in relay and "upstream_username" not in relay:

@@ -91,6 +91,8 @@ def _given(credential: Path) -> bool:
 
 def _check_auth_pair(section: str, table: dict[str, Any], problems: list[str]) -> None:
     example = f'password_file = "/etc/mailbridge/{section}-password"'
+    if table.get("auth") == "oauth2":
+        return  # the [oauth2] grant's token instead of a password
     if section == "imap" and "password" not in table:
         problems.append(
             f"[imap] password: missing; add {example} (or LoadCredential=imap-password:... "

@@ -5,7 +5,8 @@ Public API: `Config` (the whole file) and its sections `SupportSettings`, `ImapS
 `ThreadsSettings`, `TemplatesSettings`, `DaemonSettings`; `SECTIONS`, the tables in the order of
 config.example.toml; `default_state_dir(environ)`. The [sla], calendar and policy tables are
 in `mailbridge.config.sla`, the agents' profile keys in `mailbridge.config.agents`, [relay] in
-`mailbridge.config.relay`, the value types of every field in `mailbridge.config.values`.
+`mailbridge.config.relay`, [oauth2] (`OAuth2Settings`) in `mailbridge.config.oauth2`, the
+value types of every field in `mailbridge.config.values`.
 `SmtpSettings` is `mailbridge.config.peers.SmtpPeerSettings` (the SMTP server, as [relay]'s
 upstream is one too) with the keys only [smtp] has.
 """
@@ -25,7 +26,8 @@ from mailbridge.config.agents import (
     FaqSettings,
     agent_problems,
 )
-from mailbridge.config.peers import SmtpPeerSettings, default_port
+from mailbridge.config.oauth2 import OAuth2Settings
+from mailbridge.config.peers import Auth, SmtpPeerSettings, default_port
 from mailbridge.config.problems import AGENTS_NEEDED, show
 from mailbridge.config.relay import PasswordHash, RelaySettings, SecretFile
 from mailbridge.config.sla import (
@@ -85,7 +87,10 @@ class ImapSettings(_Section):
     port: Port = 993
     tls: Tls = "implicit"
     username: NonEmpty
-    password: Secret
+    password: Secret = Secret("")
+    """Required with auth = "password" (the loader says so); empty, unused, with "oauth2"."""
+    auth: Auth = "password"
+    """"oauth2": SASL XOAUTH2 / OAUTHBEARER with the [oauth2] grant's token."""
     mailbox: NonEmpty = "INBOX"
     verify_tls: StrictBool = True
     ca_file: Path | None = None
@@ -208,6 +213,7 @@ class Config(_Section):
     imap: ImapSettings | None = None
     smtp: SmtpSettings | None = None
     relay: RelaySettings = Field(default_factory=RelaySettings)
+    oauth2: OAuth2Settings | None = None
     store: StoreSettings
     http: HttpSettings = Field(default_factory=HttpSettings)
     agents: tuple[AgentSettings, ...]
@@ -250,6 +256,19 @@ class Config(_Section):
             raise ValueError("\n".join(problems))
         return self
 
+    @property
+    def uses_oauth2(self) -> bool:
+        """Whether a login ([imap], [smtp] or the relay's upstream) uses the [oauth2] grant."""
+        upstream = self.relay.upstream if self.relay.enabled else None
+        return any(peer is not None and peer.auth == "oauth2"
+                   for peer in (self.imap, self.smtp, upstream))
+
+    @model_validator(mode="after")
+    def _oauth2_given(self) -> Config:
+        if self.uses_oauth2 and self.oauth2 is None:
+            raise ValueError('auth = "oauth2" needs an [oauth2] section (provider, client_id)')
+        return self
+
     @model_validator(mode="after")
     def _shutdown_outlasts_smtp(self) -> Config:
         if "shutdown_timeout" in self.daemon.model_fields_set:
@@ -267,6 +286,7 @@ SECTIONS: dict[str, type[BaseModel]] = {  # in the order of config.example.toml
     "support": SupportSettings, "agents": AgentSettings, "sla": SlaSettings,
     "calendars": CalendarSettings, "policies": PolicySettings, "faq": FaqSettings,
     "templates": TemplatesSettings, "rules": RulesSettings, "threads": ThreadsSettings,
-    "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings, "store": StoreSettings,
+    "imap": ImapSettings, "smtp": SmtpSettings, "relay": RelaySettings,
+    "oauth2": OAuth2Settings, "store": StoreSettings,
     "http": HttpSettings, "daemon": DaemonSettings,
 }

@@ -151,6 +151,7 @@ class Metrics:
             "Parts started again after an unexpected error (a bug), by part.", ["component"],
             registry=registry)
         self._retention_metrics(registry)
+        self._oauth2_metrics(registry)
         self.sent_copies = Counter(
             "mailbridge_sent_copies",
             "Attempts to append a copy of mail a customer was sent to the Sent folder, by "
@@ -225,6 +226,27 @@ class Metrics:
         self.retention_last_run = Gauge(
             "mailbridge_retention_last_run_timestamp_seconds",
             "Unix time the last pruning run (daily) finished.", registry=registry)
+
+    def _oauth2_metrics(self, registry: CollectorRegistry) -> None:
+        self.oauth2_refresh_failures = Counter(
+            "mailbridge_oauth2_refresh_failures",
+            "Failed refreshes of the [oauth2] access token, by reason (the provider's error "
+            "code, as invalid_grant, or unreachable, bad_response, ...); retried with backoff.",
+            ["reason"], registry=registry)
+        self.oauth2_token_expiry = Gauge(
+            "mailbridge_oauth2_token_expiry_timestamp_seconds",
+            "Unix time the [oauth2] access token held expires.", registry=registry)
+
+    def oauth2_enabled(self, reasons: Iterable[str]) -> None:
+        """An [oauth2] grant is in use: its failure series start at zero."""
+        for reason in reasons:
+            self.oauth2_refresh_failures.labels(reason)
+
+    def oauth2_failed(self, reason: str) -> None:
+        self.oauth2_refresh_failures.labels(reason).inc()
+
+    def oauth2_expiry(self, timestamp: float) -> None:
+        self.oauth2_token_expiry.set(timestamp)
 
     def pruned(self, *, threads: int, messages: int) -> None:
         """A pruning step deleted these (`mailbridge.daemon.retention`)."""
