@@ -12,9 +12,10 @@ With a `TokenSource` the login is SASL XOAUTH2, or OAUTHBEARER (RFC 7628) when t
 offers only that. A server refuses a token with a continuation carrying base64 JSON, which
 we answer with an empty line (XOAUTH2) or ``\\x01`` (OAUTHBEARER), never with the token
 again, and then a NO: the token source hears of it and the login is tried once more at
-once with a fresh token; a second refusal is a `LoginError`. The AUTHENTICATE payload
-never reaches a log: imaplib logs only the size of what it answers a continuation with,
-and imapclient redacts the command line.
+once with a fresh token; a second refusal is a `LoginError`, and so is a token source that
+has none to give (a revoked grant), so that both connections back off as after any refused
+login. The AUTHENTICATE payload never reaches a log: imaplib logs only the size of what it
+answers a continuation with, and imapclient redacts the command line.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.config import ImapSettings
+from mailbridge.errors import TransientError
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
 
@@ -75,10 +77,14 @@ def mechanism(client: Any) -> str:
 def oauth2_log_in(client: Any, username: str, tokens: TokenSource) -> None:
     """Authenticate with an access token; after a refusal, once more with a fresh one.
 
-    Raises `LoginError` when the second token is refused too."""
+    Raises `LoginError` when the second token is refused too, or when the source has no
+    token to give (its `TransientError`, such as a revoked grant, is the cause)."""
     mech = mechanism(client)
     for attempt in (1, 2):
-        token = tokens.access_token()
+        try:
+            token = tokens.access_token()
+        except TransientError as exc:
+            raise LoginError(f"no OAuth2 access token for {mech}: {exc}") from exc
         try:
             _authenticate(client, mech, username, token)
         except LoginError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import ImapSettings, load_config
+from mailbridge.errors import TransientError
 from mailbridge.io.imap_connect import log_in, open_client
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.sent_folder import SentFolder
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 from mailbridge.store.engine import engine_for
@@ -131,6 +134,23 @@ def test_refused_token_is_reported_and_a_fresh_one_logs_in(
     _assert_no_token(caplog, tokens.given)
 
 
+def test_revoked_token_in_the_appender_is_replaced(
+        tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
+    """The Sent-folder appender logs in with OAuth2 too, past a revoked token."""
+    revoked = issuer.issue(dovecot.username)
+    issuer.revoke(revoked)
+    tokens = IssuedTokens(issuer, dovecot.username, first=revoked)
+    folder = SentFolder(_settings(tmp_path, dovecot, tls="starttls"), fallback="Sent",
+                        tokens=tokens)
+    try:
+        assert folder.append(b"Subject: copy\r\n\r\nHello\r\n",
+                             when=datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) == "Sent"
+    finally:
+        folder.close()
+    assert tokens.refusals == [revoked]
+    assert dovecot.uids("Sent") == [1]
+
+
 def test_a_second_refusal_is_a_login_error(
         tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
     """Two refused tokens in a row end the login with a LoginError, both reported."""
@@ -142,6 +162,27 @@ def test_a_second_refusal_is_a_login_error(
     finally:
         client.shutdown()
     assert len(tokens.refusals) == 2
+
+
+class _NoGrant:
+    """A token source whose grant was revoked: it has no token to give."""
+
+    def access_token(self) -> str:
+        raise TransientError("the refresh token was refused: invalid_grant")
+
+    def refused(self, token: str) -> None:
+        raise AssertionError("no token was handed out")
+
+
+def test_a_source_without_a_token_is_a_login_error(tmp_path: Path, dovecot: Dovecot) -> None:
+    """A token source that cannot give a token ends the login with a LoginError."""
+    settings = _settings(tmp_path, dovecot)
+    client = open_client(settings)
+    try:
+        with pytest.raises(LoginError, match="no OAuth2 access token"):
+            log_in(client, settings, _NoGrant())
+    finally:
+        client.shutdown()
 
 
 def test_oauthbearer_when_the_server_offers_only_that(
