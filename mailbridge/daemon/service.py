@@ -50,6 +50,7 @@ from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_watcher import ImapWatcher
+from mailbridge.io.oauth2 import TokenSource
 from mailbridge.io.relay import (
     Credentials,
     RelayHandler,
@@ -93,6 +94,12 @@ class Service:
         self.metrics = Metrics(self.registry, mailboxes, self.policies)
         self.metrics.config_loaded(self.clock.now())
         self.reloader = Reloader(self.metrics, self.clock, self.policies)
+        self.tokens: TokenSource | None = None
+        """The [oauth2] grant's access tokens, shared by every login that uses it."""
+        if config.uses_oauth2 and config.oauth2 is not None:
+            self.tokens = TokenSource.from_config(
+                config.oauth2, state_dir=config.daemon.state_dir, clock=self.clock,
+                metrics=self.metrics)
         self._collector: StoreCollector | None = None
         self.supervisor = Supervisor(self.metrics, self.clock, backoff=restart_backoff)
         self.transport = transport
@@ -172,7 +179,7 @@ class Service:
         routes: dict[str, Transport] = {}
         if config.relay.enabled:
             routes[RELAY_MAILBOX] = self.relay_transport or upstream_transport(
-                config.relay, local_hostname=config.support.domain)
+                config.relay, local_hostname=config.support.domain, tokens=self.tokens)
         copier = self._sent_copier()
         self.sender = OutboxSender(self.store, transport, self.clock, self.metrics, retry,
                                    on_sent=self.on_sent, claimer=self.membership.id,
@@ -180,6 +187,9 @@ class Service:
                                    idle_poll=SHARED_OUTBOX_POLL if self.store.shared else None,
                                    on_recorded=copier.wake if copier else None)
         supervise = self.supervisor.start
+        if self.tokens is not None:  # refreshes ahead of expiry while connections stay open
+            self._tasks.append(supervise(
+                "oauth2", functools.partial(self.tokens.run, self._stop), self._stop))
         self._tasks.append(supervise(
             "sender", functools.partial(self.sender.run, self._stopping_sender),
             self._stopping_sender, before_restart=self._sender_restarting))
@@ -278,7 +288,8 @@ class Service:
         if self.config.smtp is None:
             raise RuntimeError("no [smtp] section and no transport given")
         smtp = self.config.smtp
-        return SmtpTransport(smtp, local_hostname=smtp.helo or self.config.support.domain)
+        return SmtpTransport(smtp, local_hostname=smtp.helo or self.config.support.domain,
+                             tokens=self.tokens)
 
     async def main_loop(self) -> None:
         interval = watchdog_interval()

@@ -50,6 +50,7 @@ from mailbridge.config.passwords import DEFAULT_N, ScryptHash, parse_hash, verif
 from mailbridge.core.model import Agent
 from mailbridge.core.throttle import LoginThrottle
 from mailbridge.errors import MailbridgeError, PermanentError
+from mailbridge.io.oauth2 import TokenSource
 from mailbridge.io.smtp_replies import refusal
 from mailbridge.io.smtp_sender import SmtpTransport
 from mailbridge.logs import fields
@@ -324,11 +325,13 @@ class RelayHandler:
 # -- the server --------------------------------------------------------------------------------
 
 
-def upstream_transport(settings: RelaySettings, *, local_hostname: str) -> SmtpTransport:
+def upstream_transport(settings: RelaySettings, *, local_hostname: str,
+                       tokens: TokenSource | None = None) -> SmtpTransport:
     """An SMTP transport to the relay's upstream smarthost, for the outbox sender; it greets
-    with the relay's hostname."""
+    with the relay's hostname (and logs in with `tokens` when upstream_auth = "oauth2")."""
     assert settings.upstream is not None, "check-config requires upstream_host"
-    return SmtpTransport(settings.upstream, local_hostname=settings.hostname or local_hostname)
+    return SmtpTransport(settings.upstream, local_hostname=settings.hostname or local_hostname,
+                         tokens=tokens if settings.upstream.auth == "oauth2" else None)
 
 
 class _QuietAiosmtpd(logging.Filter):

@@ -4,6 +4,12 @@ Public API: `Transport` (protocol), `SmtpTransport`, built on the settings of on
 (`SmtpPeerSettings`: [smtp], or [relay]'s upstream). The outbox sender loop that drives it
 lives in `mailbridge.daemon.sender`.
 
+With `auth = "oauth2"` the transport logs in by SASL XOAUTH2, or OAUTHBEARER (RFC 7628) when
+the server offers that and not XOAUTH2, with a token of the shared `TokenSource`
+(`mailbridge.io.oauth2`). A refused token's error challenge (334 with base64 JSON) is
+answered with an empty line (XOAUTH2) or \x01 (OAUTHBEARER); the source hears of the
+refusal, and the login is tried once more at once, on a new connection, with a fresh token.
+
 smtplib blocks, so each send runs in a worker thread; one SMTP connection is kept
 open across sends and rebuilt after any failure. Where the server offers PIPELINING
 (RFC 2920), MAIL, RCPT and DATA go out in one write: two round trips per message, not
@@ -20,11 +26,13 @@ import logging
 import re
 import smtplib
 import ssl
+from base64 import b64encode
 from typing import Protocol
 
 from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import SmtpPeerSettings
 from mailbridge.errors import DeliveryUnknownError, PermanentError, TransientError
+from mailbridge.io.oauth2 import TokenSource
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
 
@@ -131,6 +139,27 @@ def _content(conn: smtplib.SMTP, data: bytes) -> None:
                                f"{_reply_text(text)}); not sent again")
 
 
+def _oauth2_login(conn: smtplib.SMTP, username: str, token: str, *, host: str,
+                  port: int) -> None:
+    """AUTH XOAUTH2, or OAUTHBEARER (RFC 7628) when the server offers only that; a refusal
+    (after its error challenge is answered) raises `SMTPAuthenticationError`."""
+    conn.ehlo_or_helo_if_needed()
+    offered = str(conn.esmtp_features.get("auth", "")).upper().split()
+    if "OAUTHBEARER" in offered and "XOAUTH2" not in offered:
+        mechanism, dummy = "OAUTHBEARER", "\x01"
+        initial = f"n,a={username},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+    else:
+        mechanism, dummy = "XOAUTH2", ""
+        initial = f"user={username}\x01auth=Bearer {token}\x01\x01"
+    # smtplib.SMTP.auth would log nothing, but answers a challenge by calling back; the
+    # only challenge after our initial response is the error's JSON, answered with `dummy`.
+    code, text = conn.docmd("AUTH", f"{mechanism} {b64encode(initial.encode()).decode()}")
+    if code == 334:
+        code, text = conn.docmd(b64encode(dummy.encode()).decode())
+    if code not in (235, 503):
+        raise smtplib.SMTPAuthenticationError(code, text)
+
+
 def _answers(conn: smtplib.SMTP, timeout: float) -> bool:
     """Whether the server still answers a NOOP on `conn` within `timeout` seconds."""
     try:
@@ -156,8 +185,12 @@ class SmtpTransport:
     delivered, and the first mail after a quiet hour goes out without a retry."""
 
     def __init__(self, settings: SmtpPeerSettings, *, local_hostname: str,
-                 clock: Clock | None = None, probe_after: float = PROBE_AFTER) -> None:
+                 clock: Clock | None = None, probe_after: float = PROBE_AFTER,
+                 tokens: TokenSource | None = None) -> None:
+        if settings.auth == "oauth2" and tokens is None:
+            raise ValueError('auth = "oauth2" needs a TokenSource')
         self.settings = settings
+        self.tokens = tokens
         self.local_hostname = local_hostname
         self.clock = clock or SystemClock()
         self.probe_after = probe_after
@@ -165,6 +198,18 @@ class SmtpTransport:
         self._used_at = 0.0
 
     def _connect(self) -> smtplib.SMTP:
+        if self.tokens is None or self.settings.auth != "oauth2":
+            return self._open(None)
+        token = self.tokens.access_token()
+        try:
+            return self._open(token)
+        except smtplib.SMTPAuthenticationError as exc:
+            log.info("smtp %s", fields(event="token_refused", code=exc.smtp_code))
+            self.tokens.refused(token)
+        return self._open(self.tokens.access_token())  # once more, with a fresh token
+
+    def _open(self, token: str | None) -> smtplib.SMTP:
+        """A connection, logged in with the password, or with `token` (OAuth2)."""
         s = self.settings
         timeout = s.timeout
         context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
@@ -177,9 +222,15 @@ class SmtpTransport:
                                 timeout=timeout)
             if s.tls == "starttls":
                 conn.starttls(context=context)
-        if s.username and s.password is not None:
-            conn.login(s.username, s.password.reveal())
-        conn.ehlo_or_helo_if_needed()
+        try:
+            if token is not None and s.username:
+                _oauth2_login(conn, s.username, token, host=s.host, port=s.port)
+            elif s.username and s.password is not None:
+                conn.login(s.username, s.password.reveal())
+            conn.ehlo_or_helo_if_needed()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _ready(self) -> tuple[smtplib.SMTP, bool]:
@@ -217,6 +268,9 @@ class SmtpTransport:
             raise _classify(code, _reply_text(text)) from exc
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
+            if self.settings.auth == "oauth2":
+                raise TransientError(f"SMTP OAuth2 login refused twice: {exc.smtp_code}") \
+                    from exc
             # A wrong password is the operator's to fix; keep the ack and retry.
             raise TransientError(f"SMTP login refused: {exc.smtp_code}") from exc
         except smtplib.SMTPResponseException as exc:
