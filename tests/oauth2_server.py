@@ -1,12 +1,14 @@
 """A small OAuth2 token issuer with an RFC 7662 introspection endpoint, for the test rig.
 
-Public API: `TokenIssuer` (start, stop, issue, revoke, introspect_url, introspections),
+Public API: `TokenIssuer` (start, stop, issue, revoke, trust, introspect_url, introspections),
 `IssuedTokens` (a `TokenSource` drawing from an issuer).
 
 Dovecot's ``oauth2`` passdb (``tests.servers.Dovecot(oauth2_introspection_url=...)``) POSTs
 ``token=...`` to ``/introspect``; the issuer answers ``{"active": true, "username": ...}``
 for a token it issued that has neither expired nor been revoked, ``{"active": false}``
-otherwise. The server is a stdlib ``http.server`` on 127.0.0.1, in a thread.
+otherwise. `trust` makes it vouch as well for the tokens another issuer says are valid
+(``tests.oauth2_token_endpoint``, whose tokens the daemon's token source refreshes). The
+server is a stdlib ``http.server`` on 127.0.0.1, in a thread.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -40,6 +43,7 @@ class TokenIssuer:
         """How many introspection requests were answered."""
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._trusted: list[tuple[Callable[[str], bool], str]] = []
 
     @property
     def introspect_url(self) -> str:
@@ -100,9 +104,17 @@ class TokenIssuer:
         with self._lock:
             self._grants[token].revoked = True
 
+    def trust(self, valid: Callable[[str], bool], username: str) -> None:
+        """Answer active, for `username`, for every token `valid` accepts."""
+        with self._lock:
+            self._trusted.append((valid, username))
+
     def introspect(self, token: str) -> dict[str, Any]:
         with self._lock:
             self.introspections += 1
+            for valid, username in self._trusted:
+                if valid(token):
+                    return {"active": True, "username": username, "token_type": "Bearer"}
             grant = self._grants.get(token)
             if grant is None or grant.revoked or time.monotonic() >= grant.expires:
                 return {"active": False}

@@ -25,7 +25,7 @@ import logging
 from typing import Any, Protocol
 
 from imapclient import IMAPClient, SocketTimeout
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from mailbridge.config import ImapSettings
 from mailbridge.errors import TransientError
@@ -107,7 +107,8 @@ def _initial_response(mech: str, username: str, token: str) -> bytes:
 
 
 def _authenticate(client: Any, mech: str, username: str, token: str) -> None:
-    """One AUTHENTICATE exchange; raises `LoginError` when the server says NO."""
+    """One AUTHENTICATE exchange; raises `LoginError` when the server says NO. A lost
+    connection stays `IMAPClientAbortError`: no refusal of the token."""
     sent: list[bool] = []
 
     def respond(challenge: bytes) -> bytes:
@@ -123,6 +124,8 @@ def _authenticate(client: Any, mech: str, username: str, token: str) -> None:
     try:
         # imapclient's oauth2_login, but with our answer to the error challenge.
         client._command_and_check("authenticate", mech, respond)
+    except IMAPClientAbortError:
+        raise
     except IMAPClientError as exc:
         raise LoginError(str(exc)) from exc
 

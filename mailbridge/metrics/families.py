@@ -39,7 +39,7 @@ SLA_KINDS = ("first_response", "next_response", "resolution")
 COPY_OUTCOMES = ("appended", "missing_folder", "refused", "unavailable")
 """What an attempt to copy sent mail to the Sent folder came to (`io.sent_folder`)."""
 COMPONENTS = ("sender", "scheduler", "membership", "relay", "watcher", "retention",
-              "sent_copy")
+              "sent_copy", "oauth2")
 """The daemon's supervised parts (`mailbridge.daemon.supervisor`); one "watcher" for all."""
 SLA_LADDER = (300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 86400.0,
               144000.0, 288000.0)
