@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ from mailbridge.config import ImapSettings, load_config
 from mailbridge.errors import TransientError
 from mailbridge.io.imap_connect import log_in, open_client
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
-from mailbridge.io.sent_folder import SentFolder
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 from mailbridge.store.engine import engine_for
@@ -132,23 +130,6 @@ def test_refused_token_is_reported_and_a_fresh_one_logs_in(
     assert tokens.refusals == [expired]
     assert len(tokens.given) == 2 and tokens.given[1] != expired
     _assert_no_token(caplog, tokens.given)
-
-
-def test_revoked_token_in_the_appender_is_replaced(
-        tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
-    """The Sent-folder appender logs in with OAuth2 too, past a revoked token."""
-    revoked = issuer.issue(dovecot.username)
-    issuer.revoke(revoked)
-    tokens = IssuedTokens(issuer, dovecot.username, first=revoked)
-    folder = SentFolder(_settings(tmp_path, dovecot, tls="starttls"), fallback="Sent",
-                        tokens=tokens)
-    try:
-        assert folder.append(b"Subject: copy\r\n\r\nHello\r\n",
-                             when=datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) == "Sent"
-    finally:
-        folder.close()
-    assert tokens.refusals == [revoked]
-    assert dovecot.uids("Sent") == [1]
 
 
 def test_a_second_refusal_is_a_login_error(
