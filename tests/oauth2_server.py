@@ -1,6 +1,7 @@
 """A small OAuth2 token issuer with an RFC 7662 introspection endpoint, for the test rig.
 
-Public API: `TokenIssuer` (start, stop, issue, revoke, trust, introspect_url, introspections),
+Public API: `TokenIssuer` (start, stop, issue, revoke, trust, hold, release, introspect_url,
+introspections, held),
 `IssuedTokens` (a `TokenSource` drawing from an issuer).
 
 Dovecot's ``oauth2`` passdb (``tests.servers.Dovecot(oauth2_introspection_url=...)``) POSTs
@@ -44,6 +45,10 @@ class TokenIssuer:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._trusted: list[tuple[Callable[[str], bool], str]] = []
+        self._open = threading.Event()
+        self._open.set()
+        self.held = 0
+        """Introspection requests that waited while `hold()` was in force."""
 
     @property
     def introspect_url(self) -> str:
@@ -59,6 +64,7 @@ class TokenIssuer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 form = urllib.parse.parse_qs(self.rfile.read(length).decode("ascii", "replace"))
+                issuer._wait_if_held()
                 answer = issuer.introspect(form.get("token", [""])[0])
                 body = json.dumps(answer).encode()
                 code = 200 if self.path.split("?")[0] == "/introspect" else 404
@@ -78,6 +84,7 @@ class TokenIssuer:
         self._thread.start()
 
     def stop(self) -> None:
+        self.release()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -103,6 +110,19 @@ class TokenIssuer:
     def revoke(self, token: str) -> None:
         with self._lock:
             self._grants[token].revoked = True
+
+    def hold(self) -> None:
+        """Introspection requests wait, unanswered, until `release()` (at most 30 s)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def _wait_if_held(self) -> None:
+        if not self._open.is_set():
+            with self._lock:
+                self.held += 1
+            self._open.wait(30)
 
     def trust(self, valid: Callable[[str], bool], username: str) -> None:
         """Answer active, for `username`, for every token `valid` accepts."""

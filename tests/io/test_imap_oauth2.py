@@ -5,12 +5,13 @@ reported and replaced once, and no token in any log record."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
-from imapclient.exceptions import LoginError
+from imapclient.exceptions import IMAPClientAbortError, LoginError
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import SystemClock
@@ -143,6 +144,36 @@ def test_a_second_refusal_is_a_login_error(
     finally:
         client.shutdown()
     assert len(tokens.refusals) == 2
+
+
+def test_a_connection_lost_during_the_login_is_no_refusal(
+        tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
+    """A server that goes away while it checks the token ends the login with the lost
+    connection; the token is not reported refused and not tried again."""
+    settings = _settings(tmp_path, dovecot)
+    tokens = IssuedTokens(issuer, dovecot.username)
+    client = open_client(settings)
+    outcome: list[BaseException] = []
+
+    def login() -> None:
+        try:
+            log_in(client, settings, tokens)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    issuer.hold()
+    thread = threading.Thread(target=login, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: issuer.held >= 1, timeout=10, message="Dovecot never introspected")
+        dovecot.stop()
+        thread.join(15)
+    finally:
+        issuer.release()
+        client.shutdown()
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], IMAPClientAbortError), outcome
+    assert tokens.refusals == [] and len(tokens.given) == 1
 
 
 class _NoGrant:
