@@ -93,7 +93,7 @@ def test_example_loads(tmp_path: Path, credentials: Path) -> None:
     assert config.smtp.helo == "example.com"
     assert config.store.url == f"sqlite:///{tmp_path}/mailbridge.sqlite3"
     assert config.sla.first_response == timedelta(hours=4)
-    assert config.imap.sent_folders == ("Sent",)
+    assert config.imap.sent_folders == "auto"
     [office] = config.calendars
     assert (office.name, office.timezone, office.always_open) == (
         "office", "Europe/Berlin", False)
@@ -236,6 +236,11 @@ def test_imap_sent_folders(tmp_path: Path) -> None:
     """sent_folders lists the folders where agents' replies land; [] watches none."""
     imap = load(tmp_path, IMAP + 'password = "pw"\nsent_folders = []\n').imap
     assert imap is not None and imap.sent_folders == ()
+    imap = load(tmp_path, IMAP + 'password = "pw"\n').imap
+    assert imap is not None and imap.sent_folders == "auto"
+    assert "[Gmail]/Sent Mail" in imap.sent_names
+    problem = problems(tmp_path, IMAP + 'password = "pw"\nsent_folders = "Sent"\n')
+    assert any("[imap] sent_folders" in p for p in problem.problems), problem.problems
 
 
 def test_sla_settings_round_trip(tmp_path: Path) -> None:

@@ -113,7 +113,10 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
                        tuple(sorted(held.get(row.id, ()))), _this_host(row, host, here),
                        row.machine_id, row.boot_id)
         for row in peers.instances(store))
-    configured = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
+    # "auto" Sent folders are named by the leases the daemon took for what it found.
+    configured = [config.imap.mailbox] if config.imap else []
+    if config.imap and not isinstance(config.imap.sent_folders, str):
+        configured += config.imap.sent_folders
     names = list(dict.fromkeys([*configured, *sorted(leases)]))
     with store.transaction() as tx:
         conn = tx.session.connection()

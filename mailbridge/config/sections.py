@@ -56,6 +56,7 @@ from mailbridge.config.values import (
     Tls,
     mask_url,
 )
+from mailbridge.core.folders import USUAL_SENT_NAMES
 
 
 class _Section(BaseModel):
@@ -100,9 +101,19 @@ class ImapSettings(_Section):
     poll_interval: PositiveDuration = timedelta(seconds=60)
     fetch_batch: Annotated[int, Field(strict=True, ge=1, le=1000)] = 200
     backfill: Duration = timedelta(hours=1)
-    sent_folders: tuple[NonEmpty, ...] = ("Sent",)
+    sent_folders: Literal["auto"] | tuple[NonEmpty, ...] = "auto"
+    """"auto": the folders the server marks \\Sent, else one by a usual name
+    (`core.folders`); the daemon resolves it against the server's folders at start."""
     copy_sent: StrictBool = True
     """Append what customers are sent to the Sent folder (`daemon.sent_copies`)."""
+
+    @property
+    def sent_names(self) -> tuple[str, ...]:
+        """The Sent folders: as configured, or (`"auto"` not yet resolved against the
+        server, as in offline tools) the usual names."""
+        if isinstance(self.sent_folders, str):
+            return USUAL_SENT_NAMES
+        return self.sent_folders
 
     @model_validator(mode="before")
     @classmethod

@@ -124,7 +124,7 @@ class Ingestor:
         self.renderer = renderer
         self.deadlines = deadlines
         self.entropy = entropy
-        self.sent_folders = frozenset(config.imap.sent_folders if config.imap else ())
+        self.sent_folders = frozenset(config.imap.sent_names if config.imap else ())
         policies = deadlines.policies
         self.leads = frozenset(p.escalate_to.lower() for p in (policies.default, *policies.policies)
                                if p.escalate_to) | {lead.lower() for lead in config.support.leads}

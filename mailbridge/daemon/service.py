@@ -32,8 +32,10 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import Clock, SystemClock
-from mailbridge.config import Config
+from mailbridge.config import Config, ImapSettings
+from mailbridge.core.folders import Folder
 from mailbridge.daemon.activation import relay_socket
+from mailbridge.daemon.folders import resolve_sent_folders
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
@@ -49,6 +51,7 @@ from mailbridge.daemon.supervisor import Supervisor, default_backoff, stalled
 from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
+from mailbridge.io.imap_folders import discover_folders
 from mailbridge.io.imap_watcher import ImapWatcher
 from mailbridge.io.oauth2 import TokenSource
 from mailbridge.io.relay import (
@@ -83,12 +86,16 @@ class Service:
                  on_sent: Callable[[OutboxRow], None] | None = None,
                  relay_transport: Transport | None = None,
                  open_store: Callable[[str], Store] = Store.open,
-                 restart_backoff: Callable[[], Backoff] = default_backoff) -> None:
+                 restart_backoff: Callable[[], Backoff] = default_backoff,
+                 list_folders: Callable[[ImapSettings], list[Folder]] = discover_folders,
+                 ) -> None:
         self.config = config
+        self.list_folders = list_folders
+        """The server's folders, asked once at start for the Sent folders."""
         self.open_store = open_store
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
-        mailboxes = [config.imap.mailbox, *config.imap.sent_folders] if config.imap else []
+        mailboxes = [config.imap.mailbox] if config.imap else []  # Sent folders: startup()
         policies = build_policies(config)
         self.policies = (policies.default, *policies.policies)
         self.metrics = Metrics(self.registry, mailboxes, self.policies)
@@ -100,6 +107,8 @@ class Service:
             self.tokens = TokenSource.from_config(
                 config.oauth2, state_dir=config.daemon.state_dir, clock=self.clock,
                 metrics=self.metrics)
+        if list_folders is discover_folders and self._imap_tokens is not None:
+            self.list_folders = functools.partial(discover_folders, tokens=self._imap_tokens)
         self._collector: StoreCollector | None = None
         self.supervisor = Supervisor(self.metrics, self.clock, backoff=restart_backoff)
         self.transport = transport
@@ -156,6 +165,10 @@ class Service:
         if store is None:
             return  # asked to stop while the store did not answer
         self.store = store
+        # Before the leases: the Sent folders are the server's (`daemon.folders`).
+        self.config = config = await resolve_sent_folders(config, self.list_folders)
+        for mailbox in self._mailboxes():
+            self.metrics.add_mailbox(mailbox)
         # Before the sender starts: joining fails what a dead instance (or our previous
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
@@ -271,7 +284,8 @@ class Service:
                                   deliver=functools.partial(self.recorder.deliver, mailbox),
                                   clock=self.clock, metrics=self.metrics,
                                   supervision=self.supervisor.reporter(f"watcher {mailbox}",
-                                                                       "watcher"))
+                                                                       "watcher"),
+                                  tokens=self._imap_tokens)
             watcher.start()
             self.watchers.append(watcher)
 
@@ -280,9 +294,16 @@ class Service:
         imap = self.config.imap
         if imap is None or not imap.copy_sent or self.store is None:
             return None
-        folder = SentFolder(imap, fallback=(*imap.sent_folders, "Sent")[0])
+        folder = SentFolder(imap, fallback=(*imap.sent_names, "Sent")[0],
+                            tokens=self._imap_tokens)
         return SentCopier(self.store, folder, self.clock, self.metrics,
                           idle_poll=SHARED_COPY_POLL if self.store.shared else None)
+
+    @property
+    def _imap_tokens(self) -> TokenSource | None:
+        """The token source when [imap] logs in with OAuth2, else None (the password)."""
+        imap = self.config.imap
+        return self.tokens if imap is not None and imap.auth == "oauth2" else None
 
     def _smtp_transport(self) -> Transport:
         if self.config.smtp is None:

@@ -21,14 +21,15 @@ from typing import Any
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.config import ImapSettings
+from mailbridge.core.folders import marked_sent
 from mailbridge.errors import TransientError
-from mailbridge.io.imap_connect import log_in, open_client
+from mailbridge.io.imap_connect import TokenSource, log_in, open_client
+from mailbridge.io.imap_folders import list_folders
 from mailbridge.logs import fields
 
 log = logging.getLogger(__name__)
 
 SEEN = b"\\Seen"
-SENT_ROLE = b"\\sent"
 
 
 class CopyError(TransientError):
@@ -52,8 +53,11 @@ def _reason(exc: IMAPClientError) -> str:
 class SentFolder:
     """One IMAP connection that appends copies, flagged \\Seen, to the Sent folder."""
 
-    def __init__(self, settings: ImapSettings, *, fallback: str) -> None:
+    def __init__(self, settings: ImapSettings, *, fallback: str,
+                 tokens: TokenSource | None = None) -> None:
         self.settings = settings
+        self.tokens = tokens
+        """OAuth2 access tokens for the login; None: the password."""
         self.fallback = fallback
         """The folder used when the server marks none \\Sent: the first of sent_folders."""
         self.folder: str | None = None
@@ -88,14 +92,13 @@ class SentFolder:
     def _open(self) -> Any:
         client = open_client(self.settings)
         self._client = client
-        log_in(client, self.settings)
+        log_in(client, self.settings, self.tokens)
         return client
 
     def _find(self, client: Any) -> str:
         """The folder the server marks \\Sent, else the configured one."""
-        marked = [name for flags, _sep, name in client.list_folders()
-                  if any(bytes(f).lower() == SENT_ROLE for f in flags)]
-        self.folder = str(marked[0]) if marked else self.fallback
+        marked = marked_sent(list_folders(client))
+        self.folder = marked[0] if marked else self.fallback
         log.debug("sent_copy %s", fields(event="folder", folder=self.folder,
                                          special_use=bool(marked)))
         return self.folder

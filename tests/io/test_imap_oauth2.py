@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from mailbridge.config import ImapSettings, load_config
 from mailbridge.errors import TransientError
 from mailbridge.io.imap_connect import log_in, open_client
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.sent_folder import SentFolder
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 from mailbridge.store.engine import engine_for
@@ -133,6 +135,23 @@ def test_refused_token_is_reported_and_a_fresh_one_logs_in(
     _assert_no_token(caplog, tokens.given)
 
 
+def test_revoked_token_in_the_appender_is_replaced(
+        tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
+    """The Sent-folder appender logs in with OAuth2 too, past a revoked token."""
+    revoked = issuer.issue(dovecot.username)
+    issuer.revoke(revoked)
+    tokens = IssuedTokens(issuer, dovecot.username, first=revoked)
+    folder = SentFolder(_settings(tmp_path, dovecot, tls="starttls"), fallback="Sent",
+                        tokens=tokens)
+    try:
+        assert folder.append(b"Subject: copy\r\n\r\nHello\r\n",
+                             when=datetime(2026, 3, 2, 9, 0, tzinfo=UTC)) == "Sent"
+    finally:
+        folder.close()
+    assert tokens.refusals == [revoked]
+    assert dovecot.uids("Sent") == [1]
+
+
 def test_a_second_refusal_is_a_login_error(
         tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
     """Two refused tokens in a row end the login with a LoginError, both reported."""
@@ -214,13 +233,17 @@ def test_oauthbearer_when_the_server_offers_only_that(
 
 def _mechanisms(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The mechanisms of the logins that succeeded, as logged."""
-    return [record.getMessage().rsplit("mechanism=", 1)[1] for record in caplog.records
-            if "event=logged_in" in record.getMessage()]
+    found = [(record.msg, record.args) for record in list(caplog.records)
+             if record.name == "mailbridge.io.imap_connect"]
+    return [(msg % args).rsplit("mechanism=", 1)[1] for msg, args in found
+            if "event=logged_in" in str(args)]
 
 
 def _assert_no_token(caplog: pytest.LogCaptureFixture, tokens: Sequence[str]) -> None:
     assert caplog.records, "nothing was logged: the check would prove nothing"
-    for record in caplog.records:
-        text = f"{record.getMessage()} {record.args!r} {record.exc_text or ''}"
+    for record in list(caplog.records):
+        # The raw message and arguments, not getMessage(): a library's debug record whose
+        # text does not fit its arguments must not hide a token (nor fail the check).
+        text = f"{record.msg!s} {record.args!r} {record.exc_text or ''}"
         for token in tokens:
             assert token not in text, f"a token reached the log: {record.name}"
