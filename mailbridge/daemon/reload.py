@@ -109,12 +109,18 @@ def _effective(old: Config, new: Config) -> Config:
     return new.model_copy(update=kept)
 
 
-def prepare(current: Config, store: Store, clock: Clock) -> Reloaded:
+def prepare(current: Config, store: Store, clock: Clock, *,
+            as_running: Callable[[Config], Config] | None = None) -> Reloaded:
     """Read and check the running configuration's file again and build what it decides with;
-    raise `ConfigError` listing every problem. Blocking: run it in a worker thread."""
+    raise `ConfigError` listing every problem. Blocking: run it in a worker thread.
+
+    `as_running` puts back what the running configuration settled at start from the file's
+    value (the Sent folders `"auto"` found), so that an unchanged key is not a change."""
     if current.path is None:
         raise ConfigError("(no file)", ["this configuration was not read from a file"])
     new = load_config(current.path)
+    if as_running is not None:
+        new = as_running(new)
     problems = run_problems(new, clock.now())
     relay = new.relay
     if current.relay.enabled and relay.certificate is not None and relay.key is not None:

@@ -136,6 +136,8 @@ class Service:
         self._stopping_sender = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sent_configured: str | tuple[str, ...] | None = None
+        """`[imap] sent_folders` as the file said at start, before "auto" was resolved."""
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -165,10 +167,7 @@ class Service:
         if store is None:
             return  # asked to stop while the store did not answer
         self.store = store
-        # Before the leases: the Sent folders are the server's (`daemon.folders`).
-        self.config = config = await resolve_sent_folders(config, self.list_folders)
-        for mailbox in self._mailboxes():
-            self.metrics.add_mailbox(mailbox)
+        config = await self._resolve_folders(config)  # before the leases
         # Before the sender starts: joining fails what a dead instance (or our previous
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
@@ -341,7 +340,24 @@ class Service:
 
     def _prepare_reload(self) -> Reloaded:
         assert self.store is not None, "startup() first"
-        return prepare(self.config, self.store, self.clock)
+        return prepare(self.config, self.store, self.clock, as_running=self._as_running)
+
+    async def _resolve_folders(self, config: Config) -> Config:
+        """The running configuration with the server's Sent folders (`daemon.folders`)."""
+        self._sent_configured = config.imap.sent_folders if config.imap else None
+        self.config = config = await resolve_sent_folders(config, self.list_folders)
+        for mailbox in self._mailboxes():
+            self.metrics.add_mailbox(mailbox)
+        return config
+
+    def _as_running(self, new: Config) -> Config:
+        """`new` with the Sent folders resolved at start, where the file still says what it
+        said then (`daemon.folders`): an unchanged "auto" is not a change needing a restart."""
+        running = self.config.imap
+        if new.imap is None or running is None or new.imap.sent_folders != self._sent_configured:
+            return new
+        return new.model_copy(update={"imap": new.imap.model_copy(
+            update={"sent_folders": running.sent_folders})})
 
     def _reloaded(self, new: Reloaded) -> None:
         """Swap a reloaded configuration in, on the loop, between decisions: a watcher takes
