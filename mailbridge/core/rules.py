@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailbridge.core import authres
 from mailbridge.core.model import Address, InboundMessage, Verdict
 
 OUR_THREAD_HEADER = "x-mailbridge-thread"
@@ -42,7 +43,6 @@ _AUTO_REPLY_SUBJECT = re.compile(
     r"|automatyczna odpowied[źz]"
     r"|(?:absence|absent|abwesend|afwezig|fr[åa]nvarande|ausente|fuori sede)\s*:"
     r")", re.IGNORECASE)
-_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -218,8 +218,9 @@ def dmarc_fail(message: InboundMessage, context: RuleContext) -> str | None:
     if not policy.dmarc_check:
         return None
     for value in message.header_all("authentication-results"):
-        authserv_id = _lower(value.split(";", 1)[0])
-        if authserv_id == _lower(policy.trusted_authserv_id) and _DMARC_FAIL.search(value):
+        found = authres.parse(value)
+        if _lower(found.authserv_id) == _lower(policy.trusted_authserv_id) and any(
+                r.method == "dmarc" and r.result == "fail" for r in found.results):
             return "DMARC failed at our mail server: the sender may be forged (backscatter)"
     return None
 

@@ -22,10 +22,10 @@ from datetime import datetime
 from mailbridge.config import Config
 from mailbridge.core import trust
 from mailbridge.core.model import InboundMessage
+from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.trust_notice import unverified_notice
-from mailbridge.store.tables import OutboxItem
 from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,9 @@ class StaffTrust:
             authenticated=bool(self.authserv_id), message_id=message_id, date=now)
         envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
         number = tx.take_turn("unverified_notices")
-        tx.insert(OutboxItem, thread_id="", kind=f"unverified-{number}",
-                  mailbox=NOTICES_MAILBOX, message_id=message_id, envelope_from=envelope,
-                  recipient=sender, body=mail.as_bytes(), state="pending", attempts=0,
-                  next_attempt_at=now, created_at=now, arrived_at=now, sent_at=None,
-                  last_error="")
+        # About no single thread: its id is not recorded, a reply to it is plain staff mail.
+        queue_notice(tx, StaffNotice("", f"unverified-{number}", NOTICES_MAILBOX, sender,
+                                     message_id, mail.as_bytes()),
+                     envelope_from=envelope, now=now)
         log.info("staff mail %s", fields(event="unverified_notice", thread=thread_id))
         return 1

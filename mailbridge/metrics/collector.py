@@ -28,7 +28,8 @@ from mailbridge.core.policy import Policy
 from mailbridge.logs import fields
 from mailbridge.metrics.families import sla_targets
 from mailbridge.store.db import Store
-from mailbridge.store.snapshot import OPEN_STATES, Snapshot, read_snapshot
+from mailbridge.store.snapshot import Snapshot, read_snapshot
+from mailbridge.store.statements import OPEN_STATES
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, select
 
 from mailbridge.store.db import Store
-from mailbridge.store.statements import OUTBOX, THREADS
-
-OPEN_STATES = ("awaiting_agent", "awaiting_customer")
+from mailbridge.store.statements import OPEN_STATES, OUTBOX, THREADS
 
 
 @dataclass(frozen=True)

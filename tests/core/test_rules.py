@@ -156,6 +156,9 @@ def test_dmarc_failure_from_the_trusted_server_only_when_enabled() -> None:
     assert evaluate(message(headers=results), RuleContext(policy)).rule == "dmarc_fail"
     forged = (("authentication-results", "evil.example; dmarc=fail"),)
     assert evaluate(message(headers=forged), RuleContext(policy)).rule == "new_thread"
+    passed = (("authentication-results",
+               "mx.example.com; dmarc=pass (an earlier hop said dmarc=fail) header.from=x.org"),)
+    assert evaluate(message(headers=passed), RuleContext(policy)).rule == "new_thread"
 
 
 def test_null_or_missing_return_path() -> None:
