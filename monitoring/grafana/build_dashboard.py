@@ -212,6 +212,17 @@ def health_panels(y: int) -> list[dict[str, Any]]:
         series("Status updates, nudges and escalations sent", [
             ("sum by (kind) (increase(mailbridge_notices_sent_total[$__rate_interval]))",
              "{{kind}}")], unit="short", x=16, y=y + 9, w=8, stack=True),
+        series("OAuth2 access token valid for", [
+            # 0 where no [oauth2] grant is in use: such instances draw nothing.
+            ("max by (instance) (mailbridge_oauth2_token_expiry_timestamp_seconds > 0) - time()",
+             "{{instance}}")], unit="s", x=0, y=y + 17, w=12,
+            description="Seconds until the access token held expires; it is refreshed ahead "
+                        "of expiry, so a line that reaches 0 means refreshes fail."),
+        series("OAuth2 refresh failures, by reason", [
+            ("sum by (reason) (increase(mailbridge_oauth2_refresh_failures_total"
+             "[$__rate_interval])) > 0", "{{reason}}")], unit="short", x=12, y=y + 17, w=12,
+            stack=True, description="invalid_grant: the grant was revoked or expired; run "
+                                    "`mailbridge oauth2-login` again (/healthz says so)."),
     ]
 
 
