@@ -6,6 +6,7 @@
     ├── StoreError       [store] url cannot be used, or its schema does not fit this code;
     │                    one line, exit 78 (73 where the SQLite file's folder cannot be made)
     ├── BackupError      `mailbridge backup` cannot write its copy, or the copy is damaged
+    ├── NoInputError     a file or folder to read is not there (`replay`); exit 66
     ├── RefusedError     an agent's submission refused for `problems` they can mend (a
     │                    wrong command); nothing of it is recorded or sent
     ├── TransientError   retried with backoff: IMAP drop, SMTP 4xx, database busy
@@ -24,6 +25,8 @@ EX_CONFIG = 78
 """sysexits.h EX_CONFIG: the configuration is wrong; systemd must not restart."""
 EX_CANTCREAT = 73
 """sysexits.h EX_CANTCREAT: a file or folder the user named cannot be created."""
+EX_NOINPUT = 66
+"""sysexits.h EX_NOINPUT: an input file or folder does not exist or cannot be read."""
 EX_DATAERR = 65
 """sysexits.h EX_DATAERR: the data read was wrong (a backup that fails its check)."""
 EX_IOERR = 74
@@ -74,6 +77,12 @@ class BackupError(MailbridgeError):
     def __init__(self, message: str, exit_code: int) -> None:
         self.exit_code = exit_code
         super().__init__(message)
+
+
+class NoInputError(MailbridgeError):
+    """An input the user named is not there; the message names it, exit 66."""
+
+    exit_code = EX_NOINPUT
 
 
 class RefusedError(MailbridgeError):

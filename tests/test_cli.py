@@ -84,7 +84,9 @@ def test_replay_json_over_a_folder_gives_the_expected_decisions(
     lines = [r for r in records if r["type"] == "message"]
     threads = [r for r in records if r["type"] == "thread"]
     policies = [r for r in records if r["type"] == "policy"]
-    assert [r["type"] for r in records] == ["message"] * 4 + ["thread"] * 2 + ["policy"]
+    assert [r["type"] for r in records] == ["message"] * 5 + ["thread"] * 2 + ["policy"]
+    assert (lines[4]["source"].rsplit("/", 1)[1], lines[4]["rule"]) == ("notes.txt", "not_email")
+    lines = lines[:4]
     assert {t["thread"] for t in threads} == {lines[0]["thread"], lines[3]["thread"]}
     assert all(t["first_response_met"] is None and t["breaches"] == [] for t in threads)
     assert policies == [{"type": "policy", "policy": "default", "threads": 2, "answered": 0,

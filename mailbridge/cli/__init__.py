@@ -1,9 +1,10 @@
 """The `mailbridge` command: its argument parser, and one module per command.
 
 Public API: `main(argv) -> int`. Exit codes follow sysexits: 0 fine, 64 usage,
-78 configuration error (systemd's unit does not restart on 78), 73 a file or folder that
-cannot be created, 75 a store whose server does not answer (try again later); 141 when
-whoever read the output went away (`| head -1`), quietly.
+78 configuration error (systemd's unit does not restart on 78), 66 an input file or folder
+that is not there, 73 a file or folder that cannot be created, 75 a store whose server does
+not answer (try again later); 141 when whoever read the output went away (`| head -1`),
+quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
 `replay`, `threads`, `forget`, `status`, `backup`, `hash_password`), imported only when it
@@ -28,6 +29,7 @@ from mailbridge.errors import (
     BackupError,
     ConfigError,
     MailbridgeError,
+    NoInputError,
     StoreError,
     TransientError,
 )
@@ -116,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EX_CONFIG
-    except (StoreError, BackupError) as exc:
+    except (StoreError, BackupError, NoInputError) as exc:
         print(f"mailbridge: {exc}", file=sys.stderr)
         return exc.exit_code
     except TransientError as exc:  # the store's server did not answer: try again later

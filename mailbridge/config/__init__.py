@@ -3,7 +3,7 @@
 This package owns the file; nothing else in mailbridge reads it. It imports only
 `mailbridge.core` (calendar and language checks) and `mailbridge.errors`. Public API:
 
-- `load_config(path, *, environ=None) -> Config` validates everything and raises
+- `load_config(path, *, environ=None, secrets=True) -> Config` validates everything and raises
   `ConfigError` listing every problem at once, each as `[section] key: what to change`
   (`mailbridge.config.loader`).
 - `demo_config(state_dir) -> Config`: the embedded settings of `mailbridge demo`.

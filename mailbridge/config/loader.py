@@ -47,16 +47,19 @@ from mailbridge.errors import ConfigError
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None,
+                secrets: bool = True) -> Config:
     """Read and validate the file at `path`; raise ConfigError listing every problem.
 
     `environ` (default: os.environ) supplies $CREDENTIALS_DIRECTORY and $STATE_DIRECTORY.
+    `secrets=False` is for commands that log in nowhere (`replay`): no password, token,
+    key or certificate file is opened, none is missing, and every secret is empty.
     """
     env = os.environ if environ is None else environ
     file = Path(path)
     raw = _read_toml(file)
     problems: list[str] = []
-    data = _prepare(raw, file.absolute(), env, problems)
+    data = _prepare(raw, file.absolute(), env, problems, read=secrets)
     problems += reference_problems(data.get("calendars"), data.get("policies"), data.get("sla"))
     problems += agent_problems(data.get("agents"), data.get("policies"))
     problems += oauth2_problems(data)
@@ -100,7 +103,7 @@ def _read_toml(file: Path) -> dict[str, Any]:
 
 
 def _prepare(
-    raw: dict[str, Any], file: Path, env: Mapping[str, str], problems: list[str]
+    raw: dict[str, Any], file: Path, env: Mapping[str, str], problems: list[str], *, read: bool
 ) -> dict[str, Any]:
     """Resolve passwords, paths and the defaults that depend on `env` or on other keys."""
     data, base = dict(raw), file.parent
@@ -115,13 +118,13 @@ def _prepare(
     for section in ("imap", "smtp"):
         table = _table(data, section)
         if table is not None:
-            prepare_password(section, table, base, env, problems)
-            prepare_ca_file(section, table, base, problems)
+            prepare_password(section, table, base, env, problems, read=read)
+            prepare_ca_file(section, table, base, problems, read=read)
     http = _table(data, "http")
     if http is not None:
-        prepare_http_auth(http, base, env, problems)
-    prepare_relay(data, base, env, problems)
-    prepare_oauth2(data, base, env, state_dir, problems)
+        prepare_http_auth(http, base, env, problems, read=read)
+    prepare_relay(data, base, env, problems, read=read)
+    prepare_oauth2(data, base, env, state_dir, problems, read=read)
     _oauth2_usernames(data)
     smtp, support = _table(data, "smtp"), data.get("support")
     if smtp is not None and "helo" not in smtp and isinstance(support, dict):

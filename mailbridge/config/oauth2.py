@@ -102,7 +102,7 @@ class OAuth2Settings(BaseModel):
 
 
 def prepare_oauth2(data: dict[str, Any], base: Path, env: Mapping[str, str],
-                   state_dir: Path | None, problems: list[str]) -> None:
+                   state_dir: Path | None, problems: list[str], *, read: bool = True) -> None:
     """Resolve [oauth2]'s files; read the client secret (the refresh token is the daemon's)."""
     raw = data.get("oauth2")
     if raw == {}:  # the example's section, every key commented out: no grant
@@ -121,7 +121,7 @@ def prepare_oauth2(data: dict[str, Any], base: Path, env: Mapping[str, str],
             table.pop("client_secret_file")
         else:
             table["client_secret_file"] = SecretFile(
-                path, read_secret(label, path, problems, what="the client secret"))
+                path, read_secret(label, path, problems, what="the client secret", read=read))
     name = table.get("refresh_token_file", "oauth2-refresh-token")
     if isinstance(name, str) and name and state_dir is not None:
         path = Path(name).expanduser()

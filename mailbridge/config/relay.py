@@ -151,7 +151,7 @@ class RelaySettings(ListenAddress, BaseModel):
 
 
 def _prepare_agents(data: dict[str, Any], base: Path, env: Mapping[str, str],
-                    problems: list[str]) -> None:
+                    problems: list[str], read: bool) -> None:
     agents = data.get("agents")
     if not isinstance(agents, list):
         return
@@ -169,10 +169,11 @@ def _prepare_agents(data: dict[str, Any], base: Path, env: Mapping[str, str],
         if path is None:
             del agent["password_file"]  # listed as a problem already
         else:
-            agent["password_file"] = SecretFile(path, read_secret(label, path, problems))
+            agent["password_file"] = SecretFile(path, read_secret(label, path, problems,
+                                                                  read=read))
 
 
-def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
+def _check_enabled(relay: dict[str, Any], problems: list[str], read: bool) -> None:
     """What an enabled relay cannot start without."""
     examples = {"certificate": '"/etc/mailbridge/relay.pem" (PEM, with its chain)',
                 "key": '"/etc/mailbridge/relay.key" (PEM)',
@@ -182,7 +183,7 @@ def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"[relay] {key}: missing; an enabled relay needs it, add "
                             f"{key} = {example}")
     cert, key_file = relay.get("certificate"), relay.get("key")
-    if isinstance(cert, Path) and isinstance(key_file, Path) \
+    if read and isinstance(cert, Path) and isinstance(key_file, Path) \
             and readable("[relay] certificate", cert, problems) \
             and readable("[relay] key", key_file, problems):
         try:
@@ -201,9 +202,10 @@ def _check_enabled(relay: dict[str, Any], problems: list[str]) -> None:
 
 
 def prepare_relay(data: dict[str, Any], base: Path, env: Mapping[str, str],
-                  problems: list[str]) -> None:
-    """Resolve and read what [relay] and the agents' relay credentials point at."""
-    _prepare_agents(data, base, env, problems)
+                  problems: list[str], *, read: bool = True) -> None:
+    """Resolve and read what [relay] and the agents' relay credentials point at (nothing is
+    read when `read` is False)."""
+    _prepare_agents(data, base, env, problems, read)
     raw = data.get("relay")
     if not isinstance(raw, dict):
         return
@@ -217,14 +219,14 @@ def prepare_relay(data: dict[str, Any], base: Path, env: Mapping[str, str],
     if "upstream_password_file" in relay:
         relay["upstream_password_file"] = read_secret_file(
             "[relay] upstream_password_file", relay["upstream_password_file"], base, env,
-            problems) or Secret("")  # a placeholder: the problem is listed already
+            problems, read=read) or Secret("")  # a placeholder: the problem is listed already
     support = data.get("support")
     address = support.get("address") if isinstance(support, dict) else None
     if "hostname" not in relay and isinstance(address, str) \
             and ADDRESS_PATTERN.fullmatch(address):
         relay["hostname"] = address.rpartition("@")[2].lower()
     if relay.get("enabled") is True:
-        _check_enabled(relay, problems)
+        _check_enabled(relay, problems, read)
         ca_file = relay.get("upstream_ca_file")
         if isinstance(ca_file, Path):
-            readable("[relay] upstream_ca_file", ca_file, problems)
+            readable("[relay] upstream_ca_file", ca_file, problems, read=read)

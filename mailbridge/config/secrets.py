@@ -11,6 +11,10 @@ This module owns how a file the configuration names is found and read; [imap], [
   why it cannot be; `read_secret(label, file, problems)` and `read_secret_file(label, value,
   base, env, problems)` list that reason as a problem instead.
 - `readable(label, file, problems)`: whether a file (a certificate, a key) can be opened.
+
+Every reader takes `read` (default True): with `read=False` (`mailbridge replay`, which logs
+in nowhere) no secret file, key or certificate is opened; each secret is an empty `Secret`
+and only the checks that need no file are made.
 - `prepare_password(section, table, base, env, problems)` ([imap] and [smtp]: password,
   password_file or $CREDENTIALS_DIRECTORY/<section>-password), `prepare_http_auth(...)`
   ([http]'s bearer token and basic-auth password files), `prepare_ca_file(...)`,
@@ -36,14 +40,18 @@ def resolve(value: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def prepare_ca_file(section: str, table: dict[str, Any], base: Path, problems: list[str]) -> None:
+def prepare_ca_file(section: str, table: dict[str, Any], base: Path, problems: list[str], *,
+                    read: bool = True) -> None:
     if isinstance(table.get("ca_file"), str):
         table["ca_file"] = resolve(table["ca_file"], base)
-        readable(f"[{section}] ca_file", table["ca_file"], problems)
+        readable(f"[{section}] ca_file", table["ca_file"], problems, read=read)
 
 
-def readable(label: str, file: Path, problems: list[str]) -> bool:
-    """Whether `file` can be opened for reading; if not, the reason is listed."""
+def readable(label: str, file: Path, problems: list[str], *, read: bool = True) -> bool:
+    """Whether `file` can be opened for reading; if not, the reason is listed. Not tried,
+    and True, when `read` is False."""
+    if not read:
+        return True
     try:
         with file.open("rb"):
             return True
@@ -53,9 +61,20 @@ def readable(label: str, file: Path, problems: list[str]) -> bool:
 
 
 def prepare_password(
-    section: str, table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str]
+    section: str, table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str],
+    *, read: bool = True,
 ) -> None:
-    """Replace password / password_file by one `Secret` under "password" (or leave it absent)."""
+    """Replace password / password_file by one `Secret` under "password" (or leave it absent).
+
+    With `read=False` nothing is read and nothing is missing: the password is an empty
+    `Secret` wherever a login would need one.
+    """
+    if not read:
+        table.pop("password_file", None)
+        table.pop("password", None)
+        if table.get("auth") != "oauth2" and (section == "imap" or "username" in table):
+            table["password"] = Secret("")
+        return
     creds = env.get("CREDENTIALS_DIRECTORY", "")
     inline, file_value = table.get("password"), table.pop("password_file", None)
     placeholder = Secret("")  # keeps pydantic from repeating a problem listed here
@@ -107,7 +126,8 @@ def _check_auth_pair(section: str, table: dict[str, Any], problems: list[str]) -
 
 
 def prepare_http_auth(
-    table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str]
+    table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str], *,
+    read: bool = True,
 ) -> None:
     """Replace bearer_token_file / basic_auth_password_file by `Secret`s; check the pairing."""
     for key in ("bearer_token", "basic_auth_password"):
@@ -119,7 +139,8 @@ def prepare_http_auth(
         value = table.pop(f"{key}_file", None)
         if value is None:
             continue
-        secret = read_secret_file(f"[http] {key}_file", value, base, env, problems, what=what)
+        secret = read_secret_file(f"[http] {key}_file", value, base, env, problems, what=what,
+                                  read=read)
         if secret is not None:
             table[key] = secret
     if "bearer_token" in table and "basic_auth_user" in table:
@@ -147,16 +168,20 @@ def secret_path(label: str, value: object, base: Path, env: Mapping[str, str],
 
 
 def read_secret_file(label: str, value: object, base: Path, env: Mapping[str, str],
-                     problems: list[str], *, what: str = "the password") -> Secret | None:
+                     problems: list[str], *, what: str = "the password",
+                     read: bool = True) -> Secret | None:
     """The secret in the file `value` names (`secret_path`, `read_secret`); None when `value`
     is no file name. Each problem is listed; an unreadable file gives an empty `Secret`."""
     path = secret_path(label, value, base, env, problems)
-    return None if path is None else read_secret(label, path, problems, what=what)
+    return None if path is None else read_secret(label, path, problems, what=what, read=read)
 
 
 def read_secret(label: str, file: Path, problems: list[str], *,
-                what: str = "the password") -> Secret:
-    """`first_line(file)`, or an empty `Secret` and the reason listed as a problem."""
+                what: str = "the password", read: bool = True) -> Secret:
+    """`first_line(file)`, or an empty `Secret` and the reason listed as a problem; an empty
+    `Secret`, the file unopened, when `read` is False."""
+    if not read:
+        return Secret("")
     try:
         return first_line(file, what=what)
     except ValueError as exc:
