@@ -91,6 +91,17 @@ def wait_for(
         time.sleep(interval)
 
 
+async def until(predicate: Callable[[], object], timeout: float = 10.0,
+                message: str = "condition not met") -> None:
+    """``wait_for`` inside a running event loop: poll without blocking the loop, so the
+    service under test (on that loop) keeps working meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{message} (waited {timeout:g}s)")
+        await asyncio.sleep(0.02)
+
+
 def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
     """Tell whether a TCP connection to ``host:port`` is accepted right now."""
     try:

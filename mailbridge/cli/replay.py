@@ -138,6 +138,7 @@ def _line(outcome: Outcome, json_lines: bool) -> str:
         "agent": outcome.agent.name if outcome.agent else None,
         "due": outcome.due.isoformat() if outcome.due else None,
         "to": outcome.ack_to,
+        "queue_ahead": outcome.queue_ahead,
         **_choice_record(outcome.choice),
     }
     if json_lines:
@@ -148,6 +149,8 @@ def _line(outcome: Outcome, json_lines: bool) -> str:
         text += f"  thread={outcome.thread}"
     if outcome.agent:
         text += f"  agent={outcome.agent.name!r}  due={record['due']}"
+    if outcome.queue_ahead is not None:
+        text += f"  ahead={outcome.queue_ahead}"
     if outcome.choice is not None:
         text += f"  ({outcome.choice.assignment.reason})  language={outcome.choice.language}"
         if outcome.choice.faq:

@@ -134,6 +134,8 @@ class AckContext:
     """Up to three articles that may help while they wait."""
     agent_starts_at: datetime | None = None
     """When the assigned agent's shift starts, if nobody was on shift at the time of the ack."""
+    queue_ahead: int | None = None
+    """Open requests ahead of this one in its agent's queue (`core.standing`); None: unknown."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,11 @@ class UpdateContext:
     references: tuple[str, ...]
     customer_offset: timedelta | None = None
     language: str = "en"
+    queue_ahead: int | None = None
+    """Open requests ahead of this one in its agent's queue now; None: unknown."""
+    opened: bool | None = None
+    """Whether a person has opened it (\\Seen in the mailbox, or an agent's note); None:
+    not known (the mailbox could not be asked), so nothing is said about it."""
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,10 @@ def _constraint(exc: IntegrityError) -> str:
     return text.split(":", 1)[-1].strip()[:100]
 
 
+def _minutes(offset: timedelta | None) -> int | None:
+    return None if offset is None else int(offset.total_seconds() // 60)
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a message came from: an IMAP mailbox and UID, or a file."""
@@ -112,6 +116,8 @@ class Outcome:
     or the mail that tells an agent their commands were wrong)."""
     choice: Choice | None = None
     """A new thread's assignment, language and FAQ articles, with their reasons."""
+    queue_ahead: int | None = None
+    """A new thread: the open requests ahead of it in its agent's queue, as its ack says."""
 
 
 class Ingestor:
@@ -294,7 +300,7 @@ class Ingestor:
             context = replace(context, sender_acks=sum(t.created_at >= since for t in recent),
                               acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
             verdict = rules.evaluate(message, context)
-        agent = due = ack_to = ack_id = choice = None
+        agent = due = ack_to = ack_id = choice = ahead = None
         queued = 0
         if verdict.reply:
             target = rules.recipient(message, self.policy)
@@ -304,8 +310,9 @@ class Ingestor:
             choice = self._choose(tx, message, customer, new, received=received, now=now)
             agent = choice.assignment.agent
             due = new.clock.first_response_due
-            ack_id = self._queue_ack(tx, message, source, customer, target, thread_id=thread_id,
-                                     choice=choice, new=new, received=received, now=now)
+            ack_id, ahead = self._queue_ack(tx, message, source, customer, target,
+                                            thread_id=thread_id, choice=choice, new=new,
+                                            received=received, now=now)
             ack_to = target.addr
         elif verdict.rule == "unverified_agent":
             queued = self._unverified(tx, message, customer, thread_id, received=received,
@@ -325,7 +332,7 @@ class Ingestor:
                 if key and key not in known:
                     tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
         return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received,
-                       choice=choice, queued=queued)
+                       choice=choice, queued=queued, queue_ahead=ahead)
 
     def _unverified(self, tx: Tx, message: InboundMessage, sender: str, thread_id: str | None,
                     *, received: datetime, now: datetime) -> int:
@@ -384,21 +391,24 @@ class Ingestor:
 
     def _queue_ack(self, tx: Tx, message: InboundMessage, source: Source, customer: str,
                    target: Address, *, thread_id: str, choice: Choice, new: NewThread,
-                   received: datetime, now: datetime) -> str:
-        """Write the thread, the rendered acknowledgement and its Message-ID; return the id."""
+                   received: datetime, now: datetime) -> tuple[str, int]:
+        """Write the thread, the rendered acknowledgement and its Message-ID; return the id
+        and the requests ahead of it in its agent's queue, which the acknowledgement says.
+        Counted after `_choose` took the round-robin turn (see `Tx.queue_ahead`)."""
         support = self.config.support
         due = new.clock.first_response_due
         assert due is not None
         assignment = choice.assignment
         agent = assignment.agent
+        ahead = tx.queue_ahead(agent.email, due=due, since=received, thread_id=thread_id)
+        offset = eta.customer_offset(message.date)
         context = AckContext(
             support_name=support.name, support_address=support.address,
             customer_name=target.name, customer_address=target.addr, subject=message.subject,
             thread_ref=thread_id, agent=agent, due=choice.promise, timezone=support.timezone,
-            received=received, customer_offset=eta.customer_offset(message.date),
-            opens_at=new.opens_at, language=choice.language,
-            faq=tuple(FaqLink(s.title, s.url) for s in choice.faq),
-            agent_starts_at=choice.assignment.starts_at,
+            received=received, customer_offset=offset, opens_at=new.opens_at,
+            language=choice.language, faq=tuple(FaqLink(s.title, s.url) for s in choice.faq),
+            agent_starts_at=choice.assignment.starts_at, queue_ahead=ahead,
         )
         ack_id = make_message_id(support.domain)
         ack = self.renderer.render_ack(context, message, message_id=ack_id, date=now, now=now)
@@ -407,6 +417,7 @@ class Ingestor:
                   state="awaiting_agent", first_response_due=due,
                   subject_key=threads.normalize_subject(message.subject),
                   language=choice.language, assignment=assignment.reason,
+                  customer_name=target.name, customer_offset=_minutes(offset),
                   **self.deadlines.thread_columns(new, now, agent.email))
         tx.event(thread_id, received, "opened",
                  f"policy {new.policy.name} ({new.why}), assigned to {agent.name} "
@@ -421,4 +432,4 @@ class Ingestor:
         row = tx.thread(thread_id)
         if row is not None:  # agents with [[agents]] notify "new" hear of it at once
             self.deadlines.handovers.tell(tx, row, why="new", by="", now=now, text=message.text)
-        return ack_id
+        return ack_id, ahead

@@ -55,6 +55,7 @@ from mailbridge.core.model import (
     NoticeContext,
     UpdateContext,
 )
+from mailbridge.core.standing import describe_progress, describe_queue, words_for
 from mailbridge.errors import TemplateError
 from mailbridge.mail import templates
 from mailbridge.mail.headers import (
@@ -188,6 +189,7 @@ class Renderer:
                                                    language=words)
         values["faq"] = _faq_values(ctx.faq)
         values["language"] = language
+        values.update(_standing_values(ctx, language))
         extra = ctx.extra.items()
         values["extra"] = {clean(k, max_len=80): clean(v, max_len=500) for k, v in extra}
         return language, values
@@ -216,6 +218,7 @@ class Renderer:
         values = _customer_values(ctx, ctx.subject, now, self._phrases[language])
         values["reply_subject"] = reply_subject(ctx.subject, ctx.thread_ref)
         values["language"] = language
+        values.update(_standing_values(ctx, language))
         return language, values
 
     def render_notice(
@@ -337,6 +340,23 @@ def _customer_values(
         "due_iso": format_iso(ctx.due, timezone=ctx.timezone),
         "timezone": ctx.timezone,
     }
+
+
+def _standing_values(ctx: AckContext | UpdateContext, language: str) -> dict[str, Any]:
+    """Where the request stands (`core.standing`): `queue_ahead` (a number, or None) and
+    `queue_words`; for a status update also `opened` (True, False or None: not known) and
+    `progress_words` (who has it, whether it was opened). Words are "" in a language
+    without built-in ones, whose own templates can word the numbers."""
+    words = words_for(language)
+    ahead = ctx.queue_ahead
+    values: dict[str, Any] = {
+        "queue_ahead": ahead,
+        "queue_words": describe_queue(ahead, words) if words and ahead is not None else ""}
+    if isinstance(ctx, UpdateContext):
+        agent = clean(ctx.agent.name, max_len=80)
+        values["opened"] = ctx.opened
+        values["progress_words"] = describe_progress(agent, ctx.opened, words) if words else ""
+    return values
 
 
 def _agent_values(agent: Agent) -> dict[str, Any]:

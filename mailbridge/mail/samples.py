@@ -64,7 +64,7 @@ def samples(now: datetime, *, support_name: str = "Example Support",
         customer_name=_CUSTOMER.name, customer_address=_CUSTOMER.addr, subject=_SUBJECT,
         thread_ref=_THREAD, agent=agent, due=now + timedelta(hours=4), timezone=timezone,
         received=now, customer_offset=timedelta(hours=-5), opens_at=now + timedelta(hours=1),
-        agent_starts_at=now + timedelta(hours=2),
+        agent_starts_at=now + timedelta(hours=2), queue_ahead=2,
         faq=(FaqLink("Refunds and double charges", "https://example.com/help/refunds"),),
     )  # fmt: skip
     update = UpdateContext(
@@ -72,7 +72,7 @@ def samples(now: datetime, *, support_name: str = "Example Support",
         customer_name=_CUSTOMER.name, customer_address=_CUSTOMER.addr, subject=_SUBJECT,
         thread_ref=_THREAD, agent=agent, due=now + timedelta(days=1), timezone=timezone,
         received=now - timedelta(days=1), in_reply_to=_PARENT, references=(_PARENT,),
-        customer_offset=timedelta(hours=-5),
+        customer_offset=timedelta(hours=-5), queue_ahead=1, opened=False,
     )  # fmt: skip
     escalation = NoticeContext(
         kind="escalation", to_name="Support Lead", to_address=support_address,

@@ -196,7 +196,8 @@ class _Run:
         if row["customer"] != ERASED_CUSTOMER:
             conn.execute(EVENTS.insert().values(thread_id=row["id"], at=self.now, kind="erased",
                                                 detail="personal data erased on request"))
-        changes.update(customer=ERASED_CUSTOMER, subject="", subject_key="")
+        changes.update(customer=ERASED_CUSTOMER, subject="", subject_key="", customer_name="",
+                       customer_offset=None)
         if row["state"] != sla.RESOLVED:
             changes.update(state=sla.RESOLVED, resolved_at=self.now, next_due_at=None,
                            waiting_since=None, response_due_at=None, response_kind=None,
@@ -275,7 +276,9 @@ def _plan(conn: Connection, address: str, known: Collection[str]) -> tuple[
     subjects = set(conn.execute(select(t.subject).where(t.id.in_(ids))).scalars())
     subjects |= set(conn.execute(select(m.subject).where(
         or_(m.thread_id.in_(ids), func.lower(m.sender) == address))).scalars())
-    needles = _Needles(address, _names(conn, address, threads), subjects)
+    names = _names(conn, address, threads) | {name for name in conn.execute(
+        select(t.customer_name).where(t.id.in_(ids))).scalars() if name}
+    needles = _Needles(address, names, subjects)
     dialect = conn.dialect.name
     own: dict[str, ColumnElement[bool]] = {
         "threads": t.id.in_(ids),

@@ -285,6 +285,17 @@ def _v10_message_excerpt(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE messages ADD COLUMN excerpt TEXT NOT NULL DEFAULT ''"))
 
 
+def _v11_queue(conn: Connection) -> None:
+    """threads.customer_name and customer_offset: the name the acknowledgement greeted and
+    the UTC offset (minutes) of the customer's Date header, so that a status update greets
+    and gives times as the acknowledgement did; and an index for an agent's queue: the
+    threads awaiting one agent, by their response deadline (`Tx.queue_ahead`)."""
+    conn.execute(text("ALTER TABLE threads ADD COLUMN customer_name TEXT NOT NULL DEFAULT ''"))
+    conn.execute(text("ALTER TABLE threads ADD COLUMN customer_offset INTEGER"))
+    conn.execute(text("CREATE INDEX ix_threads_agent_queue ON threads "
+                      "(state, lower(agent_email), response_due_at)"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -301,6 +312,8 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (9, "outbox: copies of sent mail in the Sent folder", _v9_sent_copies),
     (10, "messages: an excerpt of the customer's text, quoted in hand-over notices",
      _v10_message_excerpt),
+    (11, "threads: the customer's name and UTC offset; an index for each agent's queue",
+     _v11_queue),
 )
 
 LATEST = MIGRATIONS[-1][0]

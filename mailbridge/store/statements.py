@@ -3,7 +3,7 @@
 Public API: the table handles `MESSAGES`, `THREADS`, `KNOWN_IDS`, `COUNTERS`, `CURSORS`,
 `OUTBOX`; `OPEN_STATES` (the thread states that count as open); `RECENT_LIMIT`; the
 prebuilt statements `SOURCE_RECORDED`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
-`THREADS_STARTED`, `LAST_AGENT`, `TAKE_TURN`, `CURSOR`, `MOVE_CURSOR`, with their
+`THREADS_STARTED`, `LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `CURSOR`, `MOVE_CURSOR`, with their
 parameters bound by name; `known_ids_query(count)` and `insert_query(table)`, cached.
 
 Building a statement and its cache key costs several times more than running it on
@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, bindparam, func, update
+from sqlalchemy import BindParameter, Insert, Select, Table, and_, bindparam, func, or_, update
 from sqlmodel import select
 
 from mailbridge.store.tables import Counter, Cursor, KnownId, Message, OutboxItem, Thread, table_of
@@ -43,6 +43,15 @@ LAST_AGENT = (select(_t.agent_email, _t.created_at).where(_t.customer == bindpar
               .order_by(_t.created_at.desc()).limit(1))
 TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
              .values(value=COUNTERS.c.value + 1).returning(COUNTERS.c.value))
+_due: BindParameter[Any] = bindparam("due")
+_since: BindParameter[Any] = bindparam("since")
+QUEUE_AHEAD = select(func.count()).select_from(THREADS).where(
+    _t.state == "awaiting_agent", func.lower(_t.agent_email) == bindparam("agent"),
+    _t.response_due_at <= _due,  # the index's range; the rest orders equal deadlines
+    or_(_t.response_due_at < _due, and_(_t.response_due_at == _due, _t.waiting_since <= _since)),
+    _t.id != bindparam("thread_id"))
+"""Threads awaiting an agent (lower case) ahead of thread `thread_id`, due at `due` and
+waiting since `since`: by deadline, then arrival (ix_threads_agent_queue)."""
 CURSOR = select(_c.uidvalidity, _c.last_uid).where(_c.mailbox == bindparam("box"))
 MOVE_CURSOR = update(CURSORS).where(_c.mailbox == bindparam("box")).values(
     uidvalidity=bindparam("validity"), last_uid=bindparam("uid"), updated_at=bindparam("at"))

@@ -129,6 +129,12 @@ class Thread(SQLModel, table=True):
     """Why the thread has its agent: the latest assignment or hand-over, in words."""
     resolved_at: datetime | None = _ts(nullable=True)
     """While resolved: when it was (`[store] retention` counts from it); None while open."""
+    customer_name: str = Field(default="", sa_column=Column(Text, nullable=False,
+                                                            server_default=""))
+    """The display name the acknowledgement was addressed to; "" when none, or erased."""
+    customer_offset: int | None = None
+    """The UTC offset of the customer's Date header in minutes (`core.eta.customer_offset`);
+    None when unknown. Status updates give times in it as the acknowledgement did."""
 
 
 class ThreadEvent(SQLModel, table=True):

@@ -27,6 +27,7 @@ from mailbridge.store.statements import (
     MOVE_CURSOR,
     OPEN_STATES,
     OUTBOX,
+    QUEUE_AHEAD,
     RECENT_THREADS,
     SOURCE_RECORDED,
     TAKE_TURN,
@@ -242,6 +243,23 @@ class Tx:
                         or_(t.next_due_at.is_(None), t.next_due_at > now))
                  .values(next_due_at=now))
         return int(self._conn.execute(query).rowcount or 0)
+
+    def queue_ahead(self, agent_email: str, *, due: datetime, since: datetime,
+                    thread_id: str) -> int:
+        """How many threads awaiting `agent_email` come before thread `thread_id`, due at
+        `due` and waiting since `since`: an earlier response deadline, or the same one and
+        an earlier arrival. Threads that arrived at the very same moment with the same
+        deadline count as ahead of each other: a place is never promised too early.
+
+        One indexed count (`QUEUE_AHEAD`). Under concurrent ingest it is consistent with
+        the acknowledgement that quotes it when run after `take_turn` in the same
+        transaction: on PostgreSQL the counter's row lock orders the transactions that
+        start threads, and READ COMMITTED lets each count those committed before it.
+        """
+        row = self._first_plain(QUEUE_AHEAD, {"agent": agent_email.lower(), "due": due,
+                                              "since": since, "thread_id": thread_id})
+        assert row is not None
+        return int(row[0])
 
     def take_turn(self, name: str) -> int:
         """Return the counter's value and increment it, atomically."""

@@ -1,0 +1,157 @@
+"""The acknowledgement's queue position through the real ingest path: English and German
+words, `replay`'s number, and one place per thread when two instances ingest at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from mailbridge.cli.replay import replay
+from mailbridge.clock import SystemClock
+from mailbridge.config import Config, load_config
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
+from mailbridge.mail.parse import parse_message
+from mailbridge.store.db import Store
+from tests.mails import customer_mail
+from tests.servers import wait_for
+
+CONFIG = """
+[support]
+address = "support@example.com"
+name = "Example Support"
+timezone = "Europe/Berlin"
+language = "{language}"
+
+[[agents]]
+name = "Dana Whitfield"
+email = "dana@example.com"
+
+[daemon]
+state_dir = "{state}"
+"""
+T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def desk_config(tmp_path: Path, language: str = "en") -> Config:
+    path = tmp_path / f"mailbridge-{language}.toml"
+    path.write_text(CONFIG.format(language=language, state=tmp_path))
+    return load_config(path)
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    opened = Store.open("sqlite://")
+    yield opened
+    opened.close()
+
+
+def text_part(store: Store, outcome: Outcome) -> str:
+    [item] = [i for i in store.outbox() if i.message_id == outcome.ack_message_id]
+    msg = message_from_bytes(item.body, policy=default)
+    assert isinstance(msg, EmailMessage)
+    part = msg.get_body(("plain",))
+    assert part is not None
+    return " ".join(part.get_content().split())
+
+
+def feed(ingestor: Ingestor, n: int, at: datetime) -> Outcome:
+    raw = customer_mail(n, addr=f"c{n}@example.org", subject=f"Question {n}")
+    return ingestor.ingest(parse_message(raw), Source("INBOX", 1, n), received=at, now=at)
+
+
+@pytest.mark.parametrize(("language", "expected"), [
+    ("en", ["Right now yours is next.", "Right now 1 request is ahead of yours.",
+            "Right now 2 requests are ahead of yours."]),
+    ("de", ["Ihre Anfrage ist als Nächste an der Reihe.",
+            "Vor Ihrer Anfrage ist gerade noch eine andere an der Reihe.",
+            "Vor Ihrer Anfrage sind gerade noch 2 andere an der Reihe."]),
+])
+def test_three_customers_of_one_agent_learn_their_place(
+        tmp_path: Path, store: Store, language: str, expected: list[str]) -> None:
+    """Each acknowledgement counts the requests due before it, in the customer's language."""
+    ingestor = Ingestor.create(desk_config(tmp_path, language), store, SystemClock())
+    outcomes = [feed(ingestor, n, T0 + timedelta(minutes=n)) for n in (1, 2, 3)]
+    assert [o.queue_ahead for o in outcomes] == [0, 1, 2]
+    for outcome, sentence in zip(outcomes, expected, strict=True):
+        assert sentence in text_part(store, outcome)
+
+
+def test_an_answered_thread_leaves_the_queue(tmp_path: Path, store: Store) -> None:
+    """Once the agent has answered the first customer, the next one is first in line."""
+    ingestor = Ingestor.create(desk_config(tmp_path), store, SystemClock())
+    first = feed(ingestor, 1, T0)
+    with store.transaction() as tx:
+        assert first.thread is not None
+        ingestor.deadlines.agent_replied(tx, first.thread, T0 + timedelta(minutes=5),
+                                         "Dana Whitfield")
+    second = feed(ingestor, 2, T0 + timedelta(minutes=10))
+    assert second.queue_ahead == 0
+    assert "Right now yours is next." in text_part(store, second)
+
+
+def test_replay_shows_the_queue_position(tmp_path: Path) -> None:
+    """`replay` prints ahead=N and, with --json, queue_ahead; a follow-up has none."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    for n in (1, 2):
+        raw = customer_mail(n, addr=f"c{n}@example.org", subject=f"Question {n}")
+        (folder / f"0{n}.eml").write_bytes(raw)
+    config = desk_config(tmp_path)
+    out = StringIO()
+    replay(config, [folder], now=T0, out=out, json_lines=False)
+    lines = [line for line in out.getvalue().splitlines() if "acknowledge" in line]
+    assert [line.rsplit("ahead=", 1)[-1].split()[0] for line in lines] == ["0", "1"]
+    out = StringIO()
+    replay(config, [folder], now=T0, out=out, json_lines=True)
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [r["queue_ahead"] for r in records if r["type"] == "message"] == [0, 1]
+
+
+def test_a_thread_started_by_another_instance_meanwhile_is_counted(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: while one instance is writing an earlier customer's acknowledgement,
+    another instance's new thread for the same agent waits for it, then counts it."""
+    config = desk_config(tmp_path)
+    stores = [Store.open(postgres_url) for _ in range(2)]
+    first, second = (Ingestor.create(config, s, SystemClock()) for s in stores)
+    rendering, release = threading.Event(), threading.Event()
+    render_ack = first.renderer.render_ack
+
+    def paused_render(*args: Any, **kwargs: Any) -> Any:
+        rendering.set()
+        release.wait(30)
+        return render_ack(*args, **kwargs)
+
+    monkeypatch.setattr(first.renderer, "render_ack", paused_render)
+    results: dict[str, Outcome] = {}
+    early = threading.Thread(target=lambda: results.update(a=feed(first, 1, T0)))
+    late = threading.Thread(target=lambda: results.update(b=feed(second, 2, T0 + timedelta(
+        minutes=1))))
+    try:
+        feed(second, 9, T0 - timedelta(days=1))  # the round-robin counter exists from here on
+        early.start()
+        assert rendering.wait(30), "the first instance never reached its acknowledgement"
+        late.start()
+        with stores[0].engine.connect() as conn:
+            wait_for(lambda: conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar() == 1, timeout=20,
+                message="the second instance did not wait for the first")
+    finally:
+        release.set()
+        early.join(30)
+        late.join(30)
+        for opened in stores:
+            opened.close()
+    assert (results["a"].queue_ahead, results["b"].queue_ahead) == (1, 2)
