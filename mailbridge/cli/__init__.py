@@ -7,9 +7,9 @@ not answer (try again later); 141 when whoever read the output went away (`| hea
 quietly.
 
 Each command is a module here with `command(args) -> int` (`run`, `check_config`, `demo`,
-`replay`, `threads`, `forget`, `status`, `backup`, `hash_password`), imported only when it
-runs, so that `check-config` does not load the daemon. The cli is the top layer: it may
-import every other package of mailbridge; nothing imports it.
+`replay`, `threads`, `forget`, `status`, `backup`, `hash_password`, `oauth2_login`),
+imported only when it runs, so that `check-config` does not load the daemon. The cli is the
+top layer: it may import every other package of mailbridge; nothing imports it.
 """
 
 from __future__ import annotations
@@ -91,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("--config", required=True, type=Path)
     backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
     backup.add_argument("dest", metavar="DEST", type=Path, help="the file to write")
+    login = sub.add_parser("oauth2-login", help=(
+        "sign in once to the [oauth2] provider (Microsoft: a code entered in any browser; "
+        "Google: a browser sent back to this machine) and write refresh_token_file"))
+    login.add_argument("--config", required=True, type=Path)
+    login.add_argument("--flow", choices=["device", "loopback"],
+                       help="how to sign in (default: the provider's own)")
+    login.add_argument("--port", type=int, default=0,
+                       help="loopback: the port to listen on for the browser (default: any)")
     sub.add_parser("hash-password", help=(
         "print the password_hash of an agent's relay password (asked for without echo on a "
         "terminal, else read from the first line of standard input)"))

@@ -5,7 +5,9 @@ each one once with sample mail, so that a syntax error, an unknown variable or a
 operation is reported with its file and line before any customer mail needs it. And it
 asks the store whether `run` could use it ([store] url: the SQLite file's folder can be
 made, the file is a database it may write, PostgreSQL answers and lets it in, and the
-schema is not newer than this code), creating and changing nothing.
+schema is not newer than this code), creating and changing nothing. With an [oauth2]
+grant in use, it checks that the refresh token file holds a token (it never calls the token
+endpoint: a refresh would rotate the daemon's token).
 
 Public API: `command(args) -> int`. What `run` needs besides a valid file (its sections and
 working templates) is `mailbridge.daemon.checks.run_problems`, which `run` asks too.
@@ -18,6 +20,7 @@ import sys
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
+from mailbridge.config.oauth2 import refresh_token_problems
 from mailbridge.daemon.checks import run_problems, run_warnings
 from mailbridge.errors import ConfigError
 from mailbridge.store.access import problems as store_problems
@@ -27,6 +30,8 @@ def command(args: argparse.Namespace) -> int:
     path = args.file
     config = load_config(path)
     problems = run_problems(config, SystemClock().now()) + store_problems(config.store.url)
+    if config.uses_oauth2 and config.oauth2 is not None:
+        problems += refresh_token_problems(config.oauth2, config.daemon.state_dir, path)
     if problems:
         raise ConfigError(str(path), problems)
     for warning in run_warnings(config):

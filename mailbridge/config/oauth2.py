@@ -7,13 +7,18 @@ adds `OAuth2Settings` to `Config` as `oauth2`, and `mailbridge.config.loader` ca
 API:
 
 - `OAuth2Settings`: provider ("microsoft", "google" or "custom"), tenant, token_url,
-  client_id, client_secret_file (a `SecretFile`, read while loading), refresh_token_file
-  (a path; read by the daemon at start, never while loading) and scope. `endpoint` and
-  `scopes` give what is sent, presets filled in.
+  device_authorization_url and authorization_url (the first login's endpoints; custom
+  only), client_id, client_secret_file (a `SecretFile`, read while loading),
+  refresh_token_file (a path; read by the daemon at start, never while loading) and scope.
+  `endpoint`, `device_endpoint`, `authorization_endpoint`, `flows` and `scopes` give what
+  is used, presets filled in; `refresh_token_path(state_dir)` where the token lives.
 - `prepare_oauth2(data, base, env, state_dir, problems)`: resolves the files (the client
   secret as every secret file, `mailbridge.config.secrets.secret_path`; a relative
   refresh_token_file in the state directory) and reads the client secret.
 - `oauth2_problems(data)`: an `auth = "oauth2"` without an [oauth2] table.
+- `refresh_token_problems(settings, state_dir, config_file)`: no refresh token to start
+  with (the file missing, empty or unreadable); check-config reports it, naming
+  `mailbridge oauth2-login`.
 
 Nothing here calls the token endpoint: check-config must never rotate the refresh token.
 """
@@ -28,11 +33,16 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from mailbridge.config.relay import SecretFile
-from mailbridge.config.secrets import read_secret, secret_path
+from mailbridge.config.secrets import os_reason, read_secret, secret_path
 from mailbridge.config.values import NonEmpty
 
 MICROSOFT_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"  # noqa: S105
 GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"  # noqa: S105
+MICROSOFT_DEVICE_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode"
+"""Microsoft's device authorization endpoint (RFC 8628): the first login on a server."""
+GOOGLE_AUTHORIZATION_URL = "https://accounts.google.com/o/oauth2/v2/auth"
+"""Google's authorization endpoint: its device flow does not grant the Gmail scope, so the
+first login is the installed-app flow with a loopback redirect (RFC 8252)."""
 PRESET_SCOPES = {
     "microsoft": "https://outlook.office.com/IMAP.AccessAsUser.All "
                  "https://outlook.office.com/SMTP.Send offline_access",
@@ -41,7 +51,7 @@ PRESET_SCOPES = {
 """The scopes a refresh asks for when [oauth2] scope is not set."""
 
 
-def _check_token_url(url: str) -> str:
+def _check_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f'expected an https:// URL, got "{url}"')
@@ -61,6 +71,10 @@ class OAuth2Settings(BaseModel):
     """Microsoft only: the directory (tenant) the app is registered in."""
     token_url: str | None = None
     """Custom only (the presets know theirs)."""
+    device_authorization_url: str | None = None
+    """Custom only: where `mailbridge oauth2-login` starts a device login (RFC 8628)."""
+    authorization_url: str | None = None
+    """Custom only: where `mailbridge oauth2-login` sends the browser (loopback redirect)."""
     client_id: NonEmpty
     client_secret_file: SecretFile | None = None
     """Public clients (Thunderbird-style desktop registrations) have none."""
@@ -68,19 +82,20 @@ class OAuth2Settings(BaseModel):
     """Resolved by the loader: a relative name lives in the state directory."""
     scope: NonEmpty | None = None
 
-    @field_validator("token_url")
+    @field_validator("token_url", "device_authorization_url", "authorization_url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
-        return None if url is None else _check_token_url(url)
+        return None if url is None else _check_url(url)
 
     @model_validator(mode="after")
     def _custom_needs_url(self) -> OAuth2Settings:
         if self.provider == "custom" and self.token_url is None:
             raise ValueError('token_url: a custom provider needs it; add token_url = '
                              '"https://login.example.com/oauth2/token"')
-        if self.provider != "custom" and self.token_url is not None:
-            raise ValueError(f'token_url: the {self.provider} preset knows its token URL; '
-                             'remove token_url, or set provider = "custom"')
+        for key in ("token_url", "device_authorization_url", "authorization_url"):
+            if self.provider != "custom" and getattr(self, key) is not None:
+                raise ValueError(f'{key}: the {self.provider} preset knows its endpoints; '
+                                 f'remove {key}, or set provider = "custom"')
         if self.provider != "microsoft" and "tenant" in self.model_fields_set:
             raise ValueError("tenant: only a microsoft provider has one; remove it")
         return self
@@ -94,6 +109,33 @@ class OAuth2Settings(BaseModel):
             return GOOGLE_TOKEN_URL
         assert self.token_url is not None  # checked while validating
         return self.token_url
+
+    @property
+    def device_endpoint(self) -> str | None:
+        """Where a device login starts (RFC 8628 section 3.1), if the provider has one."""
+        if self.provider == "microsoft":
+            return MICROSOFT_DEVICE_URL.format(tenant=self.tenant)
+        return self.device_authorization_url
+
+    @property
+    def authorization_endpoint(self) -> str | None:
+        """Where a browser login starts (RFC 6749 section 4.1), if the provider has one."""
+        if self.provider == "google":
+            return GOOGLE_AUTHORIZATION_URL
+        return self.authorization_url
+
+    @property
+    def flows(self) -> tuple[str, ...]:
+        """The first logins this provider offers, the preferred first: "device" (a code
+        entered on any browser), "loopback" (a browser redirected to this machine)."""
+        return tuple(flow for flow, url in (("device", self.device_endpoint),
+                                            ("loopback", self.authorization_endpoint))
+                     if url is not None)
+
+    def refresh_token_path(self, state_dir: Path) -> Path:
+        """The refresh token's file: a relative refresh_token_file lives in `state_dir`."""
+        file = self.refresh_token_file
+        return file if file.is_absolute() else state_dir / file
 
     @property
     def scopes(self) -> str | None:
@@ -141,3 +183,20 @@ def oauth2_problems(data: Mapping[str, Any]) -> list[str]:
         return []
     return [f"[oauth2]: missing section; {' and '.join(users)} needs it, add [oauth2] with "
             'provider = "microsoft" and client_id = "..." (or set auth = "password")']
+
+
+def refresh_token_problems(settings: OAuth2Settings, state_dir: Path,
+                           config_file: Path) -> list[str]:
+    """Why the daemon would have no refresh token to log in with, as one problem; it only
+    looks at the file (the token endpoint is never called here)."""
+    file = settings.refresh_token_path(state_dir)
+    todo = f"run `mailbridge oauth2-login --config {config_file}` to sign in and write it"
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [f"[oauth2] refresh_token_file: {file} does not exist; {todo}"]
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"[oauth2] refresh_token_file: cannot read {file}: {os_reason(exc)}"]
+    if not text.split("\n", 1)[0].strip():
+        return [f"[oauth2] refresh_token_file: {file} is empty; {todo}"]
+    return []

@@ -2,7 +2,10 @@
 
 Public API: `TokenSource` (`access_token()`, `refused(token)`, `run(stop)`, built by
 `TokenSource.from_config(config.oauth2, state_dir=..., clock=..., metrics=...)`),
-`TokenError` (a `TransientError`: the login waits and is tried again), `REFRESH_REASONS`.
+`TokenError` (a `TransientError`: the login waits and is tried again), `REFRESH_REASONS`;
+shared with the first login (`mailbridge.io.oauth2_login`): `post_form(url, form)`,
+`client_form(settings)` and `write_private(file, value)`, the one writer of the refresh
+token file.
 
 Tokens come by the refresh_token grant (RFC 6749 section 6): a form-encoded POST with the
 client credentials in the body, over verified TLS (`mailbridge.io.tls`). The standard
@@ -33,6 +36,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,8 +111,7 @@ class TokenSource:
                     backoff: Backoff | None = None) -> TokenSource:
         """A source for `settings`; a relative refresh_token_file lives in `state_dir`.
         Nothing is read or fetched yet."""
-        file = settings.refresh_token_file
-        return cls(settings, refresh_token_file=file if file.is_absolute() else state_dir / file,
+        return cls(settings, refresh_token_file=settings.refresh_token_path(state_dir),
                    clock=clock, metrics=metrics, backoff=backoff)
 
     # -- the interface the logins use --------------------------------------------------------
@@ -180,7 +183,7 @@ class TokenSource:
         held since the last refresh."""
         if self._unsaved and self._refresh_token:
             try:
-                _write_private(self.refresh_token_file, self._refresh_token)
+                write_private(self.refresh_token_file, self._refresh_token)
             except OSError:
                 return self._refresh_token  # the file's token is dead: keep using ours
             self._unsaved = False
@@ -202,25 +205,13 @@ class TokenSource:
     def _post(self, refresh_token: str) -> dict[str, Any]:
         s = self.settings
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": s.client_id}
-        if s.client_secret_file is not None:
-            form["client_secret"] = s.client_secret_file.secret.reveal()
+                **client_form(s)}
         if s.scopes:
             form["scope"] = s.scopes
-        request = urllib.request.Request(  # noqa: S310 (https, or http to loopback: config)
-            s.endpoint, data=urllib.parse.urlencode(form).encode("ascii"), method="POST",
-            headers={"Content-Type": "application/x-www-form-urlencoded",
-                     "Accept": "application/json"})
-        context = client_context(verify=True, ca_file=None)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout,  # noqa: S310 (checked URL)
-                                        context=context) as response:
-                return _json(response.read())
-        except urllib.error.HTTPError as exc:
-            raise _endpoint_error(exc) from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise TokenError("unreachable", f"token endpoint unreachable: "
-                             f"{getattr(exc, 'reason', exc)}") from None
+        status, answer = post_form(s.endpoint, form, timeout=self.timeout)
+        if status != 200:
+            raise _endpoint_error(status, answer)
+        return answer
 
     def _accept(self, answer: dict[str, Any]) -> str:
         """Save a rotated refresh token, then hold and return the new access token."""
@@ -231,7 +222,7 @@ class TokenSource:
         if isinstance(rotated, str) and rotated and rotated != self._refresh_token:
             self._refresh_token = rotated  # the old one may be dead already: keep this one
             try:
-                _write_private(self.refresh_token_file, rotated)
+                write_private(self.refresh_token_file, rotated)
             except OSError as exc:
                 self._unsaved = True
                 raise TokenError("save_failed", f"cannot save the new refresh token in "
@@ -247,6 +238,40 @@ class TokenSource:
         return access
 
 
+def client_form(settings: OAuth2Settings) -> dict[str, str]:
+    """The client's credentials as every request to the token endpoint sends them (in the
+    body, RFC 6749 section 2.3.1): client_id, and client_secret when there is one."""
+    form = {"client_id": settings.client_id}
+    if settings.client_secret_file is not None:
+        form["client_secret"] = settings.client_secret_file.secret.reveal()
+    return form
+
+
+def post_form(url: str, form: Mapping[str, str], *,
+              timeout: float = HTTP_TIMEOUT) -> tuple[int, dict[str, Any]]:
+    """POST `form` (form-encoded) to an endpoint of the provider over verified TLS; its
+    HTTP status and JSON object (empty for an error answer that is not JSON).
+    TokenError "unreachable" or "bad_response" when there is no usable answer."""
+    request = urllib.request.Request(  # noqa: S310 (https, or http to loopback: config)
+        url, data=urllib.parse.urlencode(form).encode("ascii"), method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded",
+                 "Accept": "application/json"})
+    context = client_context(verify=True, ca_file=None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310 (checked URL)
+                                    context=context) as response:
+            return response.status, _json(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            answer = json.loads(exc.read())
+        except (ValueError, OSError):
+            answer = {}
+        return exc.code, answer if isinstance(answer, dict) else {}
+    except (urllib.error.URLError, OSError) as exc:
+        raise TokenError("unreachable", f"{url} unreachable: "
+                         f"{getattr(exc, 'reason', exc)}") from None
+
+
 def _json(body: bytes) -> dict[str, Any]:
     try:
         answer = json.loads(body)
@@ -257,26 +282,26 @@ def _json(body: bytes) -> dict[str, Any]:
     return answer
 
 
-def _endpoint_error(exc: urllib.error.HTTPError) -> TokenError:
+def _endpoint_error(status: int, answer: dict[str, Any]) -> TokenError:
     """The provider's error (RFC 6749 5.2) as a `TokenError` with a bounded reason."""
-    try:
-        answer = json.loads(exc.read())
-    except (ValueError, OSError):
-        answer = {}
-    code = answer.get("error") if isinstance(answer, dict) else None
+    code = answer.get("error")
     if isinstance(code, str) and code in REFRESH_REASONS:
         reason = code
     else:
-        reason = "server_error" if exc.code >= 500 else "other"
-    description = answer.get("error_description") if isinstance(answer, dict) else None
+        reason = "server_error" if status >= 500 else "other"
+    description = answer.get("error_description")
     detail = f": {str(description)[:200]}" if description else ""
     hint = "; the grant was revoked or expired: run `mailbridge oauth2-login` again" \
         if reason == "invalid_grant" else ""
-    return TokenError(reason, f"token endpoint: HTTP {exc.code} {code or ''}{detail}{hint}")
+    return TokenError(reason, f"token endpoint: HTTP {status} {code or ''}{detail}{hint}")
 
 
-def _write_private(file: Path, value: str) -> None:
-    """Replace `file` by one holding `value`: a new file (mode 0600) renamed over it."""
+def write_private(file: Path, value: str) -> None:
+    """Replace `file` by one holding `value`: a new file (mode 0600) renamed over it.
+
+    Run by root (`sudo mailbridge oauth2-login`), the file gets the owner of the file it
+    replaces, else of its folder: the state directory is the daemon's user's, and the
+    daemon must go on reading and replacing the file."""
     file.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")
     try:
@@ -285,6 +310,9 @@ def _write_private(file: Path, value: str) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, 0o600)
+        if os.geteuid() == 0:
+            owner = file.stat() if file.exists() else file.parent.stat()
+            os.chown(temp, owner.st_uid, owner.st_gid)
         os.replace(temp, file)
     except BaseException:
         with contextlib.suppress(OSError):
