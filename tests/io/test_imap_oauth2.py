@@ -29,6 +29,7 @@ from tests.daemon import write_config
 from tests.mails import customer_mail
 from tests.oauth2_server import IssuedTokens, TokenIssuer
 from tests.servers import DOVECOT_BINARY, INSTALL_HINT, Dovecot, SmtpPeer, wait_for
+from tests.tcp_cut import CuttableLink
 
 pytestmark = pytest.mark.slow
 
@@ -168,28 +169,31 @@ def test_a_second_refusal_is_a_login_error(
 def test_a_connection_lost_during_the_login_is_no_refusal(
         tmp_path: Path, issuer: TokenIssuer, dovecot: Dovecot) -> None:
     """A server that goes away while it checks the token ends the login with the lost
-    connection; the token is not reported refused and not tried again."""
-    settings = _settings(tmp_path, dovecot)
-    tokens = IssuedTokens(issuer, dovecot.username)
-    client = open_client(settings)
+    connection; the token is not reported refused and not tried again. The connection is
+    cut between client and server (stopping Dovecot instead lets its login process answer
+    'Authentication failed' first, now and then)."""
     outcome: list[BaseException] = []
+    with CuttableLink(dovecot.host, dovecot.tls_port) as link:
+        settings = _settings(tmp_path, dovecot).model_copy(update={"port": link.port})
+        tokens = IssuedTokens(issuer, dovecot.username)
+        client = open_client(settings)
 
-    def login() -> None:
+        def login() -> None:
+            try:
+                log_in(client, settings, tokens)
+            except BaseException as exc:  # handed to the test's thread
+                outcome.append(exc)
+
+        issuer.hold()
+        thread = threading.Thread(target=login, daemon=True)
+        thread.start()
         try:
-            log_in(client, settings, tokens)
-        except BaseException as exc:  # handed to the test's thread
-            outcome.append(exc)
-
-    issuer.hold()
-    thread = threading.Thread(target=login, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: issuer.held >= 1, timeout=10, message="Dovecot never introspected")
-        dovecot.stop()
-        thread.join(15)
-    finally:
-        issuer.release()
-        client.shutdown()
+            wait_for(lambda: issuer.held >= 1, timeout=10, message="Dovecot never introspected")
+            link.cut()
+            thread.join(15)
+        finally:
+            issuer.release()
+            client.shutdown()
     assert not thread.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], IMAPClientAbortError), outcome
     assert tokens.refusals == [] and len(tokens.given) == 1
