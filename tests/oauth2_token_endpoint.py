@@ -9,7 +9,8 @@ rotated tokens do. ``revoke_grant()`` makes every refresh an ``invalid_grant``.
 
 The first login, as the providers serve it: ``/devicecode`` starts a device login
 (RFC 8628) whose polls the token endpoint answers from ``device_script`` (error codes such
-as "authorization_pending", then "approved"); ``/authorize`` is the authorization endpoint
+as "authorization_pending", then "approved"; "drop" ends the connection unanswered);
+``/authorize`` is the authorization endpoint
 of the code grant with PKCE (RFC 7636): it "signs the person in" at once and redirects the
 browser to the loopback ``redirect_uri`` with a code, or with ``authorize_error``. Either
 grant, approved, issues the grant's refresh token (without it when ``omit_refresh_token``).
@@ -85,6 +86,9 @@ class TokenEndpoint:
                     status, answer = endpoint._device(fields)
                 else:
                     status, answer = endpoint._answer(fields)
+                if status == 0:  # "drop": the connection ends without an answer
+                    self.close_connection = True
+                    return
                 body = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -162,6 +166,8 @@ class TokenEndpoint:
                 return 400, {"error": "invalid_grant"}
             step = self.device_script.pop(0) if len(self.device_script) > 1 \
                 else self.device_script[0]
+            if step == "drop":
+                return 0, {}
             if step != "approved":
                 return 400, {"error": step, "error_description": f"test: {step}"}
             self._device_code = None

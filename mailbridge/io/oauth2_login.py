@@ -76,6 +76,8 @@ def device_login(settings: OAuth2Settings, *, say: Say, clock: Clock | None = No
     lifetime = _number(answer.get("expires_in"), DEVICE_EXPIRY)
     interval = _number(answer.get("interval"), SLOW_DOWN)
     say(f"Open {uri} in any browser and enter the code {user_code}")
+    if isinstance(answer.get("verification_uri_complete"), str):
+        say(f"(or open {answer['verification_uri_complete']}, the code filled in)")
     if isinstance(answer.get("message"), str):
         say(answer["message"])
     say(f"Waiting for the sign-in (the code is valid for {round(lifetime / 60)} minutes) ...")

@@ -154,6 +154,17 @@ def test_device_login_waits_out_pending_and_slow_down_then_writes_the_token(
     _no_secret_in([out, err, caplog.text], endpoint)
 
 
+def test_a_poll_lost_on_the_way_is_waited_out(tmp_path: Path, endpoint: TokenEndpoint) -> None:
+    """A poll whose connection ends unanswered is tried again after a doubled interval
+    (RFC 8628 3.5), and the sign-in still completes."""
+    endpoint.device_script = ["drop", "approved"]
+    code, _, err = _Login(_config(tmp_path, endpoint)).finish()
+    assert code == 0, err
+    first, second = endpoint.device_polls
+    assert second - first >= 1.9  # 1 s doubled
+    assert _token_file(tmp_path).read_text() == endpoint.refresh_token + "\n"
+
+
 @pytest.mark.parametrize(("answer", "exit_code", "words"), [
     ("authorization_declined", 77, "declined"),  # Microsoft's name
     ("access_denied", 77, "declined"),  # RFC 8628's
