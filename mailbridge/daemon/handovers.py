@@ -1,7 +1,7 @@
 """Hand-over notices: the agent a thread is given to is told, in the same transaction.
 
 Public API: `Handovers(config, renderer, team)` with `tell(tx, thread, *, why, by, now,
-text=None) -> bool`.
+text=None) -> bool` and `wants(agent_email, *, why, by="") -> bool`.
 
 A thread is given to an agent by `#assign` (`Deadlines.apply_command`), by a shift
 hand-over (`Deadlines._hand_over`) or, for agents whose `[[agents]] notify` has "new", by
@@ -40,6 +40,13 @@ class Handovers:
         self.renderer = renderer
         self.team = team
 
+    def wants(self, agent_email: str, *, why: str, by: str = "") -> bool:
+        """Whether the agent at `agent_email` is told of a thread given to them for `why`
+        (by `by`, a name): a caller can skip loading a thread nobody is told about."""
+        member = agents.find(self.team.members, agent_email)
+        giver = next((m.email for m in self.team.members if m.agent.name == by), "")
+        return briefing.wants_notice(member, cause=_CAUSES[why], by=giver)
+
     def tell(self, tx: Tx, thread: Thread, *, why: str, by: str, now: datetime,
              text: str | None = None) -> bool:
         """Queue a hand-over notice to the thread's (new) agent; True when one was queued.
@@ -49,10 +56,8 @@ class Handovers:
         it yet (a new thread). Nothing is sent when the thread awaits no answer from us.
         """
         member = agents.find(self.team.members, thread.agent_email)
-        giver = next((m.email for m in self.team.members if m.agent.name == by), "")
-        if not briefing.wants_notice(member, cause=_CAUSES[why], by=giver) or not thread.clock:
+        if member is None or not self.wants(member.email, why=why, by=by) or not thread.clock:
             return False
-        assert member is not None
         response = load_clock(thread.clock).response_due
         if response is None:
             return False

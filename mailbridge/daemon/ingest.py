@@ -429,7 +429,11 @@ class Ingestor:
                   created_at=now, arrived_at=received, sent_at=None, last_error="")
         # A fresh Message-ID of our own domain: no need to look it up first.
         tx.insert(KnownId, message_id=ack_id, thread_id=thread_id, direction="out")
-        row = tx.thread(thread_id)
-        if row is not None:  # agents with [[agents]] notify "new" hear of it at once
-            self.deadlines.handovers.tell(tx, row, why="new", by="", now=now, text=message.text)
+        # Agents with [[agents]] notify "new" hear of it at once; for the others, the thread
+        # just written is not read back (that read cost a third of recording a message).
+        if self.deadlines.handovers.wants(agent.email, why="new"):
+            row = tx.thread(thread_id)
+            if row is not None:
+                self.deadlines.handovers.tell(tx, row, why="new", by="", now=now,
+                                              text=message.text)
         return ack_id, ahead
