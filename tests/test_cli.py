@@ -101,7 +101,7 @@ def test_replay_json_over_a_folder_gives_the_expected_decisions(
     first_line, follow_up = lines[0], lines[1]
     assert set(first_line) == {"type", "source", "message_id", "action", "reason", "rule",
                                "thread", "agent", "due", "to", "queue_ahead", "assignment",
-                               "language", "faq"}
+                               "language", "faq", "defects"}
     assert first_line["assignment"]["reason"] == (
         "least loaded on shift (0 open, round robin among 2)")
     assert first_line["language"] == {"language": "en", "reason": "the support default"}

@@ -113,6 +113,19 @@ def test_an_eml_with_a_from_line_is_one_message_and_an_mbox_splits_at_boundaries
     assert later.endswith(b"\nFrom the archive, quoted by an mboxrd writer\n")
 
 
+def test_the_obsolete_from_field_is_no_mbox_line(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A message whose first line is `From  : Name <addr>` is one message, not an mbox."""
+    raw = (b"From  : John Doe <jdoe@example.org>\r\nTo    : support@example.com\r\n"
+           b"Subject     : Saying Hello\r\nDate  : Fri, 21 Nov 1997 09:55:06 -0600\r\n"
+           b"Message-ID  : <1234@local.machine.example>\r\n\r\nHello.\r\n")
+    (tmp_path / "obsolete").write_bytes(raw)
+    rows = _replay_json(capsys, tmp_path / "obsolete")
+    assert [(Path(r["source"]).name, r["to"]) for r in rows] == [
+        ("obsolete", "jdoe@example.org")]
+    assert "obsolete header syntax: white space before the colon of From" in rows[0]["defects"]
+
+
 def test_without_return_path_the_from_address_is_the_envelope(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A message without a Return-Path field is acknowledged to its From address; an explicit

@@ -122,11 +122,12 @@ def _not_mail_line(item: Input, json_lines: bool) -> str:
         return json.dumps({"type": "message", "source": item.label, "message_id": None,
                            "action": "ignore", "rule": "not_email", "reason": reason,
                            "thread": None, "agent": None, "due": None, "to": None,
-                           **_choice_record(None)}, ensure_ascii=False)
+                           "queue_ahead": None, **_choice_record(None), "defects": []},
+                          ensure_ascii=False)
     return f"{item.label}  (not mail)  ignore  not_email: {reason}"
 
 
-def _line(outcome: Outcome, json_lines: bool) -> str:
+def _line(outcome: Outcome, json_lines: bool, defects: Sequence[str] = ()) -> str:
     record: dict[str, Any] = {
         "type": "message",
         "source": outcome.source.describe(),
@@ -140,6 +141,7 @@ def _line(outcome: Outcome, json_lines: bool) -> str:
         "to": outcome.ack_to,
         "queue_ahead": outcome.queue_ahead,
         **_choice_record(outcome.choice),
+        "defects": list(defects),
     }
     if json_lines:
         return json.dumps(record, ensure_ascii=False)
@@ -195,7 +197,7 @@ def replay(config: Config, paths: Sequence[Path], *, now: datetime | None, out: 
             _catch_up(deadlines, when)  # deadlines that passed before this message
             outcome = ingestor.ingest(message, Source(REPLAY_MAILBOX, label=label),
                                       received=when, now=when)
-            print(_line(outcome, json_lines), file=out, flush=False)
+            print(_line(outcome, json_lines, message.defects), file=out, flush=False)
             if progress is not None and count % 50 == 0:
                 print(f"\r{count} messages", end="", file=progress, flush=True)
         if latest is not None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+from mailbridge.mail.lenient import FIELD, MAIL_FIELDS
+
 SNIFF_BYTES = 64 * 1024
 """How much of a file decides whether it is mail."""
 
@@ -32,14 +34,6 @@ _MAGIC = (
      "an OLE compound file, such as an Outlook .msg; save the mail as .eml instead"),
     (b"SQLite format 3\x00", "an SQLite database"),
 )
-_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
-"""A header field's start, tolerating the obsolete space before the colon (RFC 5322 4.5)."""
-_MAIL_FIELDS = frozenset({
-    b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"received", b"return-path",
-    b"sender", b"reply-to", b"mime-version", b"content-type", b"delivered-to",
-    b"in-reply-to", b"references", b"x-mailer", b"user-agent",
-})
-"""At least one of these in the header block makes it a mail's."""
 _FROM_LINE = re.compile(rb"From (?![ \t]*:)\S+")
 """An mbox "From " line's start; `From  : x` is an obsolete From field, not a separator."""
 _WEEKDAY = rb"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
@@ -73,13 +67,13 @@ def not_mail(data: bytes) -> str | None:
             break
         if line[:1] in (b" ", b"\t"):
             continue
-        field = _FIELD.match(line)
+        field = FIELD.match(line)
         if field is None:
             if not names:
                 break
             continue  # a junk line inside the header block: readers skip it
         names.add(field.group(0).rstrip(b": \t").lower())
-    if not names & _MAIL_FIELDS:
+    if not names & MAIL_FIELDS:
         if b"\x00" in head[:4096]:  # mail may hold a stray NUL; without headers it is binary
             return "binary content (NUL bytes)"
         return ("no header block: it does not begin with mail header fields such as "
@@ -133,4 +127,4 @@ def _separates(lines: list[bytes], index: int) -> bool:
     if not _BLANK.fullmatch(lines[index - 1]) or _SEPARATOR.match(line) is None:
         return False
     following = lines[index + 1] if index + 1 < len(lines) else b""
-    return _FIELD.match(following) is not None
+    return FIELD.match(following) is not None

@@ -57,6 +57,7 @@ _BOUNDARY_LINE = re.compile(
     rb"--[0-9A-Za-z'()+_,./:=?-](?:[0-9A-Za-z'()+_,./:=? -]{0,68}[0-9A-Za-z'()+_,./:=?-])?"
     rb"[ \t]*(?:\r\n|\r|\n)?\Z"
 )
+_COMMENT = re.compile(r"\([^()]*\)")
 _HEADER_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f]")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -272,6 +273,10 @@ def _message_id(index: dict[str, list[str]], defects: Defects) -> str | None:
     if re.fullmatch(r"[^<>\s]+@[^<>\s]+", text):
         defects.add("Message-ID header lacks angle brackets")
         return f"<{text}>"
+    match = _ID_TOKEN.search(re.sub(r"\s+", "", _COMMENT.sub("", text)))
+    if match and "@" in match.group(0):  # obsolete: comments and spaces inside (RFC 5322 4.5.4)
+        defects.add(f"Message-ID header in obsolete syntax, read as {match.group(0)}")
+        return match.group(0)
     defects.add(f"Message-ID header unusable: {excerpt(text)}")
     return None
 
@@ -289,10 +294,12 @@ def _date(index: dict[str, list[str]], defects: Defects) -> datetime | None:
         defects.add("Date header missing")
         return None
     text = _tidy(text)[:200]
-    try:
-        parsed: datetime | None = parsedate_to_datetime(text)
-    except Exception:
-        parsed = None
+    parsed = _parsed_date(text)
+    if parsed is None and ("(" in text or " :" in text or ": " in text):
+        # Obsolete syntax (RFC 5322 4.5.1): comments, and spaces around the colons.
+        parsed = _parsed_date(re.sub(r"\s*:\s*", ":", _COMMENT.sub(" ", text)))
+        if parsed is not None:
+            defects.add("Date header in obsolete syntax (comments or spaces), read leniently")
     if parsed is None:
         defects.add(f"Date header unparseable: {excerpt(text)}")
         return None
@@ -305,6 +312,13 @@ def _date(index: dict[str, list[str]], defects: Defects) -> datetime | None:
         return parsed
     except (OverflowError, ValueError):
         defects.add(f"Date header out of range: {excerpt(text)}")
+        return None
+
+
+def _parsed_date(text: str) -> datetime | None:
+    try:
+        return parsedate_to_datetime(text)
+    except Exception:
         return None
 
 

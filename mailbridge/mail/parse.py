@@ -31,7 +31,9 @@ Public API:
 - The limits above and `MAX_HEADERS`, `MAX_VALUE`, `MAX_DECODE`, `MAX_ADDRESSES`,
   `MAX_REFERENCES`, `MAX_DEFECTS`, `MAX_PARTS`, `MAX_DEPTH`.
 
-This module reads the MIME structure and chooses the text part; the header fields are read
+This module reads the MIME structure and chooses the text part; a header block with
+obsolete syntax, a junk line or leading white space is first mended as mail readers read
+it (`mailbridge.mail.lenient`, each mend a defect); the header fields are read
 in `mailbridge.mail.fields`, the text part decoded in `mailbridge.mail.decode`, and problems
 collected by `mailbridge.mail.defects`.
 """
@@ -64,6 +66,7 @@ from mailbridge.mail.fields import (
     build_message,
     empty_message,
 )
+from mailbridge.mail.lenient import mend_header_block
 
 __all__ = [
     "MAX_ADDRESSES", "MAX_DECODE", "MAX_DEFECTS", "MAX_DEPTH", "MAX_HEADERS", "MAX_MIME_FIELD",
@@ -89,7 +92,8 @@ def parse_message(raw: bytes, *, max_text: int = 65536) -> InboundMessage:
     size = len(raw) if isinstance(raw, bytes | bytearray | memoryview) else 0
     try:
         data = bytes(raw)
-        msg = _parse(bound_fields(data[:MAX_PARSE_BYTES], defects), defects)
+        block = mend_header_block(data[:MAX_PARSE_BYTES], defects)
+        msg = _parse(bound_fields(block, defects), defects)
         text = guard(defects, "text part", "", lambda: _message_text(msg, max_text, defects))
         if not text and size > MAX_PARSE_BYTES:
             defects.add(f"no text found in the first {MAX_PARSE_BYTES // 1048576} MiB")
@@ -124,7 +128,8 @@ def parse_parts(
     """
     defects = Defects()
     try:
-        msg = _parse(bound_fields(bytes(header)[:MAX_PARSE_BYTES], defects), defects)
+        block = mend_header_block(bytes(header)[:MAX_PARSE_BYTES], defects)
+        msg = _parse(bound_fields(block, defects), defects)
         body = ""
         if text is not None:
             encoding, cs, sub = _part_defaults(msg, transfer_encoding, charset, subtype)
