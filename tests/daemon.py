@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 def write_config(directory: Path, dovecot: Dovecot, smtp: SmtpPeer, *, imap_tls: str = "none",
                  extra_imap: str = "", extra_smtp: str = "", extra_rules: str = "",
                  extra_sla: str = "", extra: str = "", store_url: str | None = None,
-                 extra_store: str = "", copy_sent: bool = False) -> Path:
+                 extra_store: str = "", copy_sent: bool = False, extra_http: str = "") -> Path:
     """A complete mailbridge config for the two test servers; returns its path.
 
     The store is a SQLite file in `directory` unless `store_url` names another. Copies of
@@ -81,6 +81,7 @@ url = "{store_url}"
 
 [http]
 listen = "127.0.0.1:{free_port()}"
+{extra_http}
 
 [daemon]
 state_dir = "{directory}"

@@ -52,6 +52,10 @@ T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 DOVECOT_BINARY = Path("/usr/sbin/dovecot")
 LMTP_BINARY = Path("/usr/lib/dovecot/lmtp")
+DOVEADM_BINARY = Path("/usr/bin/doveadm")
+PUSH_METADATA_KEY = "/private/vendor/vendor.dovecot/http-notify"
+"""The server METADATA entry Dovecot's OX push driver reads: it pushes only for users whose
+entry holds ``user=<login>``, and sends that login."""
 """Dovecot's LMTP server (Debian: dovecot-lmtpd); the test server listens for LMTP when it is
 installed, and ``Dovecot.deliver`` needs it."""
 INSTALL_HINT = ("run the project's test command, `./scripts/test`, which installs dovecot-imapd "
@@ -235,9 +239,15 @@ class Dovecot:
     def __init__(
         self, directory: Path, *, binary: Path = DOVECOT_BINARY, extra_config: str = "",
         sent_folder: bool = True, oauth2_introspection_url: str | None = None,
-        oauth2_mechanisms: str = "xoauth2 oauthbearer",
+        oauth2_mechanisms: str = "xoauth2 oauthbearer", push_url: str | None = None,
+        push_user: str | None = None,
     ) -> None:
         self.directory = Path(directory).resolve()
+        self.push_url = push_url
+        """With a URL (``http://[user:pass@]127.0.0.1:PORT/push/dovecot``), LMTP delivery
+        pushes each new INBOX message there with the push_notification plugin's OX driver,
+        for the login ``push_user`` (default: the test user) set in ``PUSH_METADATA_KEY``."""
+        self.push_user = push_user or self.username
         self.oauth2_introspection_url = oauth2_introspection_url
         """With a URL, the test user logs in only by OAuth2 (``oauth2_mechanisms``): an
         ``oauth2`` passdb asks that token-introspection endpoint (``tests.oauth2_server``), and
@@ -323,6 +333,9 @@ class Dovecot:
             )
         try:
             wait_for(self._ready, timeout=timeout, message=self._diagnosis("did not come up"))
+            if self.push_url:
+                self.doveadm("mailbox", "metadata", "set", "-u", self.username, "-s", "",
+                             PUSH_METADATA_KEY, f"user={self.push_user}")
         except BaseException:
             self.stop()
             raise
@@ -362,6 +375,23 @@ class Dovecot:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm`` against this server's config; its output, or RuntimeError."""
+        done = subprocess.run([str(DOVEADM_BINARY), "-c", str(self.config_path), *args],
+                              capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"doveadm {' '.join(args)} failed ({done.returncode}): "
+                               f"{done.stderr.strip()}")
+        return done.stdout
+
+    def push_errors(self) -> list[str]:
+        """The lines of Dovecot's log in which its push driver reports a failure."""
+        if not self.log_path.exists():
+            return []
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if "Error" in line
+                and ("push-notification" in line or "Push Notification" in line)]
 
     def log_tail(self, lines: int = 40) -> str:
         """Return the end of Dovecot's log and of its stderr, for failure messages."""
@@ -478,6 +508,17 @@ class Dovecot:
             (self.directory / "dovecot-oauth2.conf.ext").write_text(_OAUTH2_CONF.format(
                 url=self.oauth2_introspection_url), encoding="utf-8")
 
+    def _push_lmtp_lines(self) -> str:
+        """The LMTP lines that turn the push driver on (LMTP never chroots: it finds the
+        METADATA by its path outside the chroot)."""
+        if not self.push_url:
+            return ""
+        lines = "  mail_plugins = $mail_plugins notify push_notification\n"
+        if self._privileges.chroot:
+            lines += (f"  mail_attribute_dict = file:{self.mail_root}/home/%u/"
+                      "dovecot-attributes\n")
+        return lines
+
     def _make_mail_root(self) -> None:
         """Create the mail root (and the user's home) owned by the mail processes' user."""
         home = self.mail_root / "home" / self.username
@@ -522,12 +563,15 @@ class Dovecot:
             tls_port=self.tls_port,
             no_chroot=no_chroot,
             sent_mailbox=_SENT_MAILBOX if self.sent_folder else "",
-        ) + (_LMTP_CONF.format(
+        ) + (_PUSH_CONF.format(  # before LMTP's block, which changes a setting of it
+            attributes=f"{inside / 'home'}/%u/dovecot-attributes", url=self.push_url,
+        ) if self.push_url else "") + (_LMTP_CONF.format(
             host=self.host, port=self.lmtp_port,
             # LMTP serves many users from one process and so never chroots: it finds the
             # mail by its path outside the chroot.
             unchrooted=(f"  mail_chroot =\n  mail_location = maildir:{self.mail_root}/mail/%u\n"
                         if priv.chroot else ""),
+            push=self._push_lmtp_lines(),
         ) if self.lmtp else "") + (_OAUTH2_PASSDB.format(
             mechanisms=self.oauth2_mechanisms, args=self.directory / "dovecot-oauth2.conf.ext",
         ) if self.oauth2_introspection_url else "")
@@ -608,7 +652,18 @@ service lmtp {{
 protocol lmtp {{
   hostname = store.example.com
   postmaster_address = postmaster@example.com
-{unchrooted}}}
+{unchrooted}{push}}}
+"""
+
+
+_PUSH_CONF = """
+# Push: the OX driver of the push_notification plugin calls the URL for each new INBOX
+# message delivered by LMTP, for users whose METADATA names a login (PUSH_METADATA_KEY).
+imap_metadata = yes
+mail_attribute_dict = file:{attributes}
+plugin {{
+  push_notification_driver = ox:url={url}
+}}
 """
 
 

@@ -138,8 +138,9 @@ def test_example_documents_every_key() -> None:
     for name, model in {**sections, **nested}.items():
         extra = {"password_file"} if name in ("imap", "smtp") else set()
         if name == "http":  # secrets come from files only
-            extra = {"bearer_token_file", "basic_auth_password_file"}
-        expected = (set(file_keys(model)) - {"bearer_token", "basic_auth_password"}) | extra
+            extra = {"bearer_token_file", "basic_auth_password_file", "push_password_file"}
+        expected = (set(file_keys(model))
+                    - {"bearer_token", "basic_auth_password", "push_password"}) | extra
         assert documented.get(name) == expected, name
     assert documented["calendars.hours"] == {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
 

@@ -17,7 +17,8 @@ in nowhere) no secret file, key or certificate is opened; each secret is an empt
 and only the checks that need no file are made.
 - `prepare_password(section, table, base, env, problems)` ([imap] and [smtp]: password,
   password_file or $CREDENTIALS_DIRECTORY/<section>-password), `prepare_http_auth(...)`
-  ([http]'s bearer token and basic-auth password files), `prepare_ca_file(...)`,
+  ([http]'s bearer token and basic-auth password files, for /metrics and for pushes),
+  `prepare_ca_file(...)`,
   `os_reason(exc)`.
 
 Every problem is appended to `problems` as `[section] key: ...`.
@@ -25,6 +26,7 @@ Every problem is appended to `problems` as `[section] key: ...`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -129,13 +131,15 @@ def prepare_http_auth(
     table: dict[str, Any], base: Path, env: Mapping[str, str], problems: list[str], *,
     read: bool = True,
 ) -> None:
-    """Replace bearer_token_file / basic_auth_password_file by `Secret`s; check the pairing."""
-    for key in ("bearer_token", "basic_auth_password"):
+    """Replace bearer_token_file / basic_auth_password_file / push_password_file by `Secret`s;
+    check the pairing."""
+    for key in ("bearer_token", "basic_auth_password", "push_password"):
         if key in table:
             problems.append(f"[http] {key}: a secret never belongs in this file; put it in a "
                             f'file and set {key}_file = "/etc/mailbridge/{key}"')
             table.pop(key)
-    for key, what in (("bearer_token", "the token"), ("basic_auth_password", "the password")):
+    for key, what in (("bearer_token", "the token"), ("basic_auth_password", "the password"),
+                      ("push_password", "the password")):
         value = table.pop(f"{key}_file", None)
         if value is None:
             continue
@@ -146,13 +150,44 @@ def prepare_http_auth(
     if "bearer_token" in table and "basic_auth_user" in table:
         problems.append("[http] bearer_token_file, basic_auth_user: set one way for scrapers "
                         "to authenticate, not both")
-    elif "basic_auth_user" in table and "basic_auth_password" not in table:
-        problems.append('[http] basic_auth_password_file: basic_auth_user is set but no '
-                        'password; add basic_auth_password_file = "/etc/mailbridge/metrics-'
-                        'password"')
-    elif "basic_auth_password" in table and "basic_auth_user" not in table:
-        problems.append('[http] basic_auth_user: a password file is set but no user; add '
-                        'basic_auth_user = "prometheus"')
+    else:
+        _both_or_neither(table, problems, "basic_auth_user", "basic_auth_password",
+                         examples=("prometheus", "/etc/mailbridge/metrics-password"))
+    _push_auth_problems(table, problems)
+    _both_or_neither(table, problems, "push_username", "push_password",
+                     examples=("dovecot", "/etc/mailbridge/push-password"))
+
+
+def _both_or_neither(table: dict[str, Any], problems: list[str], user: str, password: str,
+                     *, examples: tuple[str, str]) -> None:
+    """An [http] user name and its password file come together; `examples`: a user name
+    and a file name to suggest."""
+    user_example, file_example = examples
+    if user in table and password not in table:
+        problems.append(f"[http] {password}_file: {user} is set but no password; add "
+                        f'{password}_file = "{file_example}"')
+    elif password in table and user not in table:
+        problems.append(f"[http] {user}: a password file is set but no user; add "
+                        f'{user} = "{user_example}"')
+
+
+URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+"""What a user name or password inside a URL needs no escaping for (RFC 3986 unreserved)."""
+
+
+def _push_auth_problems(table: dict[str, Any], problems: list[str]) -> None:
+    """The push credentials go into the url of Dovecot's push driver: only characters a URL
+    takes as they are."""
+    password = table.get("push_password")
+    if isinstance(password, Secret) and password.reveal() \
+            and not URL_SAFE.fullmatch(password.reveal()):
+        problems.append("[http] push_password_file: the password goes into the url of "
+                        "Dovecot's push driver, so it may hold only letters, digits and "
+                        "- . _ ~ (make one with `openssl rand -hex 24`)")
+    user = table.get("push_username")
+    if isinstance(user, str) and user and not URL_SAFE.fullmatch(user):
+        problems.append(f"[http] push_username: {show(user)} goes into the url of Dovecot's "
+                        "push driver, so it may hold only letters, digits and - . _ ~")
 
 
 def secret_path(label: str, value: object, base: Path, env: Mapping[str, str],

@@ -150,6 +150,11 @@ class HttpSettings(ListenAddress, _Section):
     basic_auth_user: NonEmpty | None = None
     basic_auth_password: Secret | None = None
     """From basic_auth_password_file: /metrics then wants HTTP basic auth."""
+    push_username: NonEmpty | None = None
+    push_password: Secret | None = None
+    """From push_password_file: /push/dovecot then wants HTTP basic auth (the user:pass@ of
+    Dovecot's push driver url), whatever /metrics wants. Both only of URL-safe characters
+    (`mailbridge.config.secrets`)."""
 
     @field_validator("basic_auth_user")
     @classmethod

@@ -40,6 +40,7 @@ from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
 from mailbridge.daemon.policies import build_policies
+from mailbridge.daemon.push import push_receiver
 from mailbridge.daemon.recording import Recorder
 from mailbridge.daemon.reload import Reloaded, Reloader, prepare
 from mailbridge.daemon.retention import Pruner
@@ -181,7 +182,8 @@ class Service:
                                          horizon=config.sla.at_risk_horizon, now=self.clock.now)
         self.registry.register(self._collector)
         self.http = HttpServer(config.http.host, config.http.port, self.registry,
-                               self.health, auth=http_auth(config.http))
+                               self.health, auth=http_auth(config.http),
+                               push=push_receiver(config, self.watchers, self.metrics))
         await self.http.start()
         transport = self.transport or self._smtp_transport()
         retry = RetryPolicy()

@@ -1,14 +1,18 @@
-"""The small HTTP endpoint: `/metrics` for Prometheus and `/healthz` for probes.
+"""The small HTTP endpoint: `/metrics` for Prometheus, `/healthz` for probes, and the mail
+server's pushes (`mailbridge.io.push`).
 
-Public API: `HttpServer(host, port, registry, health, *, auth=None)`, with `start()`,
-`close()` and `port` (the bound port, useful with port 0); `HttpAuth` and
-`http_auth(settings)`, the credentials /metrics asks for (none by default). `health()` is
+Public API: `HttpServer(host, port, registry, health, *, auth=None, push=None)`, with
+`start()`, `close()` and `port` (the bound port, useful with port 0); `HttpAuth` and
+`http_auth(settings)`, the credentials /metrics asks for (none by default); `Request` and
+`Response`, what `push` (a `PushReceiver`) takes and gives at `PUSH_PATH`. `health()` is
 None while the daemon is healthy, else what is wrong: /healthz answers 503 with it.
 
-A plain asyncio server: two read-only GET routes do not need a web framework,
-and it runs on our own event loop. The metrics are rendered in a worker thread
+A plain asyncio server: two read-only GET routes and one small PUT do not need a web
+framework, and it runs on our own event loop. The metrics are rendered in a worker thread
 because scrape-time collectors query the store. /healthz never asks for
-credentials: a liveness probe must not need a secret.
+credentials: a liveness probe must not need a secret. A request body (only the push takes
+one) is read up to `MAX_BODY` bytes; the rest, up to `MAX_DISCARD`, is read and dropped, so
+that an over-long push still has its first fields read; beyond that: 413.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -30,12 +35,31 @@ from mailbridge.logs import fields
 
 log = logging.getLogger(__name__)
 
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 500: "Internal Server Error",
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
+            413: "Content Too Large", 500: "Internal Server Error",
             503: "Service Unavailable"}
+PUSH_PATH = b"/push/dovecot"
+MAX_BODY = 65536
+MAX_DISCARD = 8 * 1024 * 1024
 
 Response = tuple[int, str, bytes, dict[str, str]]
 """(status, content type, body, extra headers)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: bytes
+    target: bytes
+    """The path, without the query."""
+    headers: tuple[tuple[bytes, bytes], ...]
+    """(lower-case name, value), in order."""
+    body: bytes = b""
+
+    def header(self, name: bytes) -> bytes | None:
+        """The last value of the header `name` (lower case), or None."""
+        found = [value for key, value in self.headers if key == name]
+        return found[-1] if found else None
 
 
 def _same(given: bytes, expected: bytes) -> bool:
@@ -101,12 +125,14 @@ def _is_loopback(host: str) -> bool:
 
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 health: Callable[[], str | None], *, auth: HttpAuth | None = None) -> None:
+                 health: Callable[[], str | None], *, auth: HttpAuth | None = None,
+                 push: Callable[[Request], Response] | None = None) -> None:
         self.host = host
         self.port = port
         self.registry = registry
         self.health = health
         self.auth = auth
+        self.push = push
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -126,14 +152,16 @@ class HttpServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head_only, (status, ctype, body, extra) = await asyncio.wait_for(
-                self._respond(reader), timeout=10)
+                self._respond(reader, writer), timeout=10)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
             writer.close()
             return
         headers = "".join(f"{name}: {value}\r\n" for name, value in extra.items())
-        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n")
+        length = "" if status == 204 else (f"Content-Type: {ctype}\r\n"
+                                           f"Content-Length: {len(body)}\r\n")
+        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\n{length}"
+                f"{headers}Connection: close\r\n\r\n")
         try:
             writer.write(head.encode("ascii") + (b"" if head_only else body))
             await writer.drain()
@@ -142,27 +170,36 @@ class HttpServer:
         finally:
             writer.close()
 
-    async def _respond(self, reader: asyncio.StreamReader) -> tuple[bool, Response]:
+    async def _respond(self, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> tuple[bool, Response]:
         """(whether this is a HEAD request, the response)."""
-        request = await reader.readuntil(b"\r\n\r\n")
-        lines = request.split(b"\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
         parts = lines[0].split()
         if len(parts) != 3:
             return False, (400, "text/plain", b"bad request\n", {})
-        method, target = parts[0], parts[1].split(b"?", 1)[0]
-        authorization = None
+        headers = []
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if colon and name.strip().lower() == b"authorization":
-                authorization = value.strip()
-        return method == b"HEAD", await self._route(method, target, authorization)
+            if colon:
+                headers.append((name.strip().lower(), value.strip()))
+        request = Request(parts[0], parts[1].split(b"?", 1)[0], tuple(headers))
+        if request.method in (b"PUT", b"POST") and request.target == PUSH_PATH \
+                and self.push is not None:
+            body = await _read_body(request, reader, writer)
+            if not isinstance(body, bytes):
+                return False, body
+            request = dataclasses.replace(request, body=body)
+        return request.method == b"HEAD", await self._route(request)
 
-    async def _route(self, method: bytes, target: bytes,
-                     authorization: bytes | None) -> Response:
+    async def _route(self, request: Request) -> Response:
+        method, target = request.method, request.target
+        if target == PUSH_PATH and self.push is not None:
+            return self.push(request)
         if method not in (b"GET", b"HEAD"):
-            return 405, "text/plain", b"only GET\n", {}
+            return 405, "text/plain", b"only GET\n", {"Allow": "GET, HEAD"}
         if target == b"/metrics":
-            if self.auth is not None and not self.auth.allows(authorization):
+            if self.auth is not None and not self.auth.allows(request.header(b"authorization")):
                 return (401, "text/plain", b"unauthorized\n",
                         {"WWW-Authenticate": f'{self.auth.scheme} realm="mailbridge"'})
             try:
@@ -177,3 +214,21 @@ class HttpServer:
                 return 200, "text/plain", b"ok\n", {}
             return 503, "text/plain", f"{problem}\n".encode(), {}
         return 404, "text/plain", b"not found: try /metrics or /healthz\n", {}
+
+
+async def _read_body(request: Request, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> bytes | Response:
+    """The first `MAX_BODY` bytes of the body (the rest is read and dropped), or a refusal."""
+    length = request.header(b"content-length")
+    if length is None or not length.isdigit():
+        return 411, "text/plain", b"send Content-Length\n", {}
+    size = int(length)
+    if size > MAX_DISCARD:
+        return 413, "text/plain", b"body too large\n", {}
+    if (request.header(b"expect") or b"").lower() == b"100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    body = await reader.readexactly(min(size, MAX_BODY))
+    left = size - len(body)
+    while left:
+        left -= len(await reader.readexactly(min(left, MAX_BODY)))
+    return body

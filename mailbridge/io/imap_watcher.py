@@ -1,6 +1,6 @@
 """Watch one IMAP mailbox with IDLE and hand every new message over, in UID order.
 
-Public API: `Fetched`, `ImapWatcher` (start, stop, connected, heartbeat), `Supervision`.
+Public API: `Fetched`, `ImapWatcher` (start, stop, wake, connected, heartbeat), `Supervision`.
 
 imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread`:
 a cancelled task cannot stop a thread). It fetches headers, the structure and the
@@ -10,6 +10,8 @@ restart neither misses nor repeats mail. Any connection trouble ends the session
 the watcher reconnects with capped exponential backoff and jitter. Anything else (a bug)
 ends the session too and is reported to its `Supervision`, which logs it with its
 traceback and counts the restart; the backoff then grows until a session has caught up.
+`wake()` (a push from the mail server, `mailbridge.io.push`) ends the IDLE or poll wait at
+once and looks for new UIDs, as an EXISTS from IDLE does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from mailbridge.core.model import InboundMessage
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import TokenSource, log_in, open_client
+from mailbridge.io.wakeup import Wakeup
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
 from mailbridge.metrics.families import Metrics
@@ -84,13 +87,22 @@ class _IdleClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type
     `idle_check` polls the socket, but imaplib reads through a buffered file: when
     the server sends "+ idling" and "* 3 EXISTS" in one segment, the EXISTS sits in
     the buffer, the socket looks idle, and the new mail would wait for the next
-    packet (Dovecot's keepalive comes every two minutes).
+    packet (Dovecot's keepalive comes every two minutes). A pending `wakeup` ends the
+    wait too, as if nothing had come: the watcher sees it is pending.
     """
+
+    wakeup: Wakeup | None = None
 
     def _poll_socket(self, sock: socket.socket, timeout: float | None = None) -> Any:
         if _buffered(self._imap.file):
             return [(sock.fileno(), select.POLLIN)]
-        return super()._poll_socket(sock, timeout)
+        if self.wakeup is None:
+            return super()._poll_socket(sock, timeout)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poller.register(self.wakeup.fileno(), select.POLLIN)
+        events = poller.poll(None if timeout is None else timeout * 1000)
+        return [event for event in events if event[0] == sock.fileno()]
 
 
 def _buffered(reader: Any) -> bool:
@@ -134,6 +146,7 @@ class ImapWatcher:
         """When the server last confirmed we have seen everything (a sync or IDLE check)."""
         self.connected = False
         self._stop = threading.Event()
+        self._wakeup = Wakeup()
         self._client: IMAPClient | None = None
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=1.0, cap=120.0)
@@ -145,9 +158,15 @@ class ImapWatcher:
                                         daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Look for new mail now (from any thread): ends the IDLE or poll wait. Wake-ups
+        before the next look coalesce into one."""
+        self._wakeup.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish and wait for it; wakes it from IDLE at once."""
         self._stop.set()
+        self._wakeup.set()
         client = self._client
         if client is not None:
             with contextlib.suppress(OSError):
@@ -170,6 +189,7 @@ class ImapWatcher:
             finally:
                 self._set_connected(False)
                 self._close()
+        self._wakeup.close()
 
     def _lost(self, exc: BaseException) -> None:
         self.metrics.imap_reconnects.labels(self.mailbox).inc()
@@ -202,6 +222,7 @@ class ImapWatcher:
 
     def _connect(self) -> IMAPClient:
         client = open_client(self.settings, _IdleClient)
+        client.wakeup = self._wakeup
         self._client = client  # from here on, stop() can end a slow login
         log_in(client, self.settings, self.tokens)
         return client
@@ -216,6 +237,7 @@ class ImapWatcher:
                                    uidvalidity=uidvalidity, last_uid=last_uid,
                                    idle=client.has_capability("IDLE")))
         while not self._stop.is_set():
+            self._wakeup.take()  # a wake-up from here on is for mail this look may miss
             last_uid = self._catch_up(client, uidvalidity, last_uid)
             self._synced()
             # Only now: a bug that ends every session before it catches up waits longer each time.
@@ -316,7 +338,9 @@ class ImapWatcher:
         return fetched
 
     def _idle(self, client: IMAPClient) -> None:
-        """IDLE until the mailbox grows, the refresh interval ends, or we are stopped."""
+        """IDLE until the mailbox grows, the refresh interval ends, we are woken or stopped."""
+        if self._wakeup.pending:
+            return
         client.idle()
         deadline = time.monotonic() + self.settings.idle_refresh.total_seconds()
         try:
@@ -331,7 +355,8 @@ class ImapWatcher:
                 self.last_sync = self.clock.now()
                 if self._stop.is_set():
                     return
-                if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
+                if self._wakeup.pending or any(len(r) > 1 and r[1] == b"EXISTS"
+                                               for r in responses):
                     break
                 if not responses and time.monotonic() - started < timeout / 2:
                     # imapclient returns [] on EOF as on timeout (imapclient #565).
@@ -341,7 +366,7 @@ class ImapWatcher:
                 client.idle_done()
 
     def _poll(self, client: IMAPClient) -> None:
-        self._stop.wait(self.settings.poll_interval.total_seconds())
+        self._wakeup.wait(self.settings.poll_interval.total_seconds())  # stop() wakes it too
         if not self._stop.is_set():
             client.noop()
 

@@ -2,9 +2,9 @@
 
 Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fixed label
 sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
-`SLA_KINDS`, `COMPONENTS`, `COPY_OUTCOMES`). Labels are bounded and come from configuration
-(mailbox, policy and priority names) or from these fixed sets: never an address, a subject
-or a thread id. The gauges read from the store at scrape time live in
+`SLA_KINDS`, `COMPONENTS`, `COPY_OUTCOMES`, `PUSH_OUTCOMES`). Labels are bounded and come
+from configuration (mailbox, policy and priority names) or from these fixed sets: never an
+address, a subject or a thread id. The gauges read from the store at scrape time live in
 `mailbridge.metrics.collector`.
 """
 
@@ -38,6 +38,8 @@ NOTICE_KINDS = ("update", "nudge", "escalation", "other")
 SLA_KINDS = ("first_response", "next_response", "resolution")
 COPY_OUTCOMES = ("appended", "missing_folder", "refused", "unavailable")
 """What an attempt to copy sent mail to the Sent folder came to (`io.sent_folder`)."""
+PUSH_OUTCOMES = ("woken", "not_watched", "ignored_event", "unauthorized", "malformed")
+"""What became of a push from the mail server (`io.push`)."""
 COMPONENTS = ("sender", "scheduler", "membership", "relay", "watcher", "retention",
               "sent_copy", "oauth2")
 """The daemon's supervised parts (`mailbridge.daemon.supervisor`); one "watcher" for all."""
@@ -77,6 +79,15 @@ KIND_BY_RULE = {
     "null_return_path": "bounce",
     "internal_error": "error",
 }
+
+
+def _by_outcome(registry: CollectorRegistry, name: str, documentation: str,
+                outcomes: Iterable[str]) -> Counter:
+    """A counter by a fixed set of outcomes, each series at 0 from the start."""
+    counter = Counter(name, documentation, ["outcome"], registry=registry)
+    for outcome in outcomes:
+        counter.labels(outcome)
+    return counter
 
 
 class Metrics:
@@ -152,13 +163,16 @@ class Metrics:
             registry=registry)
         self._retention_metrics(registry)
         self._oauth2_metrics(registry)
-        self.sent_copies = Counter(
-            "mailbridge_sent_copies",
+        self.sent_copies = _by_outcome(
+            registry, "mailbridge_sent_copies",
             "Attempts to append a copy of mail a customer was sent to the Sent folder, by "
             "outcome (appended, missing_folder, refused, unavailable); failed ones are "
-            "retried later.", ["outcome"], registry=registry)
-        for outcome in COPY_OUTCOMES:
-            self.sent_copies.labels(outcome)
+            "retried later.", COPY_OUTCOMES)
+        self.push_notifications = _by_outcome(
+            registry, "mailbridge_push_notifications",
+            "Pushes from the mail server at /push/dovecot, by outcome: woken (a watcher "
+            "looks at its mailbox now), not_watched (no watcher here has that user and "
+            "folder), ignored_event, unauthorized, malformed.", PUSH_OUTCOMES)
         for mailbox in mailboxes:
             self.add_mailbox(mailbox)
         for kind in NOTICE_KINDS:

@@ -138,3 +138,29 @@ def test_auth_settings_are_validated(tmp_path: Path) -> None:
     assert unreadable.startswith("[http] bearer_token_file: cannot read")
     [colon] = _problems(tmp_path, 'basic_auth_user = "a:b"\nbasic_auth_password_file = "token"\n')
     assert colon.startswith("[http] basic_auth_user:") and "colon" in colon
+
+
+def test_push_credentials_come_from_a_file_and_are_checked(tmp_path: Path) -> None:
+    """[http] push_username and push_password_file: read like the other secrets, apart from
+    the /metrics credentials, both or neither, and only of characters a URL takes as is."""
+    (tmp_path / "push-password").write_text("a1-B2_c3.d4~\n")
+    (tmp_path / "bad-password").write_text("pa:ss@word\n")
+    config = _load(tmp_path, 'push_username = "dovecot"\npush_password_file = "push-password"\n'
+                             'bearer_token_file = "push-password"\n')
+    assert config.http.push_username == "dovecot" and config.http.push_password is not None
+    assert config.http.push_password.reveal() == "a1-B2_c3.d4~"
+    assert "a1-B2" not in repr(config)
+    assert _problems(tmp_path, 'push_password = "inline"\n') == [
+        '[http] push_password: a secret never belongs in this file; put it in a file and set '
+        'push_password_file = "/etc/mailbridge/push_password"']
+    [no_password] = _problems(tmp_path, 'push_username = "dovecot"\n')
+    assert no_password.startswith("[http] push_password_file: push_username is set but no")
+    [no_user] = _problems(tmp_path, 'push_password_file = "push-password"\n')
+    assert no_user.startswith("[http] push_username: a password file is set but no user")
+    [unsafe] = _problems(tmp_path, 'push_username = "dovecot"\n'
+                                   'push_password_file = "bad-password"\n')
+    assert unsafe.startswith("[http] push_password_file: the password goes into the url")
+    assert "pa:ss" not in unsafe
+    [user] = _problems(tmp_path, 'push_username = "dove cot"\n'
+                                 'push_password_file = "push-password"\n')
+    assert user.startswith('[http] push_username: "dove cot" goes into the url')
