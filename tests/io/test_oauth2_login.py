@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +22,10 @@ import pytest
 
 from mailbridge.cli import main
 from mailbridge.config import load_config
+from mailbridge.config.oauth2 import OAuth2Settings
 from mailbridge.errors import ConfigError
 from mailbridge.io.oauth2 import TokenSource
+from mailbridge.io.oauth2_login import LoginError, loopback_login
 from tests.configs import MINIMAL
 from tests.oauth2_token_endpoint import TokenEndpoint
 
@@ -338,3 +341,47 @@ def test_run_by_root_the_file_belongs_to_the_state_directorys_owner(
     owner = _token_file(tmp_path).stat()
     assert (owner.st_uid, owner.st_gid) == (65534, 65534)
     assert stat.S_IMODE(owner.st_mode) == 0o600
+
+
+def test_the_presets_sign_in_where_microsoft_and_google_expect(tmp_path: Path) -> None:
+    """Microsoft: the device flow at the tenant's devicecode endpoint with the IMAP, SMTP
+    and offline_access scopes. Google: the browser sent to accounts.google.com for the Gmail
+    scope, offline, with consent (else no refresh token), PKCE S256 and a 127.0.0.1
+    redirect; here declined in the browser, so nothing goes to Google's token endpoint."""
+    microsoft = OAuth2Settings(provider="microsoft", tenant="contoso.onmicrosoft.com",
+                               client_id="app")
+    assert microsoft.flows == ("device",)
+    assert microsoft.device_endpoint == \
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode"
+    assert microsoft.scopes == "https://outlook.office.com/IMAP.AccessAsUser.All " \
+        "https://outlook.office.com/SMTP.Send offline_access"
+    google = OAuth2Settings(provider="google", client_id="app.apps.googleusercontent.com")
+    assert google.flows == ("loopback",)
+    said: queue.Queue[str] = queue.Queue()
+    outcome: list[BaseException] = []
+
+    def login() -> None:
+        try:
+            loopback_login(google, say=said.put, timeout=60)
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=login, daemon=True)
+    thread.start()
+    url = ""
+    while not url.startswith("https://"):
+        url = said.get(timeout=30)
+    address = urllib.parse.urlsplit(url)
+    assert f"{address.scheme}://{address.netloc}{address.path}" == \
+        "https://accounts.google.com/o/oauth2/v2/auth"
+    query = dict(urllib.parse.parse_qsl(address.query))
+    assert query["scope"] == "https://mail.google.com/"
+    assert (query["access_type"], query["prompt"]) == ("offline", "consent")
+    assert (query["response_type"], query["code_challenge_method"]) == ("code", "S256")
+    assert query["redirect_uri"].startswith("http://127.0.0.1:")
+    back = f"{query['redirect_uri']}?error=access_denied&state={query['state']}"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(back, timeout=10)
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], LoginError)
+    assert outcome[0].outcome == "denied"
