@@ -12,6 +12,7 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
 from mailbridge.daemon.ingest import Ingestor, Outcome
 from mailbridge.daemon.staff import prepare_relayed
+from mailbridge.mail.flowed import unflowed
 from mailbridge.store.db import Store
 from tests.configs import MINIMAL
 from tests.mails import TRUSTED_RULES
@@ -64,7 +65,7 @@ def test_assign_alone_tells_the_new_agent_and_keeps_the_deadline(tmp_path: Path)
     assert notice.recipient == "sam@example.com"
     mail = _mail(notice.body)
     assert mail["Reply-To"].addresses[0].addr_spec == "support@example.com"
-    text = mail.get_body(("plain",)).get_content()
+    text = unflowed(mail.get_body(("plain",)).get_content())
     assert "> Hello, can you help me?" in text, "the customer's words, quoted"
     assert "New York time" in text and "assigned to you by Dana Whitfield" in text
 
@@ -100,4 +101,4 @@ def test_a_leads_assign_in_reply_to_an_escalation_tells_the_new_agent(tmp_path: 
     assert row.agent_name.startswith(other) and row.state == "awaiting_agent"
     [notice] = [i for i in desk.store.outbox() if i.kind.startswith("handover-")]
     assert notice.recipient == row.agent_email
-    assert "by Lee Lead" in _mail(notice.body).get_body(("plain",)).get_content()
+    assert "by Lee Lead" in unflowed(_mail(notice.body).get_body(("plain",)).get_content())

@@ -20,6 +20,7 @@ from mailbridge.cli.threads import print_threads, threads_records
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
+from mailbridge.mail.flowed import unflowed
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread, ThreadEvent
@@ -141,7 +142,7 @@ def desk(tmp_path: Path, store: Store) -> Desk:
 def text_of(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert isinstance(part, EmailMessage)
-    return str(part.get_content()).replace("\r\n", "\n")
+    return unflowed(str(part.get_content()))
 
 
 def assignment(outcome: Outcome) -> tuple[str, str]:
@@ -195,7 +196,7 @@ def test_german_mail_gets_a_german_ack_from_a_german_speaker(desk: Desk) -> None
         "de", "Content-Language de-de")
     assert assignment(outcome)[0] == "Sam Okafor"
     text = text_of(desk.ack(outcome))
-    assert text.startswith("Hallo Ana Souza,\n\nvielen Dank für Ihre Nachricht „Drucker“.")
+    assert text.startswith("Guten Tag Ana Souza,\n\nvielen Dank für Ihre Nachricht „Drucker“.")
     assert "Sam Okafor antwortet Ihnen persönlich heute bis 18:00 Uhr (Berliner Zeit)." in text
     assert desk.thread(outcome.thread).language == "de"
 
@@ -238,8 +239,8 @@ def test_faq_articles_that_match_are_in_the_ack(desk: Desk) -> None:
     html = desk.ack(outcome).get_body(("html",))
     assert html is not None
     content = str(html.get_content())
-    assert '<a href="https://example.com/help/password">' in content
-    assert '<img src="https://example.com/team/dana.jpg" alt="Photo of Dana Whitfield"' in content
+    assert '<a href="https://example.com/help/password"' in content
+    assert '<img src="https://example.com/team/dana.jpg" alt="Dana Whitfield"' in content
     other = desk.feed(customer_mail(2, addr="bo@example.org"), berlin(*MONDAY, 10))
     assert other.choice is not None and other.choice.faq == ()
     assert "While you wait" not in text_of(desk.ack(other))

@@ -4,8 +4,8 @@ This module owns the agents' profile and rota keys and the FAQ articles, and the
 span entries (an agent's policies must exist, someone must be active). `mailbridge.config`
 builds `AgentSettings` on `AgentProfile` and adds `FaqSettings` as [[faq]]. Public API:
 
-- `AgentProfile`: name, email, title, signature, photo_url, languages, policies, timezone,
-  shift, days_off, holidays, max_open, active, notify, digest.
+- `AgentProfile`: name, email, title, signature, photo_url, photo_file, languages, policies,
+  timezone, shift, days_off, holidays, max_open, active, notify, digest.
 - `FaqSettings` with `FaqMatchSettings`: an article's title, https URL, language (one with
   templates, `ANY_LANGUAGE` for every language, None for the [support] language) and match.
 - `agent_problems(agents, policies)`: the cross-checks as problem sentences, on the raw tables
@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailbridge.config.branding import InlineImage
 from mailbridge.config.problems import show, unknown
 from mailbridge.config.sla import DEFAULT_POLICY, HolidaySettings
 from mailbridge.config.sla import describe_error as describe_sla_error
@@ -63,6 +64,8 @@ class AgentProfile(_Table):
     title: OneLine = ""
     signature: Signature = ""
     photo_url: HttpsUrl | None = None
+    photo_file: InlineImage | None = None
+    """Their photo, read at load and sent inside each mail (`mailbridge.config.branding`)."""
     from_address: Address | None = None
     """A personal alias the agent's acknowledgements come from; None: the support address."""
     languages: tuple[LanguageTag, ...] = ()

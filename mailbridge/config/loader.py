@@ -24,6 +24,7 @@ from mailbridge.config.agents import (
     agent_problems,
     describe_error,
 )
+from mailbridge.config.branding import prepare_images
 from mailbridge.config.oauth2 import oauth2_problems, prepare_oauth2
 from mailbridge.config.problems import rank, unknown
 from mailbridge.config.relay import prepare_relay
@@ -112,6 +113,7 @@ def _prepare(
     data["path"] = file
     state_dir = _prepare_state_dir(data, base, env)
     _prepare_templates(data, base, problems)
+    prepare_images(data, base, problems)
     store = _table(data, "store", create=True)
     if store is not None and "url" not in store:
         store["url"] = f"sqlite:///{(state_dir or default_state_dir(env)) / 'mailbridge.sqlite3'}"

@@ -26,6 +26,7 @@ from mailbridge.config.agents import (
     FaqSettings,
     agent_problems,
 )
+from mailbridge.config.branding import DEFAULT_ACCENT, HexColor, InlineImage
 from mailbridge.config.oauth2 import OAuth2Settings
 from mailbridge.config.peers import Auth, SmtpPeerSettings, default_port
 from mailbridge.config.problems import AGENTS_NEEDED, show
@@ -72,6 +73,11 @@ class SupportSettings(_Section):
     leads: tuple[Address, ...] = ()
     """Leads besides the policies' escalate_to: staff who are not agents. Their mail counts
     as theirs only when authenticated, as an agent's (`mailbridge.core.trust`)."""
+    accent_color: HexColor = DEFAULT_ACCENT
+    """The colour of the rules and links in customer mail's HTML part."""
+    logo_file: InlineImage | None = None
+    """The desk's logo atop customer mail's HTML part, sent inside the mail
+    (`mailbridge.config.branding`)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ datetimes and generated inputs. It imports nothing of mailbridge outside `core`.
 - `rules`: who gets an acknowledgement, and why not. `threads`: which thread a message joins.
 - `policy`: which SLA applies. `sla`: a thread's clock through its events, and its decisions.
 - `calendar`: business hours, holidays, zones. `eta`: the answer time as the customer reads it.
-- `agents`: who answers. `commands`: the #commands in an agent's reply. `faq`, `language`,
+- `agents`: who answers. `names`: a customer's display name as people say it.
+  `commands`: the #commands in an agent's reply. `faq`, `language`,
   `throttle`: articles for the waiting customer, the customer's language, failed-login limits.
 """

@@ -1,6 +1,6 @@
 """Plain, frozen data shared by the core, the mail layer and the adapters.
 
-Public API: `Address`, `InboundMessage`, `Agent`, `Verdict`, `FaqLink`, `AckContext`,
+Public API: `Address`, `InboundMessage`, `Image`, `Agent`, `Verdict`, `FaqLink`, `AckContext`,
 `UpdateContext`, `NoticeContext`, `DigestEntry`, `DigestContext`.
 Nothing here does I/O or reads a clock; every datetime is timezone-aware.
 """
@@ -72,6 +72,17 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
+class Image:
+    """A picture that travels inside our mail (an agent's photo, the desk's logo)."""
+
+    data: bytes = field(repr=False)
+    content_type: str
+    """"image/jpeg" or "image/png"."""
+    filename: str
+    """The file's own name, without its folder."""
+
+
+@dataclass(frozen=True)
 class Agent:
     """A named person who answers customers, and how they sign."""
 
@@ -83,6 +94,8 @@ class Agent:
     """Plain text, several lines; replaces name, title and desk under the closing."""
     photo_url: str = ""
     """An https URL of their photo, shown in the HTML part; "" for none."""
+    photo: Image | None = None
+    """Their photo, sent inside the mail; preferred to `photo_url`."""
     from_address: str = ""
     """A personal alias for the From of mail to customers; "" for the support address."""
 

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from mailbridge.config import Config
 from mailbridge.errors import TemplateError
-from mailbridge.mail.render import Renderer
+from mailbridge.mail.render import Branding, Renderer
 from mailbridge.mail.samples import samples
 
 
@@ -48,7 +48,8 @@ def template_problems(config: Config, now: datetime) -> list[str]:
         return []
     support = config.support
     try:
-        renderer = Renderer(config.templates.dir, default_language=support.language)
+        renderer = Renderer(config.templates.dir, default_language=support.language,
+                            branding=Branding.of(support))
     except TemplateError as exc:
         found = str(exc).splitlines()
     else:

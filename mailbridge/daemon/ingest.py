@@ -33,7 +33,7 @@ from mailbridge.daemon.staff import RELAY_MAILBOX, Relayed, StaffMail
 from mailbridge.daemon.unverified import StaffTrust
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
-from mailbridge.mail.render import Renderer
+from mailbridge.mail.render import Branding, Renderer
 from mailbridge.store.db import Store
 from mailbridge.store.tables import EXCERPT_CHARS, KnownId, Message, OutboxItem, Thread
 from mailbridge.store.tx import Tx
@@ -161,7 +161,8 @@ class Ingestor:
     @classmethod
     def create(cls, config: Config, store: Store, clock: TimeSource) -> Ingestor:
         """An ingestor with its renderer, policies and deadlines built from `config`."""
-        renderer = Renderer(config.templates.dir, default_language=config.support.language)
+        renderer = Renderer(config.templates.dir, default_language=config.support.language,
+                            branding=Branding.of(config.support))
         deadlines = Deadlines(config, build_policies(config), store, renderer, clock)
         return cls(config, store, renderer, deadlines)
 

@@ -56,6 +56,7 @@ def build_team(config: Config) -> Team:
 def _member(settings: AgentSettings, default_zone: str) -> agents.Member:
     agent = Agent(settings.name, settings.email, title=settings.title,
                   signature=settings.signature, photo_url=settings.photo_url or "",
+                  photo=settings.photo_file,
                   from_address=settings.from_address or "")
     return agents.Member(
         agent=agent, shift=_shift(settings, default_zone),

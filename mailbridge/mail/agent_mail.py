@@ -44,6 +44,7 @@ from mailbridge.mail.headers import (
     make_message_id,
     policy_for,
 )
+from mailbridge.mail.mime import set_flowed_text
 
 _PARSE_POLICY = email.policy.default.clone(header_factory=HEADER_REGISTRY)
 _TOKENS = re.compile(r"(<[^>]*>)|([^<]+)")
@@ -181,7 +182,7 @@ def command_error_mail(*, support_name: str, support_address: str, agent: Agent,
         "agent_name": clean(agent.name, max_len=80), "about": about, "relayed": relayed,
         "errors": [clean(error, max_len=400) for error in errors],
         "usage": commands.USAGE, "support_name": clean(support_name, max_len=80)})
-    msg.set_content(text.rstrip("\n") + "\n")
+    set_flowed_text(msg, text.rstrip("\n") + "\n")
     return msg
 
 

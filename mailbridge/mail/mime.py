@@ -3,30 +3,37 @@
 This module owns the shape of every outgoing mail, whatever wrote its words: the headers
 every mail of ours has (From, To, Reply-To, Subject, Date, Message-ID, threading, RFC 3834
 Auto-Submitted, loop protection), and the multipart/alternative body in quoted-printable
-UTF-8. Every header value goes through the field writers of `mailbridge.mail.headers`; no
-value may hold a line break. `mailbridge.mail.render` fills in the words.
+UTF-8: text (format=flowed) and HTML, the HTML with its pictures when it shows any. Every
+header value goes through the field writers of `mailbridge.mail.headers`; no value may hold
+a line break. `mailbridge.mail.render` fills in the words.
 
 Public API: `Rendered` (one complete mail: its wire bytes, and the message read back on
 demand); `Head` (the folded header lines); `message_head(...)`, the one place header values
 are set; `customer_head(ctx, subject, ...)`, the headers of mail to a customer;
-`assemble(head, text, html) -> Rendered`; `reference_ids(ids)`, the References we keep;
-`bare_ref(thread_ref)`, a thread reference without its brackets.
+`assemble(head, text, html, pictures=()) -> Rendered`, with `Inline` pictures (each named by
+a `content_id(role, domain)`) in a multipart/related beside the HTML; `set_flowed_text(msg,
+text)`, the body of a text-only mail; `reference_ids(ids)`, the References we keep;
+`bare_ref(thread_ref)`, a thread reference without its brackets. Every text part is
+format=flowed (`mailbridge.mail.flowed`).
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import email
 import functools
+import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from mailbridge.core.model import AckContext, UpdateContext
+from mailbridge.core.model import AckContext, Image, UpdateContext
+from mailbridge.mail.flowed import flowed
 from mailbridge.mail.headers import (
     MAX_REFERENCES,
     MAX_SUBJECT,
@@ -73,17 +80,82 @@ class Head:
     """An address needs SMTPUTF8 (RFC 6531/6532): header values are raw UTF-8."""
 
 
-def assemble(head: Head, text: str, html: str) -> Rendered:
-    """The mail: `head`'s header lines and the text and HTML alternatives."""
-    boundary = f"=_{secrets.token_hex(16)}"  # "=_" never occurs in quoted-printable
-    lines = [*head.lines, "MIME-Version: 1.0\r\n",
-             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n', "\r\n"]
-    for subtype, body in (("plain", text), ("html", html)):
-        lines += [f"--{boundary}\r\n", f'Content-Type: text/{subtype}; charset="utf-8"\r\n',
-                  "Content-Transfer-Encoding: quoted-printable\r\n", "\r\n",
-                  quoted_printable(body), "\r\n"]
-    lines.append(f"--{boundary}--\r\n")
+@dataclass(frozen=True)
+class Inline:
+    """A picture sent inside the mail, shown by the HTML part as `cid:<content_id>`."""
+
+    content_id: str
+    """A msg-id without its angle brackets, new for each mail (`content_id`)."""
+    image: Image
+
+    @property
+    def url(self) -> str:
+        return f"cid:{self.content_id}"
+
+
+def content_id(role: str, domain: str) -> str:
+    """A Content-ID for a picture of ours, unique to one mail: `role.<random>@domain`."""
+    right = domain.lower() if _DOMAIN.fullmatch(domain) else "mailbridge.invalid"
+    return f"{_safe(role, 'image')}.{secrets.token_hex(8)}@{right}"
+
+
+def assemble(head: Head, text: str, html: str, pictures: Sequence[Inline] = ()) -> Rendered:
+    """The mail: `head`'s header lines, and the text (format=flowed, `flowed`) and HTML
+    alternatives; with `pictures`, the HTML and they are one multipart/related (RFC 2387)."""
+    lines = [*head.lines, "MIME-Version: 1.0\r\n"]
+    outer = _boundary()
+    lines += [f'Content-Type: multipart/alternative; boundary="{outer}"\r\n', "\r\n",
+              f"--{outer}\r\n", *_text_part("plain", flowed(text), flowed_params=True),
+              f"--{outer}\r\n"]
+    if pictures:
+        inner = _boundary()
+        lines += [f'Content-Type: multipart/related; boundary="{inner}"; type="text/html"\r\n',
+                  "\r\n", f"--{inner}\r\n", *_text_part("html", html)]
+        for picture in pictures:
+            lines += [f"--{inner}\r\n", *_picture_part(picture)]
+        lines.append(f"--{inner}--\r\n")
+    else:
+        lines += _text_part("html", html)
+    lines.append(f"--{outer}--\r\n")
     return Rendered("".join(lines).encode("utf-8"), utf8=head.utf8)
+
+
+def set_flowed_text(msg: EmailMessage, text: str) -> None:
+    """Make `text` the body of `msg`: one text/plain part, format=flowed, quoted-printable
+    (so a soft break's trailing space survives any relay)."""
+    msg.set_content(flowed(text), cte="quoted-printable",
+                    params={"format": "flowed", "delsp": "no"})
+
+
+def _boundary() -> str:
+    return f"=_{secrets.token_hex(16)}"  # "=_" never occurs in quoted-printable or base64
+
+
+def _text_part(subtype: str, body: str, *, flowed_params: bool = False) -> list[str]:
+    params = "; format=flowed; delsp=no" if flowed_params else ""
+    return [f'Content-Type: text/{subtype}; charset="utf-8"{params}\r\n',
+            "Content-Transfer-Encoding: quoted-printable\r\n", "\r\n",
+            quoted_printable(body), "\r\n"]
+
+
+def _picture_part(picture: Inline) -> list[str]:
+    image = picture.image
+    subtype = image.content_type.partition("/")[2]
+    name = _safe(image.filename.rsplit(".", 1)[0], "picture") + "." + (
+        "jpg" if subtype == "jpeg" else subtype)
+    data = base64.encodebytes(image.data).decode("ascii").replace("\n", "\r\n")
+    return [f'Content-Type: {image.content_type}; name="{name}"\r\n',
+            "Content-Transfer-Encoding: base64\r\n",
+            f"Content-ID: <{picture.content_id}>\r\n",
+            f'Content-Disposition: inline; filename="{name}"\r\n', "\r\n", data]
+
+
+def _safe(text: str, default: str) -> str:
+    """`text` as a token fit for a header parameter: ASCII letters, digits, "-" and "_"."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:40] or default
+
+
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 def quoted_printable(text: str) -> str:

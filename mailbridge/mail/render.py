@@ -19,24 +19,30 @@ template names have always been, then in the packaged L/, then in the
 packaged English folder. Customer mail is written in its context's
 `language`; staff notices in the default language.
 
-Public API: `Renderer(templates_dir=None, *, default_language="en")` with
+Public API: `Renderer(templates_dir=None, *, default_language="en", branding=Branding())` with
 `render_ack(...)`, `render_status_update(...)`, `render_notice(...)`, `check(samples)` and
 `languages`, each render giving a `Rendered` (`mailbridge.mail.mime`, re-exported here);
 `TEMPLATE_NAMES`, the template files an operator folder may override (`ACK_TEXT`,
-`ACK_HTML`, ...).
+`ACK_HTML`, ...); `Branding` (the desk's colour and logo, `Branding.of(config.support)`).
+
+Customer mail's HTML templates also get `accent_color`, and `logo_url` and `photo_url`: a
+`cid:` URL of a picture sent inside the mail (multipart/related, only when the HTML shows
+it), an agent's https photo_url, or "".
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from mailbridge.config import SupportSettings
+from mailbridge.config.branding import DEFAULT_ACCENT
 from mailbridge.config.languages import DEFAULT_LANGUAGE, template_languages
 from mailbridge.core.eta import (
     Phrases,
@@ -51,10 +57,12 @@ from mailbridge.core.model import (
     Agent,
     DigestContext,
     FaqLink,
+    Image,
     InboundMessage,
     NoticeContext,
     UpdateContext,
 )
+from mailbridge.core.names import greeting_name
 from mailbridge.core.standing import describe_progress, describe_queue, words_for
 from mailbridge.errors import TemplateError
 from mailbridge.mail import templates
@@ -66,9 +74,11 @@ from mailbridge.mail.headers import (
 )
 from mailbridge.mail.mime import (
     Head,
+    Inline,
     Rendered,
     assemble,
     bare_ref,
+    content_id,
     customer_head,
     message_head,
     reference_ids,
@@ -79,7 +89,7 @@ from mailbridge.mail.templates import PACKAGE_TEMPLATES, PHRASES_FILE
 
 __all__ = ["ACK_HTML", "ACK_TEXT", "DIGEST_HTML", "DIGEST_TEXT", "ESCALATION_HTML",
            "ESCALATION_TEXT", "HANDOVER_HTML", "HANDOVER_TEXT", "NUDGE_HTML", "NUDGE_TEXT",
-           "TEMPLATE_NAMES", "UPDATE_HTML", "UPDATE_TEXT", "Rendered", "Renderer"]
+           "TEMPLATE_NAMES", "UPDATE_HTML", "UPDATE_TEXT", "Branding", "Rendered", "Renderer"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +111,20 @@ TEMPLATE_NAMES: dict[str, tuple[str, str]] = {
 MAX_SIGNATURE_LINES = 12
 MAX_FAQ = 3
 
+
+@dataclass(frozen=True)
+class Branding:
+    """How customer mail looks without editing a template: [support] accent_color and
+    logo_file (`mailbridge.config.branding`)."""
+
+    accent_color: str = DEFAULT_ACCENT
+    logo: Image | None = None
+
+    @classmethod
+    def of(cls, support: SupportSettings) -> Branding:
+        return cls(accent_color=support.accent_color, logo=support.logo_file)
+
+
 class Renderer:
     """Renders our mail from the packaged templates or an operator's folder.
 
@@ -111,7 +135,9 @@ class Renderer:
     """
 
     def __init__(self, templates_dir: Path | None = None, *,
-                 default_language: str = DEFAULT_LANGUAGE) -> None:
+                 default_language: str = DEFAULT_LANGUAGE,
+                 branding: Branding = Branding()) -> None:
+        self.branding = branding
         found = {*template_languages(PACKAGE_TEMPLATES), DEFAULT_LANGUAGE}
         if templates_dir is not None:
             found |= set(template_languages(templates_dir))
@@ -162,13 +188,14 @@ class Renderer:
         ValueError for an unusable customer or support address.
         """
         language, values = self._ack_values(ctx, original, now)
+        pictures = self._branding(ctx, values, self.branding.logo)
         parent = original.message_id
         msg = customer_head(
             ctx, values["reply_subject"], message_id=message_id, date=date,
             in_reply_to=parent if parent and is_message_id(parent) else None,
             references=references_for(original),
         )  # fmt: skip
-        return self._fill(msg, "ack", values, language)
+        return self._fill(msg, "ack", values, language, pictures)
 
     def _ack_values(self, ctx: AckContext, original: InboundMessage,
                     now: datetime) -> tuple[str, dict[str, Any]]:
@@ -204,13 +231,14 @@ class Renderer:
         malformed ids are dropped. Arguments and errors as for `render_ack`.
         """
         language, values = self._update_values(ctx, now)
+        pictures = self._branding(ctx, values, self.branding.logo)
         parent = ctx.in_reply_to if ctx.in_reply_to and is_message_id(ctx.in_reply_to) else None
         references = reference_ids([*ctx.references, *([parent] if parent else [])])
         msg = customer_head(
             ctx, values["reply_subject"], message_id=message_id, date=date,
             in_reply_to=parent, references=references,
         )  # fmt: skip
-        return self._fill(msg, "update", values, language)
+        return self._fill(msg, "update", values, language, pictures)
 
     def _update_values(self, ctx: UpdateContext, now: datetime) -> tuple[str, dict[str, Any]]:
         """The language of `ctx`'s status update, and what its templates may use."""
@@ -259,12 +287,31 @@ class Renderer:
         )  # fmt: skip
         return self._fill(msg, kind, values, self.default_language)
 
-    def _fill(self, head: Head, kind: str, values: dict[str, Any], language: str) -> Rendered:
-        """The mail: `head`'s header lines and the text and HTML alternatives of `kind`."""
+    def _branding(self, ctx: AckContext | UpdateContext, values: dict[str, Any],
+                  logo: Image | None) -> list[Inline]:
+        """Add the desk's colour and logo to customer mail's `values`, the agent's photo sent
+        with the mail in place of their photo_url; the pictures to send with it.
+
+        A picture sent with the mail is shown by a `cid:` URL naming its part, new for each
+        mail (RFC 2392)."""
+        values |= {"accent_color": self.branding.accent_color, "logo_url": ""}
+        domain = ctx.support_address.rpartition("@")[2]
+        pictures = []
+        for key, picture in (("photo_url", ctx.agent.photo), ("logo_url", logo)):
+            if picture is not None:
+                inline = Inline(content_id(key.partition("_")[0], domain), picture)
+                pictures.append(inline)
+                values[key] = inline.url
+        return pictures
+
+    def _fill(self, head: Head, kind: str, values: dict[str, Any], language: str,
+              pictures: Iterable[Inline] = ()) -> Rendered:
+        """The mail: `head`'s header lines and the text and HTML alternatives of `kind`,
+        with those of `pictures` its HTML shows."""
         text_template, html_template = self._templates[language][kind]
         text = templates.render(text_template, values)
         html = templates.render(html_template, values)
-        rendered = assemble(head, text, html)
+        rendered = assemble(head, text, html, [p for p in pictures if p.url in html])
         log.debug("rendered %s for thread %s", kind, values["thread_ref"])
         return rendered
 
@@ -301,6 +348,9 @@ class Renderer:
         _, ack = self._ack_values(replace(samples.ack, language=language), samples.original,
                                   samples.now)
         _, update = self._update_values(replace(samples.update, language=language), samples.now)
+        # The sample logo stands in for a desk without one, so that its part renders too.
+        for ctx, values in ((samples.ack, ack), (samples.update, update)):
+            self._branding(ctx, values, self.branding.logo or samples.logo)
         return {"ack": ack, "update": update,
                 **{kind: notice_values(sample, samples.now, language, self._phrases[language])
                    for kind, sample in (("escalation", samples.escalation),
@@ -310,21 +360,14 @@ class Renderer:
                                         self._phrases[language])}
 
 
-def _greeting_name(name: str, address: str) -> str:
-    """The name to greet with; "" when it is missing or just an address again."""
-    text = clean(name, max_len=80)
-    if "@" in text or text.lower() == address.lower():
-        return ""
-    return text
-
-
 def _customer_values(
     ctx: AckContext | UpdateContext, subject: str, now: datetime, words: Phrases
 ) -> dict[str, Any]:
     """What customer-facing templates may use: plain, cleaned strings."""
     ref = bare_ref(ctx.thread_ref)
     return {
-        "greeting_name": _greeting_name(ctx.customer_name, ctx.customer_address),
+        "greeting_name": greeting_name(clean(ctx.customer_name, max_len=80),
+                                       ctx.customer_address),
         "customer_name": clean(ctx.customer_name, max_len=80),
         "customer_address": clean(ctx.customer_address, max_len=320),
         "subject": clean(subject, max_len=200),

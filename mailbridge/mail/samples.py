@@ -4,14 +4,15 @@
 values through the same code that renders real mail, so the sample values cannot drift from
 what the daemon passes. Every optional part a template may show is set (a closed desk that
 opens later, an agent whose shift starts after that, a help article, a signature, a photo,
-the customer's own clock), so that the templates' conditional parts render too.
+the customer's own clock, a logo), so that the templates' conditional parts render too.
 
 Public API: `Samples`, and `samples(now, *, support_name, support_address, timezone)`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import base64
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from mailbridge.core.model import (
@@ -21,6 +22,7 @@ from mailbridge.core.model import (
     DigestContext,
     DigestEntry,
     FaqLink,
+    Image,
     InboundMessage,
     NoticeContext,
     UpdateContext,
@@ -30,6 +32,10 @@ _CUSTOMER = Address("Ana Souza", "ana.souza@example.org")
 _SUBJECT = "Invoice 2291 charged twice"
 _THREAD = "K7QX2M"
 _PARENT = "<sample-2291@example.org>"
+SAMPLE_PICTURE = Image(data=base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="),
+    content_type="image/png", filename="sample.png")
+"""A 1x1 PNG: the sample agent's photo and the sample logo."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Samples:
     handover: NoticeContext
     digest: DigestContext
     now: datetime
+    logo: Image = field(default_factory=lambda: SAMPLE_PICTURE)
+    """A logo for a desk that has none, so that a template's logo part renders too."""
 
 
 def samples(now: datetime, *, support_name: str = "Example Support",
@@ -52,7 +60,7 @@ def samples(now: datetime, *, support_name: str = "Example Support",
     """A sample of each kind of mail at `now` (timezone-aware), from the desk given."""
     agent = Agent(name="Dana Whitfield", email="dana@example.com", title="Customer Success",
                   signature="Dana Whitfield\nCustomer Success",
-                  photo_url="https://example.com/people/dana.jpg")
+                  photo_url="https://example.com/people/dana.jpg", photo=SAMPLE_PICTURE)
     original = InboundMessage(
         message_id=_PARENT, from_=(_CUSTOMER,), sender=None, reply_to=(),
         to=(Address(support_name, support_address),), cc=(), return_path=_CUSTOMER.addr,

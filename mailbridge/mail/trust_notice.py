@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from mailbridge.mail.headers import MAX_SUBJECT, clean, format_address, policy_for
+from mailbridge.mail.mime import set_flowed_text
 
 
 def _ways(*, relay: str, sent_folders: tuple[str, ...], support_address: str,
@@ -65,5 +66,5 @@ def unverified_notice(*, support_name: str, support_address: str, name: str, add
     lines += ["", "If you did not send it, someone used your address; nothing was changed. "
                   "This notice is sent at most once an hour.", "",
               f"-- {clean(support_name, max_len=80)}"]
-    msg.set_content("\n".join(lines) + "\n")
+    set_flowed_text(msg, "\n".join(lines) + "\n")
     return msg

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.mail.flowed import unflowed
 from mailbridge.mail.render import ACK_TEXT
 from tests.daemon import Daemon, write_config
 from tests.mail.test_render_languages import DUTCH_PHRASES
@@ -28,7 +29,7 @@ def parts(received: Received) -> tuple[str, str, str]:
     assert ref, msg["Subject"]
     text, html = (msg.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n")
                   for kind in ("plain", "html"))
-    return ref[1], text, html
+    return ref[1], unflowed(text), html
 
 
 def test_the_operators_text_template_and_the_shipped_html_go_out_together(

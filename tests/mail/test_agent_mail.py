@@ -9,6 +9,7 @@ from email.policy import default
 
 from mailbridge.core.model import Agent
 from mailbridge.mail.agent_mail import command_error_mail, prepare_outgoing, strip_html_commands
+from mailbridge.mail.flowed import unflowed
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 DANA = Agent("Dana Whitfield", "dana@example.com")
@@ -112,7 +113,8 @@ def test_command_error_mail_says_what_and_how() -> None:
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["In-Reply-To"] == "<reply-1@example.com>"
     assert msg["Bcc"] is None and "\n" not in str(msg["Subject"])
-    body = msg.get_content()
+    assert msg.get_params()[1:] == [("charset", "utf-8"), ("format", "flowed"), ("delsp", "no")]
+    body = unflowed(msg.get_content())
     assert "#snooze: unknown command" in body and "was not sent on" in body
     assert "#assign NAME" in body
 
@@ -125,7 +127,7 @@ def test_a_german_desk_writes_command_errors_in_german() -> None:
         in_reply_to=None, relayed=False, message_id="<notice-2@example.com>", date=NOW,
         language="de")
     assert str(msg["Subject"]) == "Befehle nicht ausgeführt: Re: {{ Rechnung }}"
-    body = msg.get_content()
+    body = unflowed(msg.get_content())
     assert body.startswith("Hallo Dana Whitfield,\n")
     assert "deine Nachricht „Re: {{ Rechnung }}“ hat wegen ihrer Befehle nichts geändert" in body
     assert "  - #snooze: unknown command\n" in body and "Bitte korrigiere sie" in body

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from mailbridge.core.model import AckContext, Agent, InboundMessage, NoticeContext, UpdateContext
 from mailbridge.errors import TemplateError
+from mailbridge.mail.flowed import unflowed
 from mailbridge.mail.headers import is_message_id
 from mailbridge.mail.parse import parse_message
 from mailbridge.mail.render import (
@@ -97,7 +98,8 @@ def parts(msg: Rendered) -> tuple[str, str]:
     assert isinstance(wire, EmailMessage)
     text, html = wire.get_body(("plain",)), wire.get_body(("html",))
     assert isinstance(text, EmailMessage) and isinstance(html, EmailMessage)
-    return text.get_content().replace("\r\n", "\n"), html.get_content().replace("\r\n", "\n")
+    assert text.get_param("format") == "flowed"
+    return unflowed(text.get_content()), html.get_content().replace("\r\n", "\n")
 
 
 # --- what the customer reads --------------------------------------------------------

@@ -69,7 +69,8 @@ def test_the_german_ack_writes_german_dates(renderer: Renderer) -> None:
     """Greeting, promise, reference and closing in German, times as German writes them."""
     text, html = parts(render(renderer, context(language="de", agent=Agent("Dana Whitfield",
                                                                            "dana@acme.example"))))
-    assert text.startswith("Hallo Ana Souza,\n\nvielen Dank für Ihre Nachricht „Drucker brennt“.")
+    assert text.startswith(
+        "Guten Tag Ana Souza,\n\nvielen Dank für Ihre Nachricht „Drucker brennt“.")
     assert ("Sie ist bei uns angekommen, und\nDana Whitfield antwortet Ihnen persönlich "
             "heute bis 14:30 Uhr (Berliner Zeit).") in text
     assert "Ihre Referenz ist [#MB-1042]." in text
@@ -89,7 +90,7 @@ def test_the_german_ack_spells_out_a_later_day(renderer: Renderer) -> None:
 
 def test_a_language_variant_or_unknown_language_falls_back(renderer: Renderer) -> None:
     """"de-AT" uses the German folder; a language without templates the default (English)."""
-    assert parts(render(renderer, context(language="de-AT")))[0].startswith("Hallo")
+    assert parts(render(renderer, context(language="de-AT")))[0].startswith("Guten Tag")
     assert parts(render(renderer, context(language="fr")))[0].startswith("Hello")
 
 
@@ -98,17 +99,18 @@ def test_signature_title_and_photo(renderer: Renderer) -> None:
     text, html = parts(render(renderer, context()))
     assert text.rstrip().endswith(
         "Kind regards,\nDana Whitfield\nCustomer Success, Acme Ltd\n+49 30 1234 5678")
-    assert "Dana Whitfield<br>\nCustomer Success, Acme Ltd<br>\n+49 30 1234 5678</p>" in html
+    assert ("<strong>Dana Whitfield</strong><br>\nCustomer Success, Acme Ltd<br>\n"
+            "+49 30 1234 5678</div>") in html
     [img] = re.findall(r"<img [^>]*>", html)
     assert 'src="https://acme.example/team/dana.jpg"' in img
-    assert 'alt="Photo of Dana Whitfield"' in img
+    assert 'alt="Dana Whitfield"' in img
     assert "<img" not in text
     titled = Agent("Dana Whitfield", "dana@acme.example", title="Customer Success")
     text, html = parts(render(renderer, context(agent=titled)))
     assert text.rstrip().endswith("Dana Whitfield, Customer Success\nAcme Support")
     assert "<img" not in html
     german = parts(render(renderer, context(language="de")))[1]
-    assert 'alt="Foto von Dana Whitfield"' in german
+    assert 'alt="Dana Whitfield"' in german
 
 
 def test_a_photo_that_is_not_https_is_left_out(renderer: Renderer) -> None:
@@ -125,7 +127,7 @@ def test_hostile_signature_is_data(renderer: Renderer) -> None:
     agent = dataclasses.replace(DANA, signature="<b>Dana</b>\n{{ 7*7 }}\x00")
     text, html = parts(render(renderer, context(agent=agent)))
     assert "<b>Dana</b>\n{{ 7*7 }}" in text
-    assert "&lt;b&gt;Dana&lt;/b&gt;<br>\n{{ 7*7 }}" in html and "49" not in html
+    assert "&lt;b&gt;Dana&lt;/b&gt;</strong><br>\n{{ 7*7 }}" in html and "49" not in html
 
 
 def test_faq_articles_are_listed_while_they_wait(renderer: Renderer) -> None:
@@ -134,7 +136,7 @@ def test_faq_articles_are_listed_while_they_wait(renderer: Renderer) -> None:
     assert ("While you wait, these may help:\n- Resetting your password\n"
             "  https://help.acme.example/password\n- Invoices <and> receipts\n"
             "  https://help.acme.example/invoices?a=1&b=2\n") in text
-    assert ('<li><a href="https://help.acme.example/invoices?a=1&amp;b=2">'
+    assert ('<li><a href="https://help.acme.example/invoices?a=1&amp;b=2" style="color:#1a73e8;">'
             "Invoices &lt;and&gt; receipts</a></li>") in html
     german, _ = parts(render(renderer, context(faq=FAQ[:1], language="de")))
     assert "Während Sie warten, hilft Ihnen vielleicht das hier:\n- Resetting" in german
@@ -194,12 +196,12 @@ def test_the_status_update_in_german(renderer: Renderer) -> None:
     """A status update to a German thread is German, signed with the agent's signature."""
     ctx: UpdateContext = update_context(language="de", agent=DANA)
     text, html = parts(render_update(renderer, ctx))
-    assert text.startswith("Hallo Ana Souza,\n")
+    assert text.startswith("Guten Tag Ana Souza,\n")
     assert "Wir haben Sie nicht vergessen. Dana Whitfield kümmert sich weiter darum," in text
     assert "und Sie hören morgen bis 12:00 Uhr (Berliner Zeit) von uns." in text
     assert text.rstrip().endswith("Viele Grüße\nDana Whitfield\nCustomer Success, Acme Ltd\n"
                                   "+49 30 1234 5678")
-    assert 'alt="Foto von Dana Whitfield"' in html
+    assert 'alt="Dana Whitfield"' in html
 
 
 def test_adding_a_language_is_one_folder(tmp_path: Path) -> None:
@@ -228,7 +230,7 @@ def test_top_level_operator_templates_are_the_default_languages(tmp_path: Path) 
     (tmp_path / ACK_TEXT).write_text("Custom {{ ref_tag }}\n", encoding="utf-8")
     custom = Renderer(tmp_path)
     assert parts(render(custom, context()))[0] == "Custom [#MB-1042]\n"
-    assert parts(render(custom, context(language="de")))[0].startswith("Hallo")
+    assert parts(render(custom, context(language="de")))[0].startswith("Guten Tag")
     german_desk = Renderer(tmp_path, default_language="de")
     assert parts(render(german_desk, context(language="de")))[0] == "Custom [#MB-1042]\n"
     assert parts(render(german_desk, context(language="en")))[0].startswith("Hello")
