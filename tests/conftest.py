@@ -11,10 +11,15 @@ PostgreSQL is the machine's server (``tests/postgres.py``): each test that asks 
 
 A missing Dovecot binary fails the test with instructions instead of skipping it: a skipped
 integration suite looks green while testing nothing.
+
+Commands run in the test's process set up logging as the real command line does (the root
+logger's level and handlers); every test gets them back as they were, so no test depends on
+which command ran before it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +28,16 @@ import pytest
 
 from tests import postgres
 from tests.servers import DOVECOT_BINARY, INSTALL_HINT, Dovecot, SmtpPeer
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in ("", "mail.log", "imapclient", "sqlalchemy")]
+    saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, level, handlers in saved:
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture
