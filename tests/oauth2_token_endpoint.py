@@ -1,11 +1,12 @@
 """An OAuth2 token endpoint for tests: the refresh_token grant, rotating on every refresh.
 
 Public API: `TokenEndpoint` (start, stop, url, refresh_token, issued, valid, revoke_grant,
-refreshes; for the first login: device_url, authorize_url, device_script, device_polls,
-authorize_error, omit_refresh_token, codes_redeemed, handed_out). A stdlib ``http.server`` on
+new_grant, refreshes; for the first login: device_url, authorize_url, device_script,
+device_polls, authorize_error, omit_refresh_token, codes_redeemed, handed_out). A stdlib ``http.server`` on
 127.0.0.1 in a thread. Each refresh answers a new access token living ``lifetime`` seconds
 and a new refresh token; the refresh token used dies at once, as Microsoft's and Google's
-rotated tokens do. ``revoke_grant()`` makes every refresh an ``invalid_grant``.
+rotated tokens do. ``revoke_grant()`` makes every refresh an ``invalid_grant`` until
+``new_grant()``.
 
 The first login, as the providers serve it: ``/devicecode`` starts a device login
 (RFC 8628) whose polls the token endpoint answers from ``device_script`` (error codes such
@@ -233,3 +234,11 @@ class TokenEndpoint:
     def revoke_grant(self) -> None:
         with self._lock:
             self._revoked = True
+
+    def new_grant(self) -> str:
+        """The user consents again (what `mailbridge oauth2-login` obtains): refreshes work
+        with the refresh token returned; every earlier one stays dead."""
+        with self._lock:
+            self._revoked = False
+            self.refresh_token = secrets.token_urlsafe(16)
+            return self.refresh_token

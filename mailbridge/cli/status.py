@@ -1,6 +1,10 @@
 """`mailbridge status`: the instances sharing the store, who watches which mailbox, the outbox
 and the next deadline, read from the store (the daemon need not answer).
 
+What a running instance reports degraded (a refused OAuth2 grant, and what to do) reaches
+the store with its heartbeat (`daemon.membership`, `daemon.health`) and is shown from there:
+status never asks the token endpoint, whose refresh would rotate the daemon's token.
+
 Public API: `Status`, `InstanceStatus`, `MailboxStatus`, `gather(store, config, now, host,
 here)`, `print_status(status, out, as_json)`, `EXIT_UNWATCHED`.
 """
@@ -47,6 +51,8 @@ class InstanceStatus:
     """Same machine id as here (same host name where a machine id is unknown)."""
     machine_id: str = ""
     boot_id: str = ""
+    problems: tuple[str, ...] = ()
+    """What it reported degraded at its last heartbeat, each with what to do."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,12 @@ class Status:
         alive = {i.id for i in self.instances if i.state == "alive"}
         return [m.mailbox for m in self.mailboxes if m.holder not in alive]
 
+    @property
+    def degraded(self) -> list[tuple[str, str]]:
+        """(instance id, problem) of each live instance's reported problems."""
+        return [(i.id, problem) for i in self.instances if i.state == "alive"
+                for problem in i.problems]
+
 
 def _state(row: peers.InstanceRow, now: datetime, timeout: timedelta, here: Identity) -> str:
     if row.stopped_at is not None:
@@ -111,7 +123,7 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
         InstanceStatus(row.id, row.host, row.pid, row.version, row.started_at, row.last_seen_at,
                        _state(row, now, config.store.lease_timeout, here), row.stop_reason,
                        tuple(sorted(held.get(row.id, ()))), _this_host(row, host, here),
-                       row.machine_id, row.boot_id)
+                       row.machine_id, row.boot_id, tuple(row.problems.splitlines()))
         for row in peers.instances(store))
     # "auto" Sent folders are named by the leases the daemon took for what it found.
     configured = [config.imap.mailbox] if config.imap else []
@@ -169,6 +181,7 @@ def _json(status: Status) -> str:
 
     data = plain(asdict(status))
     data["unwatched"] = status.unwatched
+    data["degraded"] = [{"instance": i, "problem": p} for i, p in status.degraded]
     return json.dumps(data)
 
 
@@ -211,6 +224,8 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
     for mailbox in status.unwatched:
         print(f"warning: no live instance watches {mailbox}; start one with "
               "`mailbridge run --config ...`", file=out)
+    for instance, problem in status.degraded:
+        print(f"degraded: {instance}: {problem}", file=out)
 
 
 def command(args: argparse.Namespace) -> int:

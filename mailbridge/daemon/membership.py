@@ -69,10 +69,12 @@ class Membership:
                  lease_timeout: timedelta,
                  synced: Callable[[str], datetime | None] = lambda mailbox: None,
                  host: str | None = None, pid: int | None = None,
-                 files: HostFiles | None = None, state_dir: Path | None = None) -> None:
+                 files: HostFiles | None = None, state_dir: Path | None = None,
+                 problems: Callable[[], list[str]] = list) -> None:
         """`host` and `pid` are only shown (by `mailbridge status`); `files` says where the
         machine and boot ids are read, and `state_dir` holds the lock that tells a
-        restarted instance its predecessor there has ended."""
+        restarted instance its predecessor there has ended. `problems` are what this
+        instance reports degraded with each heartbeat, shown by `mailbridge status`."""
         self.store = store
         self.clock = clock
         self.mailboxes = tuple(dict.fromkeys(mailboxes))
@@ -80,6 +82,7 @@ class Membership:
         self.interval = lease_timeout / 4
         self.duration = lease_timeout - self.interval
         self.synced = synced
+        self.problems = problems
         self.id = secrets.token_hex(6)
         self.host = host or socket.gethostname()
         self.pid = pid if pid is not None else os.getpid()
@@ -121,7 +124,7 @@ class Membership:
         """
         now = self.clock.now()
         try:
-            if not peers.heartbeat(self.store, self.id, now):
+            if not peers.heartbeat(self.store, self.id, now, "\n".join(self.problems())):
                 log.warning("instance %s", fields(event="presumed_dead", instance=self.id,
                                                   detail="peers reaped us; carrying on"))
             self._reap(now)

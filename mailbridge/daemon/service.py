@@ -1,6 +1,7 @@
 """The daemon: builds every part from the Config and runs them under one asyncio loop.
 
-Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`, `health()`).
+Public API: `Service` (`serve()`, `request_stop()`, `ingest_raw()`, `ready`, `health()`,
+`degraded()`).
 
 Lifecycle, as in uvicorn's server: `startup()` opens the store, the HTTP
 endpoint, the outbox sender, one watcher thread per mailbox and (when enabled)
@@ -36,6 +37,7 @@ from mailbridge.config import Config, ImapSettings
 from mailbridge.core.folders import Folder
 from mailbridge.daemon.activation import relay_socket
 from mailbridge.daemon.folders import resolve_sent_folders
+from mailbridge.daemon.health import degraded
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
@@ -174,7 +176,8 @@ class Service:
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
                                      lease_timeout=config.store.lease_timeout,
                                      synced=self._last_sync,
-                                     state_dir=config.daemon.state_dir)
+                                     state_dir=config.daemon.state_dir,
+                                     problems=self.degraded)
         joined = await asyncio.to_thread(self.membership.join)
         self.ingestor = Ingestor.create(config, self.store, self.clock)
         self.ingestor.deadlines.on_outcome = self.metrics.sla_outcome
@@ -183,7 +186,8 @@ class Service:
         self.registry.register(self._collector)
         self.http = HttpServer(config.http.host, config.http.port, self.registry,
                                self.health, auth=http_auth(config.http),
-                               push=push_receiver(config, self.watchers, self.metrics))
+                               push=push_receiver(config, self.watchers, self.metrics),
+                               degraded=self.degraded)
         await self.http.start()
         transport = self.transport or self._smtp_transport()
         retry = RetryPolicy()
@@ -315,11 +319,15 @@ class Service:
 
     async def main_loop(self) -> None:
         interval = watchdog_interval()
+        shown: list[str] = []
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=interval)
             if interval is not None and self.health() is None:
-                sd_notify("WATCHDOG=1")
+                sd_notify("WATCHDOG=1")  # also while degraded: a restart cannot mend that
+            if interval is not None and (now := self.degraded()) != shown:
+                shown = now  # `systemctl status` shows it
+                sd_notify(f"STATUS={'degraded: ' + '; '.join(now) if now else 'running'}")
 
     def health(self) -> str | None:
         """None while every part is up; else what is not (/healthz's 503, no watchdog ping):
@@ -329,6 +337,11 @@ class Service:
         down = self.supervisor.down() + stalled(self.watchers, time.monotonic())
         down += [f"{task.get_name()} (ended)" for task in self._tasks if task.done()]
         return f"down: {', '.join(down)}" if down else None
+
+    def degraded(self) -> list[str]:
+        """What works but not as it should and a restart cannot mend (a refused OAuth2
+        grant), each with what to do: /healthz's 200 "degraded:" body (`daemon.health`)."""
+        return degraded(self.config, self.tokens)
 
     async def _sender_restarting(self) -> None:
         """Whether what the sender was sending when it failed went out is unknown: fail it,

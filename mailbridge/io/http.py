@@ -1,11 +1,15 @@
 """The small HTTP endpoint: `/metrics` for Prometheus, `/healthz` for probes, and the mail
 server's pushes (`mailbridge.io.push`).
 
-Public API: `HttpServer(host, port, registry, health, *, auth=None, push=None)`, with
-`start()`, `close()` and `port` (the bound port, useful with port 0); `HttpAuth` and
-`http_auth(settings)`, the credentials /metrics asks for (none by default); `Request` and
-`Response`, what `push` (a `PushReceiver`) takes and gives at `PUSH_PATH`. `health()` is
+Public API: `HttpServer(host, port, registry, health, *, auth=None, push=None,
+degraded=None)`, with `start()`, `close()` and `port` (the bound port, useful with port 0);
+`HttpAuth` and `http_auth(settings)`, the credentials /metrics asks for (none by default);
+`Request` and `Response`, what `push` (a `PushReceiver`) takes and gives at `PUSH_PATH`.
+`health()` is
 None while the daemon is healthy, else what is wrong: /healthz answers 503 with it.
+`degraded()` lists what works but not as it should and a restart cannot mend (a refused
+OAuth2 grant): /healthz answers 200 with "degraded:" and those lines, so that a probe
+or systemd does not restart the daemon in a loop for it (`mailbridge.daemon.health`).
 
 A plain asyncio server: two read-only GET routes and one small PUT do not need a web
 framework, and it runs on our own event loop. The metrics are rendered in a worker thread
@@ -126,11 +130,13 @@ def _is_loopback(host: str) -> bool:
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  health: Callable[[], str | None], *, auth: HttpAuth | None = None,
-                 push: Callable[[Request], Response] | None = None) -> None:
+                 push: Callable[[Request], Response] | None = None,
+                 degraded: Callable[[], list[str]] | None = None) -> None:
         self.host = host
         self.port = port
         self.registry = registry
         self.health = health
+        self.degraded = degraded or list
         self.auth = auth
         self.push = push
         self._server: asyncio.Server | None = None
@@ -211,7 +217,9 @@ class HttpServer:
         if target == b"/healthz":
             problem = self.health()
             if problem is None:
-                return 200, "text/plain", b"ok\n", {}
+                lines = self.degraded()
+                text = "".join(f"\n  {line}" for line in lines)
+                return 200, "text/plain", f"degraded:{text}\n".encode() if lines else b"ok\n", {}
             return 503, "text/plain", f"{problem}\n".encode(), {}
         return 404, "text/plain", b"not found: try /metrics or /healthz\n", {}
 

@@ -1,11 +1,11 @@
 """OAuth2 access tokens for IMAP and SMTP logins: one grant, refreshed in one place.
 
-Public API: `TokenSource` (`access_token()`, `refused(token)`, `run(stop)`, built by
-`TokenSource.from_config(config.oauth2, state_dir=..., clock=..., metrics=...)`),
-`TokenError` (a `TransientError`: the login waits and is tried again), `REFRESH_REASONS`;
-shared with the first login (`mailbridge.io.oauth2_login`): `post_form(url, form)`,
-`client_form(settings)` and `write_private(file, value)`, the one writer of the refresh
-token file.
+Public API: `TokenSource` (`access_token()`, `refused(token)`, `run(stop)`, `problem()`,
+built by `TokenSource.from_config(config.oauth2, state_dir=..., clock=..., metrics=...)`),
+`TokenError` (a `TransientError`: the login waits and is tried again), `GrantProblem`,
+`REFRESH_REASONS`, `LOGIN_REASONS`; shared with the first login
+(`mailbridge.io.oauth2_login`): `post_form(url, form)`, `client_form(settings)` and
+`write_private(file, value)`, the one writer of the refresh token file.
 
 Tokens come by the refresh_token grant (RFC 6749 section 6): a form-encoded POST with the
 client credentials in the body, over verified TLS (`mailbridge.io.tls`). The standard
@@ -21,7 +21,10 @@ The file is read before each refresh, so a new `mailbridge oauth2-login` is pick
 A failed refresh (a revoked grant: invalid_grant) is logged with the provider's error code,
 counted in mailbridge_oauth2_refresh_failures_total{reason}, and tried again with capped
 backoff; until then `access_token()` raises `TokenError` at once (a token that is still
-valid is handed out meanwhile). Tokens never reach a log.
+valid is handed out meanwhile). While it waits, a changed refresh token file (a new
+`mailbridge oauth2-login`) ends the wait: the timer tries it within `FILE_CHECK` seconds.
+`problem()` tells health and `mailbridge status` what is wrong meanwhile, without taking the
+refresh lock and without calling the endpoint. Tokens never reach a log.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +67,12 @@ seconds before it expires."""
 MIN_WAIT = 1.0
 """The timer never wakes sooner than this after a refresh (a token that lives 0 s)."""
 HTTP_TIMEOUT = 30.0
+FILE_CHECK = 5.0
+"""While a failed refresh waits for its retry, the timer looks this often whether the
+refresh token file changed (a new login), to try the new token at once."""
+LOGIN_REASONS = frozenset({"invalid_grant", "no_refresh_token"})
+"""Failures that no retry mends: the grant is gone, a new `mailbridge oauth2-login` is
+needed."""
 
 
 class TokenError(TransientError):
@@ -71,6 +81,25 @@ class TokenError(TransientError):
     def __init__(self, reason: str, message: str) -> None:
         self.reason = reason
         super().__init__(message)
+
+
+@dataclass(frozen=True)
+class GrantProblem:
+    """Why the last refresh failed, while no refresh has succeeded since."""
+
+    reason: str
+    """One of `REFRESH_REASONS`."""
+    detail: str
+    """The failure as logged (the provider's error code and description; never a token)."""
+    since: datetime
+    """The first failure of this run of failures."""
+    failures: int
+    token_valid: bool
+    """An access token that has not expired is still held, so logins still work for now."""
+
+    @property
+    def needs_login(self) -> bool:
+        return self.reason in LOGIN_REASONS
 
 
 @dataclass
@@ -102,6 +131,9 @@ class TokenSource:
         """The held refresh token is newer than the file's (saving it failed)."""
         self._retry_at: float | None = None
         self._last_error: TokenError | None = None
+        self._failing_since: datetime | None = None
+        self._file_seen: tuple[int, int, int] | None = None
+        """(inode, size, mtime) of the refresh token file when it was last read."""
         if metrics is not None:
             metrics.oauth2_enabled(REFRESH_REASONS)
 
@@ -123,12 +155,18 @@ class TokenSource:
             token = self._token
             if token is not None and not token.stale and now < token.refresh_at:
                 return token.value
+            usable = token is not None and not token.stale and now < token.expires_at
             if self._retry_at is not None and now < self._retry_at:
-                if token is not None and not token.stale and now < token.expires_at:
+                if usable and token is not None:
                     return token.value
                 assert self._last_error is not None
                 raise self._last_error
-            return self._refresh()
+            try:
+                return self._refresh()
+            except TokenError:
+                if usable and token is not None:  # an early refresh failed: it still works
+                    return token.value
+                raise
 
     def refused(self, token: str) -> None:
         """A server refused `token`: the next `access_token()` refreshes (unless a newer
@@ -138,12 +176,29 @@ class TokenSource:
                 self._token.stale = True
                 self._retry_at = None
 
+    def problem(self) -> GrantProblem | None:
+        """Why refreshing fails, or None while it works (or has not been tried yet).
+
+        Never waits for a refresh in progress (health answers from the event loop)."""
+        error, since, token = self._last_error, self._failing_since, self._token
+        if error is None or since is None:
+            return None
+        valid = token is not None and not token.stale \
+            and self.clock.monotonic() < token.expires_at
+        return GrantProblem(error.reason, str(error), since, self.backoff.failures, valid)
+
     def next_refresh_in(self) -> float:
-        """Seconds until the timer should refresh (0: now)."""
+        """Seconds until the timer should refresh (0: now); while a failed refresh waits,
+        at most `FILE_CHECK`, and 0 once the refresh token file has changed."""
         with self._lock:
             now = self.clock.monotonic()
             if self._retry_at is not None and now < self._retry_at:
-                return self._retry_at - now
+                if self._file_changed():
+                    self._retry_at = None
+                    log.info("oauth2 %s", fields(event="refresh_token_file_changed",
+                                                 path=str(self.refresh_token_file)))
+                    return 0.0
+                return min(self._retry_at - now, FILE_CHECK)
             if self._token is None or self._token.stale:
                 return 0.0
             return max(0.0, self._token.refresh_at - now)
@@ -173,10 +228,25 @@ class TokenSource:
                 self.metrics.oauth2_failed(exc.reason)
             log.warning("oauth2 %s", fields(event="refresh_failed", reason=exc.reason,
                                             error=str(exc), retry_in_s=round(delay, 1)))
+            if self._failing_since is None:
+                self._failing_since = self.clock.now()
             raise
         self.backoff.reset()
-        self._retry_at = self._last_error = None
+        self._retry_at = self._last_error = self._failing_since = None
         return token
+
+    def _file_stat(self) -> tuple[int, int, int] | None:
+        try:
+            found = self.refresh_token_file.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
+    def _file_changed(self) -> bool:
+        """Whether the refresh token file is another than the one last read (a new login
+        renames a new file over it)."""
+        current = self._file_stat()
+        return current is not None and current != self._file_seen
 
     def _current_refresh_token(self) -> str:
         """The refresh token in the file (a new login may have replaced it), else the one
@@ -188,6 +258,7 @@ class TokenSource:
                 return self._refresh_token  # the file's token is dead: keep using ours
             self._unsaved = False
         try:
+            self._file_seen = self._file_stat()
             text = self.refresh_token_file.read_text(encoding="utf-8")
             first = text.split("\n", 1)[0].strip()
             if first:
@@ -223,6 +294,7 @@ class TokenSource:
             self._refresh_token = rotated  # the old one may be dead already: keep this one
             try:
                 write_private(self.refresh_token_file, rotated)
+                self._file_seen = self._file_stat()
             except OSError as exc:
                 self._unsaved = True
                 raise TokenError("save_failed", f"cannot save the new refresh token in "

@@ -296,6 +296,12 @@ def _v11_queue(conn: Connection) -> None:
                       "(state, lower(agent_email), response_due_at)"))
 
 
+def _v12_instance_problems(conn: Connection) -> None:
+    """instances.problems: what a running instance reports degraded (one line each, "" when
+    nothing is), renewed with its heartbeat, for `mailbridge status`."""
+    conn.execute(text("ALTER TABLE instances ADD COLUMN problems TEXT NOT NULL DEFAULT ''"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -314,6 +320,8 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
      _v10_message_excerpt),
     (11, "threads: the customer's name and UTC offset; an index for each agent's queue",
      _v11_queue),
+    (12, "instances: the degraded parts each reports with its heartbeat",
+     _v12_instance_problems),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -43,6 +43,8 @@ class InstanceRow:
     """/etc/machine-id of its machine, "" where unknown; with `boot_id` it tells an instance
     from before this machine's reboot. Host and PID are only shown: they repeat."""
     boot_id: str = ""
+    problems: str = ""
+    """What it reported degraded at its last heartbeat, one line each; "" when nothing."""
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,16 @@ def register(store: Store, me: InstanceRow) -> None:
             machine_id=me.machine_id, boot_id=me.boot_id))
 
 
-def heartbeat(store: Store, instance: str, now: datetime) -> bool:
-    """Record that `instance` is alive; False if peers had presumed it dead (and reaped it)."""
+def heartbeat(store: Store, instance: str, now: datetime, problems: str = "") -> bool:
+    """Record that `instance` is alive, with what it reports degraded; False if peers had
+    presumed it dead (and reaped it)."""
     i = INSTANCES.c
     with store.transaction() as tx:
         conn = tx.session.connection()
         row = conn.execute(select(i.stopped_at).where(i.id == instance)).first()
         conn.execute(update(INSTANCES).where(i.id == instance)
-                     .values(last_seen_at=now, stopped_at=None, stop_reason=""))
+                     .values(last_seen_at=now, stopped_at=None, stop_reason="",
+                             problems=problems))
         return row is not None and row.stopped_at is None
 
 
@@ -180,7 +184,8 @@ def instances(store: Store) -> list[InstanceRow]:
     with store.transaction() as tx:
         rows = tx.session.connection().execute(
             select(i.id, i.host, i.pid, i.version, i.started_at, i.last_seen_at, i.stopped_at,
-                   i.stop_reason, i.machine_id, i.boot_id).order_by(i.started_at, i.id)).all()
+                   i.stop_reason, i.machine_id, i.boot_id, i.problems)
+            .order_by(i.started_at, i.id)).all()
     return [InstanceRow(**row._mapping) for row in rows]
 
 

@@ -229,6 +229,8 @@ class Instance(SQLModel, table=True):
     """/etc/machine-id of its machine ("" where unknown); host and pid are only shown."""
     boot_id: str = Field(default="", sa_column=Column(Text, nullable=False))
     """The kernel's boot id when it started: with `machine_id`, tells an earlier boot."""
+    problems: str = Field(default="", sa_column=Column(Text, nullable=False))
+    """What it reported degraded at its last heartbeat, one line each ("" when nothing)."""
 
 
 class MailboxLease(SQLModel, table=True):

@@ -153,6 +153,7 @@ NEW_COLUMN_VALUES: dict[tuple[str, str], Expect] = {
     ("outbox", "append_next_at"): lambda row, _: None,
     ("instances", "machine_id"): lambda row, _: "",
     ("instances", "boot_id"): lambda row, _: "",
+    ("instances", "problems"): lambda row, _: "",
 }
 
 
