@@ -2,11 +2,11 @@
 
 Public API: `TokenEndpoint` (start, stop, url, refresh_token, issued, valid, revoke_grant,
 new_grant, refreshes; for the first login: device_url, authorize_url, device_script,
-device_polls, authorize_error, omit_refresh_token, codes_redeemed, handed_out). A stdlib ``http.server`` on
-127.0.0.1 in a thread. Each refresh answers a new access token living ``lifetime`` seconds
-and a new refresh token; the refresh token used dies at once, as Microsoft's and Google's
-rotated tokens do. ``revoke_grant()`` makes every refresh an ``invalid_grant`` until
-``new_grant()``.
+device_polls, authorize_error, omit_refresh_token, codes_redeemed, handed_out). A stdlib
+``http.server`` on 127.0.0.1 in a thread. Each refresh answers a new access token living
+``lifetime`` seconds and a new refresh token; the refresh token used dies at once, as
+Microsoft's and Google's rotated tokens do. ``revoke_grant()`` makes every refresh an
+``invalid_grant`` until ``new_grant()``.
 
 The first login, as the providers serve it: ``/devicecode`` starts a device login
 (RFC 8628) whose polls the token endpoint answers from ``device_script`` (error codes such
@@ -206,7 +206,9 @@ class TokenEndpoint:
             return 200, self._grant()
 
     def _grant(self) -> dict[str, Any]:
-        """A new grant's first tokens (under the lock): its refresh token is the valid one."""
+        """A new grant's first tokens (under the lock): its refresh token is the valid one,
+        even after `revoke_grant()` (the user consented again)."""
+        self._revoked = False
         self.refresh_token = secrets.token_urlsafe(16)
         access = secrets.token_urlsafe(24)
         self._tokens[access] = time.monotonic() + self.lifetime
@@ -239,6 +241,4 @@ class TokenEndpoint:
         """The user consents again (what `mailbridge oauth2-login` obtains): refreshes work
         with the refresh token returned; every earlier one stays dead."""
         with self._lock:
-            self._revoked = False
-            self.refresh_token = secrets.token_urlsafe(16)
-            return self.refresh_token
+            return str(self._grant()["refresh_token"])

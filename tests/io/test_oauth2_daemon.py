@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -67,6 +69,7 @@ def _config(tmp_path: Path, dovecot: Dovecot, smtp: SmtpPeer, endpoint: TokenEnd
 [oauth2]
 provider = "custom"
 token_url = "{endpoint.url}"
+device_authorization_url = "{endpoint.device_url}"
 client_id = "{endpoint.client_id}"
 """)
     text = path.read_text(encoding="utf-8")
@@ -202,7 +205,10 @@ def test_a_revoked_grant_keeps_the_daemon_up_degraded_until_a_new_login(
         assert endpoint.refreshes == calls[0]
         assert _acked(smtp) == Counter()  # nothing sent without a token, nothing lost either
 
-        _login(config.parent / "oauth2-refresh-token", endpoint.new_grant())
+        login = subprocess.run(  # the user consents again
+            [sys.executable, "-m", "mailbridge", "oauth2-login", "--config", str(config)],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert login.returncode == 0, login.stderr
         wait_for(lambda: _healthz(daemon) == (200, "ok\n"), timeout=20, message=daemon.log)
         _wait_acked(smtp, ["meanwhile@example.org"], daemon, timeout=60)
         wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
