@@ -338,6 +338,6 @@ def test_a_status_update_does_not_promise_a_time_nobody_works(desk: Desk) -> Non
     assert desk.deadlines.run_due(berlin(12, 5, 15, 30)) == 1
     [update] = [i for i in desk.store.outbox() if i.kind.startswith("update")]
     text = text_of(message_from_bytes(update.body, policy=default))  # type: ignore[arg-type]
-    assert "you\nwill hear from us Monday 7 December by 09:30 (Berlin time)." in text
+    assert "You will hear from us Monday 7 December by 09:30 (Berlin time)." in text
     [event] = desk.events(outcome.thread, "status_update")
     assert event == "promised 2026-12-07 08:30 UTC"

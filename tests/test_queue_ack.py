@@ -56,13 +56,18 @@ def store() -> Iterator[Store]:
     opened.close()
 
 
-def text_part(store: Store, outcome: Outcome) -> str:
-    [item] = [i for i in store.outbox() if i.message_id == outcome.ack_message_id]
-    msg = message_from_bytes(item.body, policy=default)
+def plain(body: bytes) -> str:
+    """The decoded text part of mail we queued, its lines joined."""
+    msg = message_from_bytes(body, policy=default)
     assert isinstance(msg, EmailMessage)
     part = msg.get_body(("plain",))
     assert part is not None
     return " ".join(part.get_content().split())
+
+
+def text_part(store: Store, outcome: Outcome) -> str:
+    [item] = [i for i in store.outbox() if i.message_id == outcome.ack_message_id]
+    return plain(item.body)
 
 
 def feed(ingestor: Ingestor, n: int, at: datetime) -> Outcome:
@@ -155,3 +160,20 @@ def test_a_thread_started_by_another_instance_meanwhile_is_counted(
         for opened in stores:
             opened.close()
     assert (results["a"].queue_ahead, results["b"].queue_ahead) == (1, 2)
+
+
+def test_an_agents_note_tells_the_update_it_was_opened(tmp_path: Path, store: Store) -> None:
+    """Without a mailbox to ask, an agent's note since the customer wrote is what says a
+    person opened it; with neither, the update says nothing about opening."""
+    ingestor = Ingestor.create(desk_config(tmp_path), store, SystemClock())
+    noted, quiet = feed(ingestor, 1, T0), feed(ingestor, 2, T0 + timedelta(minutes=1))
+    assert noted.thread is not None
+    with store.transaction() as tx:
+        tx.event(noted.thread, T0 + timedelta(minutes=30), "note", "Dana Whitfield: on it")
+    assert ingestor.deadlines.run_due(T0 + timedelta(hours=3, minutes=31)) == 2
+    texts = {i.thread_id: plain(i.body) for i in store.outbox() if i.kind == "update-1"}
+    assert "Your request is with Dana Whitfield. It has been opened but not answered yet." \
+        in texts[noted.thread]
+    assert "Your request is with Dana Whitfield. Right now 1 request is ahead of yours." \
+        in texts[str(quiet.thread)]
+    assert "Hello Ana Souza," in texts[noted.thread]

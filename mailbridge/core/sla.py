@@ -64,6 +64,9 @@ class Clock:
     last_from_us: datetime | None = None
     last_agent_reply: datetime | None = None
     updates_sent: int = 0
+    last_update: datetime | None = None
+    """When the latest status update went out: the next is `update_before` later at the
+    earliest."""
     breached: frozenset[str] = field(default_factory=frozenset)
     escalations_due: tuple[tuple[str, datetime], ...] = ()
     """Breaches whose escalation waits for the calendar to open: (kind, when)."""
@@ -185,15 +188,20 @@ def _update_time(clock: Clock, targets: Targets) -> datetime | None:
     """When the next status update is due, or None when none will be sent."""
     if clock.state != AWAITING_AGENT or clock.updates_sent >= targets.max_updates:
         return None
+    # Never two updates closer than `update_before`, whatever asks for them.
+    floor = clock.last_update + targets.update_before if clock.last_update else None
     times = []
     response = clock.response_due
     if response is not None and response[0] not in clock.breached:
         update_at = response[1] - targets.update_before
-        # One update before each deadline: none if we already wrote since that point.
-        if clock.last_from_us is None or clock.last_from_us < update_at:
-            times.append(update_at)
+        # One update before each deadline: none if we already wrote since that point, nor
+        # when the spacing would put it at or after the deadline.
+        if (clock.last_from_us is None or clock.last_from_us < update_at) \
+                and (floor is None or floor < response[1]):
+            times.append(max(update_at, floor) if floor else update_at)
     if targets.periodic_update is not None and clock.last_from_us is not None:
-        times.append(targets.add(clock.last_from_us, targets.periodic_update))
+        periodic = targets.add(clock.last_from_us, targets.periodic_update)
+        times.append(max(periodic, floor) if floor else periodic)
     return min(times, default=None)
 
 
@@ -244,7 +252,8 @@ def tick(clock: Clock, now: datetime, targets: Targets) -> tuple[Clock, list[Dec
         response = clock.response_due
         if response is not None:
             decisions.append(Nudge(response[0], response[1]))
-        clock = replace(clock, updates_sent=clock.updates_sent + 1, last_from_us=now)
+        clock = replace(clock, updates_sent=clock.updates_sent + 1, last_from_us=now,
+                        last_update=now)
     if clock.state == AWAITING_CUSTOMER and clock.last_agent_reply is not None \
             and now >= clock.last_agent_reply + targets.resolve_after_quiet:
         clock = replace(clock, state=RESOLVED)

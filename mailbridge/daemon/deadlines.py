@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,19 +25,20 @@ from mailbridge.clock import Clock as TimeSource
 from mailbridge.config import Config, SlaSettings
 from mailbridge.core import agents, commands, eta, sla
 from mailbridge.core import calendar as cal
-from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome, UpdateContext
+from mailbridge.core.model import Agent, InboundMessage, NoticeContext, SlaOutcome
 from mailbridge.core.policy import Policy
 from mailbridge.daemon.digests import Digests
 from mailbridge.daemon.handovers import Handovers
 from mailbridge.daemon.notices import StaffNotice, queue_notice
 from mailbridge.daemon.policies import PolicySet
 from mailbridge.daemon.team import build_team
+from mailbridge.daemon.updates import StatusUpdates
 from mailbridge.logs import fields
 from mailbridge.mail.headers import make_message_id
 from mailbridge.mail.render import Renderer
 from mailbridge.store.codec import dump_clock, load_clock
 from mailbridge.store.db import Store
-from mailbridge.store.tables import KnownId, OutboxItem, Thread
+from mailbridge.store.tables import Thread
 from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Deadlines:
         self.team = build_team(config)
         self.handovers = Handovers(config, renderer, self.team)
         self.digests = Digests(config, renderer, self.team, store)
+        self.updates = StatusUpdates(config, renderer, self.team, store)
         self._rechecked = False
 
     def _policy(self, name: str) -> tuple[Policy, sla.Targets]:
@@ -270,16 +272,33 @@ class Deadlines:
             next_at = self.store.next_due_time()
             if next_at is None or next_at > now:
                 return 0
+        opened = self._opened(now, limit) if self.updates.seen is not None else {}
         with self.store.transaction() as tx:
             if not self._rechecked:
                 tx.recheck_agents(self.team.available(now), now)
                 self._rechecked = True
             due = tx.due_threads(now, limit)
             for thread in due:
-                self._tick(tx, thread, now)
+                self._tick(tx, thread, now, opened)
         return len(due)
 
-    def _tick(self, tx: Tx, thread: Thread, now: datetime) -> None:
+    def _opened(self, now: datetime, limit: int) -> dict[str, bool]:
+        """Whether the threads about to get a status update were opened, asked of the
+        mailbox (`StatusUpdates.opened`) before the transaction that writes the updates,
+        so that no lock is held while the IMAP server answers."""
+        with self.store.transaction() as tx:
+            due = [t for t in tx.due_threads(now, limit) if self._update_due(t, now)]
+            sources = tx.customer_sources([t.id for t in due])
+        return self.updates.opened(due, sources) if due else {}
+
+    def _update_due(self, thread: Thread, now: datetime) -> bool:
+        if not thread.clock:
+            return False
+        _policy, targets = self._policy(thread.policy)
+        _clock, decisions = sla.tick(load_clock(thread.clock), now, targets)
+        return any(isinstance(d, sla.StatusUpdate) for d in decisions)
+
+    def _tick(self, tx: Tx, thread: Thread, now: datetime, opened: Mapping[str, bool]) -> None:
         policy, targets = self._policy(thread.policy)
         if not thread.clock:
             tx.update_thread(thread.id, next_due_at=None)
@@ -288,7 +307,8 @@ class Deadlines:
         self._hand_over(tx, thread, before, policy, now)
         clock, decisions = sla.tick(before, now, targets)
         for decision in decisions:
-            self._act(tx, thread, policy=policy, clock=clock, decision=decision, now=now)
+            self._act(tx, thread, policy=policy, clock=clock, decision=decision,
+                      opened=opened, now=now)
         next_due = self._next_due(thread.policy, thread.agent_email, clock, targets, now,
                                   ticked=True)
         self._save(tx, thread, clock, targets, now, next_due_at=next_due)
@@ -324,7 +344,7 @@ class Deadlines:
         self.handovers.tell(tx, thread, why="shift", by=former, now=now)
 
     def _act(self, tx: Tx, thread: Thread, *, policy: Policy, clock: sla.Clock,
-             decision: sla.Decision, now: datetime) -> None:
+             decision: sla.Decision, opened: Mapping[str, bool], now: datetime) -> None:
         if isinstance(decision, sla.Breach):
             self._outcome(tx, policy, decision.kind, evaluated=True, breached=True)
             tx.event(thread.id, now, "breach",
@@ -337,9 +357,10 @@ class Deadlines:
                          outbox_kind=f"escalation-{decision.kind}-{decision.due:%Y%m%dT%H%M%S}")
             tx.event(thread.id, now, "escalation", f"{decision.kind} escalated")
         elif isinstance(decision, sla.StatusUpdate):
-            promise = self._shift_promise(thread, decision.due, now)
-            self._status_update(tx, thread, promise=promise, number=clock.updates_sent,
-                                now=now)
+            promise = self.updates.queue(tx, thread, decided=decision.due,
+                                         number=clock.updates_sent,
+                                         targets=self.targets[policy.name], opened=opened,
+                                         now=now)
             tx.event(thread.id, now, "status_update",
                      f"promised {promise:%Y-%m-%d %H:%M} UTC")
         elif isinstance(decision, sla.Nudge):
@@ -351,48 +372,6 @@ class Deadlines:
                 self._outcome(tx, policy, "resolution", evaluated=True, breached=False,
                               business_seconds=clock.resolution_used.total_seconds())
             tx.event(thread.id, now, "resolved", decision.reason)
-
-    def _shift_promise(self, thread: Thread, promise: datetime, now: datetime) -> datetime:
-        """`promise`, or later when the thread's agent is not on shift for that long: the
-        time until it, counted in their shift (a status update on Saturday must not promise
-        Saturday when they are back on Monday)."""
-        member = agents.find(self.team.members, thread.agent_email)
-        if member is None or not member.active or member.shift.always_open or promise <= now:
-            return promise
-        try:
-            return max(promise, cal.add_business_time(member.shift, now, promise - now))
-        except ValueError:  # no shift ahead within the calendar's horizon
-            return promise
-
-    def _queue(self, tx: Tx, thread: Thread, *, kind: str, recipient: str, body: bytes,
-               message_id: str, now: datetime) -> None:
-        """Queue mail the customer sees; its id links their answers to the thread (staff
-        notices go through `mailbridge.daemon.notices`)."""
-        envelope = self.config.smtp.envelope_sender if self.config.smtp else ""
-        tx.insert(OutboxItem, thread_id=thread.id, kind=kind, mailbox="scheduler",
-                  message_id=message_id, envelope_from=envelope, recipient=recipient, body=body,
-                  state="pending", attempts=0, next_attempt_at=now, created_at=now,
-                  arrived_at=now, sent_at=None, last_error="")
-        tx.insert(KnownId, message_id=message_id, thread_id=thread.id, direction="out")
-
-    def _status_update(self, tx: Tx, thread: Thread, *, promise: datetime, number: int,
-                       now: datetime) -> None:
-        recipient = tx.ack_recipient(thread.id)
-        if recipient is None:
-            return
-        parent, references = tx.latest_customer_message(thread.id)
-        support = self.config.support
-        context = UpdateContext(
-            support_name=support.name, support_address=support.address, customer_name="",
-            customer_address=recipient, subject=thread.subject, thread_ref=thread.id,
-            agent=self.team.agent(thread.agent_email, thread.agent_name), due=promise,
-            timezone=support.timezone, received=thread.created_at, in_reply_to=parent,
-            references=references, language=thread.language)
-        message_id = make_message_id(support.domain)
-        msg = self.renderer.render_status_update(context, message_id=message_id, date=now,
-                                                 now=now)
-        self._queue(tx, thread, kind=f"update-{number}", recipient=recipient,
-                    body=msg.as_bytes(), message_id=message_id, now=now)
 
     def _notice(self, tx: Tx, thread: Thread, policy: Policy, *, kind: str,
                 to: tuple[str, str], deadline: str, due: datetime, now: datetime,

@@ -36,6 +36,7 @@ from mailbridge.clock import Clock, SystemClock
 from mailbridge.config import Config, ImapSettings
 from mailbridge.core.folders import Folder
 from mailbridge.daemon.activation import relay_socket
+from mailbridge.daemon.deadlines import Deadlines
 from mailbridge.daemon.folders import resolve_sent_folders
 from mailbridge.daemon.health import degraded
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
@@ -55,6 +56,7 @@ from mailbridge.errors import StoreUnavailableError, TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.http import HttpServer, http_auth
 from mailbridge.io.imap_folders import discover_folders
+from mailbridge.io.imap_seen import SeenFlags
 from mailbridge.io.imap_watcher import ImapWatcher
 from mailbridge.io.oauth2 import TokenSource
 from mailbridge.io.relay import (
@@ -180,7 +182,7 @@ class Service:
                                      problems=self.degraded)
         joined = await asyncio.to_thread(self.membership.join)
         self.ingestor = Ingestor.create(config, self.store, self.clock)
-        self.ingestor.deadlines.on_outcome = self.metrics.sla_outcome
+        self._wire(self.ingestor.deadlines)
         self._collector = StoreCollector(self.store, self.policies,
                                          horizon=config.sla.at_risk_horizon, now=self.clock.now)
         self.registry.register(self._collector)
@@ -304,6 +306,13 @@ class Service:
         return SentCopier(self.store, folder, self.clock, self.metrics,
                           idle_poll=SHARED_COPY_POLL if self.store.shared else None)
 
+    def _wire(self, deadlines: Deadlines) -> None:
+        """The metrics hear of SLA outcomes; status updates ask the mailbox for \\Seen."""
+        deadlines.on_outcome = self.metrics.sla_outcome
+        imap = self.config.imap
+        if imap is not None:
+            deadlines.updates.seen = SeenFlags(imap, tokens=self._imap_tokens)
+
     @property
     def _imap_tokens(self) -> TokenSource | None:
         """The token source when [imap] logs in with OAuth2, else None (the password)."""
@@ -379,7 +388,7 @@ class Service:
         `self.ingestor` once per message or batch, the scheduler its deadlines once a round."""
         if self.relay is not None:
             self.relay.reload(new.config.relay, new.credentials, new.config.support.addresses)
-        new.ingestor.deadlines.on_outcome = self.metrics.sla_outcome
+        self._wire(new.ingestor.deadlines)
         self.config, self.ingestor = new.config, new.ingestor
         if self.scheduler is not None:  # a changed rota is looked at now (`run_due`)
             self.scheduler.deadlines = new.ingestor.deadlines

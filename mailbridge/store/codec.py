@@ -12,7 +12,7 @@ from typing import Any
 from mailbridge.core.sla import Clock
 
 _TIMES = ("waiting_since", "first_response_due", "first_response_at", "next_response_due",
-          "resolution_due", "last_from_us", "last_agent_reply")
+          "resolution_due", "last_from_us", "last_agent_reply", "last_update")
 
 
 def _time(value: str | None) -> datetime | None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+import sqlalchemy
 from sqlalchemy import Connection, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
@@ -38,6 +39,19 @@ from mailbridge.store.statements import (
     known_ids_query,
 )
 from mailbridge.store.tables import Cursor, Thread, ThreadEvent, table_of
+
+CUSTOMER_RULES = ("new_thread", "follow_up")
+"""The rules of a customer's message in its thread."""
+
+
+class CustomerSource(NamedTuple):
+    """Where a customer's message sits in the mailbox, and when it arrived."""
+
+    thread_id: str
+    received_at: datetime
+    mailbox: str
+    uidvalidity: int
+    uid: int
 
 
 class Tx:
@@ -196,7 +210,7 @@ class Tx:
         """The excerpt of the customer's latest message in the thread; "" when none."""
         m = MESSAGES.c
         row = self._first(select(m.excerpt).where(m.thread_id == thread_id,
-                                                  m.rule.in_(["new_thread", "follow_up"]))
+                                                  m.rule.in_(CUSTOMER_RULES))
                           .order_by(m.received_at.desc(), m.id.desc()).limit(1))
         return "" if row is None else str(row.excerpt)
 
@@ -205,10 +219,27 @@ class Tx:
         m = MESSAGES.c
         rows = self._conn.execute(
             select(m.message_id).where(m.thread_id == thread_id, m.message_id.is_not(None),
-                                       m.rule.in_(["new_thread", "follow_up"]))
+                                       m.rule.in_(CUSTOMER_RULES))
             .order_by(m.received_at.desc(), m.id.desc()).limit(20)).all()
         ids = tuple(str(r[0]) for r in reversed(rows))
         return (ids[-1] if ids else None), ids
+
+    def customer_sources(self, thread_ids: Sequence[str]) -> list[CustomerSource]:
+        """The customers' messages of these threads that came from a mailbox (IMAP)."""
+        if not thread_ids:
+            return []
+        m = MESSAGES.c
+        rows = self._conn.execute(
+            sqlalchemy.select(m.thread_id, m.received_at, m.mailbox, m.uidvalidity, m.uid)
+            .where(m.thread_id.in_(list(thread_ids)), m.rule.in_(CUSTOMER_RULES),
+                   m.uid.is_not(None), m.uidvalidity.is_not(None)))
+        return [CustomerSource(*row) for row in rows]
+
+    def has_event(self, thread_id: str, kinds: Sequence[str], *, since: datetime) -> bool:
+        """Whether the thread's history has an event of one of `kinds` at or after `since`."""
+        e = table_of(ThreadEvent).c
+        return self._first(select(e.id).where(e.thread_id == thread_id, e.kind.in_(kinds),
+                                              e.at >= since).limit(1)) is not None
 
     def last_agent(self, customer: str) -> tuple[str, datetime] | None:
         """(agent address, start) of the customer's latest thread; None for a new customer."""

@@ -101,19 +101,43 @@ def test_quiet_threads_are_resolved() -> None:
     assert clock.state == sla.RESOLVED and isinstance(decisions[0], sla.Resolved)
 
 
+def _updates(targets: sla.Targets, until: timedelta) -> list[datetime]:
+    """The status updates of a thread nobody answers, ticked every minute from T0."""
+    clock, sent = sla.start(T0, targets), []
+    for minute in range(1, int(until.total_seconds() // 60) + 1):
+        now = T0 + timedelta(minutes=minute)
+        clock, decisions = sla.tick(clock, now, targets)
+        sent += [now for d in decisions if isinstance(d, sla.StatusUpdate)]
+    return sent
+
+
+def test_updates_are_spaced_and_limited() -> None:
+    """A 10-minute periodic update still leaves 30 minutes between two updates, and the
+    limit holds; the update before the deadline waits for the spacing too."""
+    targets = always(periodic_update=timedelta(minutes=10), max_updates=3, escalate=False)
+    assert _updates(targets, 6 * H) == [T0 + timedelta(minutes=m) for m in (10, 40, 70)]
+    before = always(periodic_update=3 * H + timedelta(minutes=20), escalate=False)
+    # The periodic one at 3h20m, then the one before the 4h deadline 30 minutes later.
+    assert _updates(before, 5 * H) == [T0 + timedelta(minutes=m) for m in (200, 230)]
+    assert _updates(always(max_updates=0), 5 * H) == []
+
+
 class ThreadMachine(RuleBasedStateMachine):
     """Customer mail, agent replies and time passing, in any order."""
 
-    @initialize(office_hours=st.booleans(), periodic=st.booleans(), resolution=st.booleans())
-    def begin(self, office_hours: bool, periodic: bool, resolution: bool) -> None:
+    @initialize(office_hours=st.booleans(), periodic=st.sampled_from((None, 10, 180)),
+                resolution=st.booleans(), max_updates=st.integers(0, 4))
+    def begin(self, office_hours: bool, periodic: int | None, resolution: bool,
+              max_updates: int) -> None:
         targets = office() if office_hours else always()
-        self.targets = replace(targets, periodic_update=3 * H if periodic else None,
-                               resolution=10 * H if resolution else None)
+        self.targets = replace(targets, resolution=10 * H if resolution else None,
+                               periodic_update=timedelta(minutes=periodic) if periodic else None,
+                               max_updates=max_updates)
         self.now = T0
         self.clock = sla.start(T0, self.targets)
         self.breaches: list[tuple[str, datetime]] = []
         self.escalations: list[tuple[str, datetime]] = []
-        self.updates = 0
+        self.updates: list[datetime] = []
         self.awaiting_agent_time = timedelta(0)
         self.responses: list[sla.Responded] = []
 
@@ -132,7 +156,7 @@ class ThreadMachine(RuleBasedStateMachine):
             elif isinstance(d, sla.Escalate):
                 self.escalations.append((d.kind, d.due))
             elif isinstance(d, sla.StatusUpdate):
-                self.updates += 1
+                self.updates.append(self.now)
                 assert d.due >= self.now, "an update never promises a time in the past"
                 assert self.targets.always_open or self.targets.is_open(self.now)
 
@@ -163,7 +187,14 @@ class ThreadMachine(RuleBasedStateMachine):
     def each_breach_once(self) -> None:
         assert len(self.breaches) == len(set(self.breaches))
         assert len(self.escalations) == len(set(self.escalations))
-        assert self.updates <= self.targets.max_updates
+        assert len(self.updates) <= self.targets.max_updates
+
+    @invariant()
+    def updates_are_spaced(self) -> None:
+        """Never two status updates closer than `update_before`, even with a shorter
+        periodic update interval."""
+        gaps = [b - a for a, b in zip(self.updates, self.updates[1:], strict=False)]
+        assert all(gap >= self.targets.update_before for gap in gaps), self.updates
 
     @invariant()
     def paused_time_is_never_counted(self) -> None:

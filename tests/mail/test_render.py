@@ -384,18 +384,34 @@ def render_update(renderer: Renderer, ctx: UpdateContext | None = None) -> Rende
 
 
 def test_update_says_we_have_not_forgotten_and_when(renderer: Renderer) -> None:
-    """The update names the agent, says they are still on it and when the customer hears back."""
-    ctx = update_context(customer_offset=timedelta(hours=-5))
+    """The update says who has the request, whether it was opened, its place in the queue
+    and when the customer hears back, in the desk's zone and theirs."""
+    ctx = update_context(customer_offset=timedelta(hours=-5), queue_ahead=1, opened=False)
     text, html = parts(render_update(renderer, ctx))
     assert text.startswith("Hello Ana Souza,\n")
-    assert "“Printer on fire” [#MB-1042]:\nwe have not forgotten you." in text
-    assert "Dana Whitfield is still on it, and you\nwill hear from us tomorrow by 12:00 " in text
-    assert "tomorrow by 12:00 (Berlin time), that is 06:00 your time." in text
+    assert ("“Printer on fire” [#MB-1042]:\nwe have not forgotten you.\n"
+            "Your request is with Dana Whitfield. It has not been opened yet.\n"
+            "Right now 1 request is ahead of yours.\n"
+            "You will hear from us tomorrow by 12:00 (Berlin time), that is 06:00 your time.\n"
+            ) in text
+    assert "still on it" not in text
     assert text.rstrip().endswith("Dana Whitfield\nAcme Support")
     assert "do not reply" not in text.lower()
-    assert "<strong>Dana Whitfield</strong> is still on it" in html
+    assert "<p>Your request is with Dana Whitfield. It has not been opened yet.</p>" in html
+    assert "<p>Right now 1 request is ahead of yours.</p>" in html
     assert "<strong>tomorrow by 12:00 (Berlin time), that is 06:00 your time</strong>" in html
     assert not re.search(r"<(a|img|script|link)\b", html)
+
+
+def test_update_says_nothing_it_does_not_know(renderer: Renderer) -> None:
+    """Without the mailbox's word on opening, and without a queue count, neither is said."""
+    text, _html = parts(render_update(renderer, update_context(opened=None)))
+    assert "we have not forgotten you.\nYour request is with Dana Whitfield.\nYou will hear" \
+        in text
+    assert "opened" not in text and "ahead" not in text and "next" not in text
+    opened, _ = parts(render_update(renderer, update_context(opened=True, queue_ahead=0)))
+    assert ("Your request is with Dana Whitfield. It has been opened but not answered yet.\n"
+            "Right now yours is next.\n") in opened
 
 
 def test_update_headers_thread_under_the_customers_message(renderer: Renderer) -> None:

@@ -194,11 +194,14 @@ def test_a_closed_desk_and_a_later_agent_both_say_so(renderer: Renderer) -> None
 
 def test_the_status_update_in_german(renderer: Renderer) -> None:
     """A status update to a German thread is German, signed with the agent's signature."""
-    ctx: UpdateContext = update_context(language="de", agent=DANA)
+    ctx: UpdateContext = update_context(language="de", agent=DANA, queue_ahead=2, opened=True)
     text, html = parts(render_update(renderer, ctx))
     assert text.startswith("Guten Tag Ana Souza,\n")
-    assert "Wir haben Sie nicht vergessen. Dana Whitfield kümmert sich weiter darum," in text
-    assert "und Sie hören morgen bis 12:00 Uhr (Berliner Zeit) von uns." in text
+    assert ("Wir haben Sie nicht vergessen.\n"
+            "Ihre Anfrage liegt bei Dana Whitfield. Sie wurde bereits geöffnet, aber noch "
+            "nicht beantwortet.\n"
+            "Vor Ihrer Anfrage sind gerade noch 2 andere an der Reihe.\n"
+            "Sie hören morgen bis 12:00 Uhr (Berliner Zeit) von uns.") in text
     assert text.rstrip().endswith("Viele Grüße\nDana Whitfield\nCustomer Success, Acme Ltd\n"
                                   "+49 30 1234 5678")
     assert 'alt="Dana Whitfield"' in html
