@@ -134,9 +134,9 @@ def test_the_ack_goes_to_the_envelope_sender_and_only_there(desk: Desk) -> None:
     """Exactly one recipient, the Return-Path, never the other To/Cc addresses."""
     raw = customer_mail(1, addr="ana@example.org", Cc="colleague@example.org")
     raw = raw.replace(b"Return-Path: <ana@example.org>",
-                      b"Return-Path: <bounces+ana=example.org@mailer.example.org>")
+                      b"Return-Path: <ana.souza+sent@mailhost.example.org>")
     outcome = desk.feed(raw)
-    assert outcome.ack_to == "bounces+ana=example.org@mailer.example.org"
+    assert outcome.ack_to == "ana.souza+sent@mailhost.example.org"
     [item] = desk.store.outbox()
     assert item.recipient == outcome.ack_to
     ack = message_from_bytes(item.body, policy=default)

@@ -33,7 +33,8 @@ CONFIG_FILE = SAMPLES / "mailbridge.toml"
 
 RULES = frozenset({
     "new_thread", "no_sender", "null_return_path", "duplicate", "auto_submitted", "loop",
-    "bounce", "list", "bulk", "auto_reply", "robot_sender", "spam", "not_addressed",
+    "bounce", "list", "bulk", "auto_reply", "robot_sender", "bounce_text", "challenge",
+    "calendar_reply", "spam", "not_addressed",
     "follow_up", "sender_cap", "global_cap",
 })
 

@@ -52,6 +52,11 @@ class InboundMessage:
     """The first text part, decoded to str and cut to a bounded length."""
     defects: tuple[str, ...] = ()
     size: int = 0
+    parts: tuple[str, ...] = ()
+    """The content types of the parts below the top level, lower-case, in order; the parts
+    of an attached message (message/rfc822) are not opened."""
+    calendar_method: str = ""
+    """The iTIP method of the first text/calendar part, lower-case ("reply"); "" for none."""
 
     def header(self, name: str) -> str | None:
         """The first value of a header, or None."""

@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ from mailbridge.io.imap_connect import TokenSource, log_in, open_client
 from mailbridge.io.wakeup import Wakeup
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
+from mailbridge.mail.structure import imap_parts
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
 
@@ -329,6 +330,10 @@ class ImapWatcher:
                     charset=section.charset if section else None,
                     subtype=section.subtype if section else None,
                     text_size=section.size if section else None, size=size)
+                if b"BODYSTRUCTURE" in data:  # the parts the robot rules read, unfetched
+                    structure = imap_parts(data[b"BODYSTRUCTURE"])
+                    message = replace(message, parts=structure.parts,
+                                      calendar_method=structure.calendar_method)
             except Exception as exc:  # a poison message must not stall the mailbox
                 log.exception("imap %s", fields(event="parse_failed", uid=uid))
                 fetched.append(Fetched(uid, uidvalidity, None, arrived, size,

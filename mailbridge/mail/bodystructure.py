@@ -8,6 +8,8 @@ its walk is bounded by `MAX_PARTS` parts and `MAX_DEPTH` levels. Public API (re-
 - `first_text_section(bodystructure)` and `TextSection`: which part to fetch.
 - `choose(candidates)`: the first "plain" item, else the first "html" one; `parse` chooses
   among the parts of a complete message with it too.
+- `imap_parts(bodystructure) -> Structure`: the content types of the parts and the method
+  of the first calendar part, as `mailbridge.mail.structure` reads them from a whole message.
 - `MAX_PARTS`, `MAX_DEPTH`: the bounds of every walk over a MIME structure.
 """
 
@@ -21,6 +23,15 @@ MAX_PARTS = 500
 MAX_DEPTH = 30
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The content types of a message's parts below the top level, in order, without the
+    parts of attached messages; and the iTIP method of its first text/calendar part."""
+
+    parts: tuple[str, ...] = ()
+    calendar_method: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,41 @@ def choose(candidates: Sequence[tuple[str, _T]]) -> _T | None:
     return None
 
 
+def imap_parts(bodystructure: object) -> Structure:
+    """The structure of a message from its imapclient BODYSTRUCTURE; empty when it makes no
+    sense. The calendar method is the part's Content-Type `method` parameter, which RFC 6047
+    section 2.4 requires."""
+    try:
+        return _imap_structure(bodystructure)
+    except Exception:
+        return Structure()
+
+
 # --- IMAP BODYSTRUCTURE ------------------------------------------------------------
+
+
+def _imap_structure(structure: object) -> Structure:
+    parts: list[str] = []
+    method = ""
+    stack: list[tuple[object, int]] = [(structure, 0)]
+    while stack and len(parts) < MAX_PARTS:
+        node, depth = stack.pop()
+        if not isinstance(node, tuple | list) or not node:
+            continue
+        children = _imap_children(node)
+        if children is not None:
+            after = 1 if isinstance(node[0], list) else len(children)
+            if depth:
+                parts.append(f"multipart/{_atom(node[after]) if len(node) > after else ''}")
+            if depth < MAX_DEPTH:
+                stack.extend((child, depth + 1) for child in reversed(children))
+            continue
+        ctype = f"{_atom(node[0])}/{_atom(node[1])}" if len(node) > 1 else ""
+        if depth:
+            parts.append(ctype)
+        if ctype == "text/calendar" and not method and len(node) > 2:
+            method = _param(node[2], "method")
+    return Structure(tuple(parts), method)
 
 
 def _imap_text_parts(structure: object) -> list[tuple[str, TextSection]]:
@@ -111,16 +156,24 @@ def _imap_text_part(node: Sequence[object], section: str) -> TextSection | None:
         and _atom(disposition[0]) == "attachment"
     ):
         return None
-    params = node[2] if isinstance(node[2], tuple | list) else ()
-    keys = [_atom(item) for item in params[0::2]]
-    charset = _text(params[keys.index("charset") * 2 + 1]) if "charset" in keys else None
     return TextSection(
         section=section,
         encoding=_atom(node[5]) or "7bit",
-        charset=charset or None,
+        charset=_param(node[2], "charset", lower=False) or None,
         subtype=_atom(node[1]),
         size=node[6] if isinstance(node[6], int) else 0,
     )
+
+
+def _param(params: object, name: str, *, lower: bool = True) -> str:
+    """The value of parameter `name` in a BODYSTRUCTURE parameter list, or ""."""
+    if not isinstance(params, tuple | list):
+        return ""
+    keys = [_atom(item) for item in params[0::2]]
+    if name not in keys:
+        return ""
+    value = params[keys.index(name) * 2 + 1]
+    return _atom(value) if lower else _text(value)
 
 
 def _text(value: object) -> str:

@@ -30,6 +30,7 @@ from mailbridge.core.model import Address, InboundMessage
 from mailbridge.mail.bodystructure import MAX_PARTS
 from mailbridge.mail.defects import Defects, excerpt, guard
 from mailbridge.mail.headers import PLAIN_ADDR_SPEC, CachedHeaderRegistry
+from mailbridge.mail.structure import message_parts
 
 MAX_TOP_FIELD = 64 * 1024
 MAX_MIME_FIELD = 2 * 1024
@@ -113,6 +114,7 @@ def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> In
         return guard(defects, f"{name} header", default, read)
 
     guard(defects, "MIME structure", None, lambda: _mime_defects(msg, defects))
+    structure = message_parts(msg)
     return InboundMessage(
         message_id=field("Message-ID", None, lambda: _message_id(index, defects)),
         from_=field("From", (), lambda: _from(index, defects)),
@@ -130,6 +132,8 @@ def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> In
         text=text,
         defects=defects.result(),
         size=size,
+        parts=structure.parts,
+        calendar_method=structure.calendar_method,
     )
 
 

@@ -124,7 +124,8 @@ def parse_parts(
     BODYSTRUCTURE: when `text` is shorter (a partial fetch such as
     `BODY.PEEK[1]<0.N>`), its cut end is not reported as damage. Gives the same
     result as `parse_message` on the whole message, except `size`, which is the
-    given one. Never raises.
+    given one, and `parts`, which the caller takes from BODYSTRUCTURE
+    (`mailbridge.mail.structure.imap_parts`). Never raises.
     """
     defects = Defects()
     try:

@@ -74,8 +74,11 @@ KIND_BY_RULE = {
     "list": "automatic",
     "bulk": "automatic",
     "robot_sender": "automatic",
+    "challenge": "automatic",
+    "calendar_reply": "automatic",
     "loop": "automatic",
     "bounce": "bounce",
+    "bounce_text": "bounce",
     "null_return_path": "bounce",
     "internal_error": "error",
 }
