@@ -111,6 +111,7 @@ _SUBJECT_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bcould not send message", r"\breturning (?:message )?to sender", r"\bnon remis",
         r"\bnicht zustellbar|\bunzustellbar",
         r"\bzustellung fehlgeschlagen", r"\b[ée]chec de (?:la )?(?:remise|distribution)",
+        r"\bimpossible d'envoyer", r"\bmessage frozen", r"\bpermanent delivery failure",
         r"\bno entregado", r"\bnon recapitat", r"\bn[ãa]o entregue", r"\bonbestelbaar",
         r"配信", r"送信エラー")),
     (AUTO_REPLY, _words(
@@ -128,9 +129,11 @@ _MAIL = r"(?:message|mail|e-?mail|nachricht|courriel|mensaje|messaggio|mensagem|
 _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
     (CHALLENGE, _words(
         r"protecting (?:myself|my inbox) from (?:receiving )?(?:junk|spam)",
-        r"(?:click|follow|visit|open|reply)\b.{0,120}\b(?:to be added|to add yourself|"
-        r"be added) to my (?:list of )?(?:allowed|approved|trusted|authori[sz]ed|accepted|safe)"
-        r" (?:senders?|contacts)",
+        r"(?:to be added|to add yourself|be added) to my (?:list of )?(?:allowed|approved"
+        r"|trusted|authori[sz]ed|accepted|safe|guest) (?:senders?|contacts|list)",
+        r"(?:allow|accept) (?:incoming )?(?:e-?mails?|messages?) only from (?:senders|people"
+        r"|addresses) (?:i have|i've) (?:approved|allowed|authori[sz]ed)",
+        r"to release your (?:message|e-?mail)",
         r"(?:click|follow|visit|open)\b.{0,120}\b(?:verify|confirm|prove) (?:that )?you are "
         r"(?:a )?(?:human|real person|person|not a (?:robot|spammer))",
         r"(?:verify|confirm|prove) (?:that )?you are (?:a )?(?:human|real person|not a "
@@ -141,13 +144,14 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
         rf"{_MAIL}\b.{{0,80}}(?:could not|couldn't|cannot|can't|was not|wasn't|has not been)"
         r" (?:be )?deliver", r"delivery to (?:the following|these|this) recipients?",
         r"(?:permanent|fatal) (?:fatal )?errors?", r"mail delivery (?:software|subsystem|system)",
+        r"delivery has failed to", r"failed permanently",
         r"this is the mail system at host", r"delivery status notification",
         r"user unknown|unknown user|no such (?:user|recipient|mailbox)",
         r"mailbox (?:unavailable|is full|full|not found|does not exist)",
         r"recipient address rejected", r"undeliverable (?:mail|message|to)",
         r"returned to sender", r"unable to deliver", r"wasn't able to deliver",
         r"konnte nicht (?:zugestellt|übermittelt) werden", r"unzustellbar",
-        r"n'a pas (?:pu|été) (?:être )?(?:remis|distribu|délivr)", r"non remis",
+        r"n'a pas (?:pu|été) (?:être )?(?:remis|distribu|délivr|transmis)", r"non remis",
         r"no (?:se )?(?:pudo|ha podido) (?:ser )?entregar", r"no se pudo entregar",
         r"non (?:è stato possibile|può essere) recapitat", r"impossibile recapitare",
         r"n[ãa]o (?:p[ôo]de|foi poss[íi]vel) (?:ser )?entreg",
@@ -158,6 +162,7 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(?:i am|i'm|i will be|i'll be) (?:currently )?(?:out of (?:the )?office|away from"
         r" (?:the|my) (?:office|desk)|on (?:annual )?(?:leave|vacation|holiday)|out of town)",
         r"this is an auto(?:mated|matic)(?:ally generated)? (?:reply|response|message)",
+        r"(?:for|of) this auto(?:mated|matic) (?:reply|response|message)",
         r"(?:respond|reply|get back to you|answer) .{0,40}(?:upon|on|after|when) (?:i|my)"
         r" return", r"limited access to (?:my )?e-?mail",
         r"ich bin .{0,60}(?:nicht im b[üu]ro|abwesend|im urlaub|au(?:ß|ss)er haus)",

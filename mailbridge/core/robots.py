@@ -13,10 +13,11 @@ Public API: `REPORT_TYPES`, `ATTACHED_TYPES`, `report_part(message)`, `returned_
   Delivery System") and X-Auto-Response-Suppress weighs 1;
 - mail is a robot's when it has a phrase, weighs 2 or more, and has evidence beyond its
   text (a person's text can quote anything);
-- a person's signs raise the bar to 3: a reply in a thread we know, or a question in the
-  sender's own words. So "Fwd: Returned mail" with a question above the bounce, or a
-  customer's "Re: Undeliverable" in their thread, is a person's; "Automatic reply: ..." with
-  "I am out of the office" in the thread is still a robot's.
+- a person's signs raise the bar to 3: a question in the sender's own words, or a reply in
+  a thread we know unless its subject starts with a set form (a person's reply starts with
+  "Re:"). So "Fwd: Returned mail" with a question above the bounce, or a customer's "Re:
+  Undeliverable" in their thread, is a person's; "Abwesenheitsnotiz: Re: ..." in the thread
+  is still a robot's.
 
 A challenge-response request ("click the link to be added to my approved senders") is a
 robot's on its words alone: people do not write that, and it is the answer of software.
@@ -66,7 +67,10 @@ def report_part(message: InboundMessage) -> str | None:
 
 
 def returned_original(message: InboundMessage) -> str | None:
-    """The type of a message or header attached to this one (message/rfc822 ...), or None."""
+    """The type of a message or header attached to this one (message/rfc822 ...), or None;
+    None for a digest, whose messages are a list's posts, not one returned."""
+    if "multipart/digest" in (message.content_type, *message.parts):
+        return None
     return next((t for t in message.parts if t in ATTACHED_TYPES), None)
 
 
@@ -141,7 +145,9 @@ def wording(message: InboundMessage, *, in_thread: bool) -> Wording | None:
         signs.append((1, f"text {body.words!r}", False))
     signs += _evidence(message, own, subject or body)
     weight = sum(w for w, _, _ in signs)
-    person = in_thread or bool(_QUESTION.search(own[:phrases.OPENING]))
+    # A person replying in their thread writes "Re: ..."; a set form there is software's.
+    set_form = subject is not None and subject.decisive
+    person = (in_thread and not set_form) or bool(_QUESTION.search(own[:phrases.OPENING]))
     if weight < (3 if person else 2) or not any(beyond for _, _, beyond in signs):
         return None
     kind = (subject or body).kind  # type: ignore[union-attr]
