@@ -4,8 +4,8 @@ server's pushes (`mailbridge.io.push`).
 Public API: `HttpServer(host, port, registry, health, *, auth=None, push=None,
 degraded=None)`, with `start()`, `close()` and `port` (the bound port, useful with port 0);
 `HttpAuth` and `http_auth(settings)`, the credentials /metrics asks for (none by default);
-`Request` and `Response`, what `push` (a `PushReceiver`) takes and gives at `PUSH_PATH`.
-`health()` is
+`Request`, `Response` and `Then`: `push` (a `PushReceiver`) takes the request at
+`PUSH_PATH` and gives the response and what to do once it is sent. `health()` is
 None while the daemon is healthy, else what is wrong: /healthz answers 503 with it.
 `degraded()` lists what works but not as it should and a restart cannot mend (a refused
 OAuth2 grant): /healthz answers 200 with "degraded:" and those lines, so that a probe
@@ -49,6 +49,8 @@ MAX_DISCARD = 8 * 1024 * 1024
 
 Response = tuple[int, str, bytes, dict[str, str]]
 """(status, content type, body, extra headers)."""
+Then = Callable[[], object] | None
+"""What to do once the response is handed to the socket (a push: wake the watcher)."""
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def _is_loopback(host: str) -> bool:
 class HttpServer:
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  health: Callable[[], str | None], *, auth: HttpAuth | None = None,
-                 push: Callable[[Request], Response] | None = None,
+                 push: Callable[[Request], tuple[Response, Then]] | None = None,
                  degraded: Callable[[], list[str]] | None = None) -> None:
         self.host = host
         self.port = port
@@ -157,7 +159,7 @@ class HttpServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head_only, (status, ctype, body, extra) = await asyncio.wait_for(
+            head_only, (status, ctype, body, extra), then = await asyncio.wait_for(
                 self._respond(reader, writer), timeout=10)
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 ConnectionError):
@@ -170,6 +172,8 @@ class HttpServer:
                 f"{headers}Connection: close\r\n\r\n")
         try:
             writer.write(head.encode("ascii") + (b"" if head_only else body))
+            if then is not None:  # the answer is in the socket: the push's sender goes on
+                then()
             await writer.drain()
         except ConnectionError:
             pass
@@ -177,13 +181,13 @@ class HttpServer:
             writer.close()
 
     async def _respond(self, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> tuple[bool, Response]:
-        """(whether this is a HEAD request, the response)."""
+                       writer: asyncio.StreamWriter) -> tuple[bool, Response, Then]:
+        """(whether this is a HEAD request, the response, what to do once it is sent)."""
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         parts = lines[0].split()
         if len(parts) != 3:
-            return False, (400, "text/plain", b"bad request\n", {})
+            return False, (400, "text/plain", b"bad request\n", {}), None
         headers = []
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
@@ -194,14 +198,14 @@ class HttpServer:
                 and self.push is not None:
             body = await _read_body(request, reader, writer)
             if not isinstance(body, bytes):
-                return False, body
+                return False, body, None
             request = dataclasses.replace(request, body=body)
-        return request.method == b"HEAD", await self._route(request)
+        if request.target == PUSH_PATH and self.push is not None:
+            return False, *self.push(request)
+        return request.method == b"HEAD", await self._route(request), None
 
     async def _route(self, request: Request) -> Response:
         method, target = request.method, request.target
-        if target == PUSH_PATH and self.push is not None:
-            return self.push(request)
         if method not in (b"GET", b"HEAD"):
             return 405, "text/plain", b"only GET\n", {"Allow": "GET, HEAD"}
         if target == b"/metrics":

@@ -123,7 +123,8 @@ def test_a_push_for_another_login_is_answered_and_ignored(
 def test_push_and_idle_racing_give_one_ack(
         tmp_path: Path, smtp_peer: SmtpPeer, setups: list[Setup]) -> None:
     """Dovecot's push and IDLE both announce each message, and a flood of forged pushes
-    comes on top: every customer still gets exactly one acknowledgement."""
+    comes on top, ending IDLE again and again: every customer still gets exactly one
+    acknowledgement, and the IMAP session stays up."""
     setup = _start(setups, Setup(tmp_path, smtp_peer, auth=False))
     stop = threading.Event()
     forged = threading.Thread(target=_flood, args=(setup.daemon.listen, stop))
@@ -141,6 +142,7 @@ def test_push_and_idle_racing_give_one_ack(
     assert sorted(m.rcpt_tos[0] for m in received) == [
         f"customer{n}@example.org" for n in range(1, 7)]
     assert setup.pushes("woken") > 6 and setup.dovecot.push_errors() == []
+    assert "event=disconnected" not in setup.daemon.log()  # woken from IDLE, not dropped
 
 
 def _flood(listen: str, stop: threading.Event) -> None:
