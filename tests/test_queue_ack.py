@@ -23,7 +23,7 @@ from mailbridge.config import Config, load_config
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
-from tests.mails import customer_mail
+from tests.mails import customer_mail, reply_to
 from tests.servers import wait_for
 
 CONFIG = """
@@ -177,3 +177,27 @@ def test_an_agents_note_tells_the_update_it_was_opened(tmp_path: Path, store: St
     assert "Your request is with Dana Whitfield. Right now 1 request is ahead of yours." \
         in texts[str(quiet.thread)]
     assert "Hello Ana Souza," in texts[noted.thread]
+
+
+def dated(raw: bytes, date: str) -> bytes:
+    """The mail with its Date field replaced, as a client in another zone writes it."""
+    head, _, body = raw.partition(b"\n\n")
+    lines = [line for line in head.split(b"\n") if not line.startswith(b"Date:")]
+    return b"\n".join([*lines, b"Date: " + date.encode()]) + b"\n\n" + body
+
+
+def test_an_update_gives_the_time_on_the_customers_clock_as_it_is_now(
+        tmp_path: Path, store: Store) -> None:
+    """Acknowledged in Tokyo, the customer writes again from New York: the update gives
+    the time at the desk and in New York."""
+    ingestor = Ingestor.create(desk_config(tmp_path), store, SystemClock())
+    first = customer_mail(1, addr="kei@example.org")
+    ack = ingestor.ingest(parse_message(dated(first, "Mon, 30 Nov 2026 18:00:00 +0900")),
+                          Source("INBOX", 1, 1), received=T0, now=T0)
+    assert "today by 14:00 (Berlin time), that is 22:00 your time." in text_part(store, ack)
+    later = T0 + timedelta(minutes=20)
+    again = dated(reply_to(first), "Mon, 30 Nov 2026 04:20:00 -0500")
+    ingestor.ingest(parse_message(again), Source("INBOX", 1, 2), received=later, now=later)
+    assert ingestor.deadlines.run_due(T0 + timedelta(hours=3, minutes=31)) == 1
+    [update] = [plain(i.body) for i in store.outbox() if i.kind == "update-1"]
+    assert "today by 14:00 (Berlin time), that is 08:00 your time." in update

@@ -320,6 +320,9 @@ class Ingestor:
                                       now=now)
         elif verdict.rule == "follow_up" and thread_id is not None:
             self.deadlines.customer_wrote(tx, thread_id, received)
+            offset = eta.customer_offset(message.date)
+            if offset is not None:  # status updates give the time on their clock as it is now
+                tx.update_thread(thread_id, customer_offset=_minutes(offset))
         tx.insert(
             Message, source=source.describe(), mailbox=source.mailbox,
             uidvalidity=source.uidvalidity, uid=source.uid, message_id=mid, sender=customer,

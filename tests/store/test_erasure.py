@@ -123,6 +123,7 @@ def test_her_address_name_and_subjects_appear_nowhere_and_her_timings_stay(
     with store.transaction() as tx:
         row = tx.thread(threads["answered"])
         assert row is not None and row.customer == ERASED_CUSTOMER and row.next_due_at is None
+        assert (row.customer_name, row.customer_offset) == ("", None)  # as status updates greet
     failed = {i.id: i for i in store.outbox()}
     assert all(failed[i].state == "failed" and failed[i].last_error == "erased"
                for i in unsent)
