@@ -25,6 +25,7 @@ from mailbridge.clock import Clock
 from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError
 from mailbridge.io.backoff import Backoff
+from mailbridge.io.imap_connect import THROTTLE_CAP
 from mailbridge.io.sent_folder import CopyError
 from mailbridge.logs import fields, redact
 from mailbridge.metrics.families import Metrics
@@ -122,7 +123,7 @@ class SentCopier:
                 self.folder.append(item.body, when=item.sent_at)
             except CopyError as exc:
                 self.metrics.sent_copies.labels(exc.reason).inc()
-                delay = self.backoff.next_delay()
+                delay = max(self.backoff.next_delay(), min(exc.retry_after or 0.0, THROTTLE_CAP))
                 self._retry_in = delay
                 record_copies(self.store, appended, retry=[i.id for i in items[index:]],
                               retry_at=self.clock.now() + timedelta(seconds=delay))

@@ -1,7 +1,7 @@
 """Opening an IMAP connection to the support mailbox's server, as the settings say.
 
 Public API: `open_client(settings, factory)`, `log_in(client, settings, tokens=None)`,
-`TokenSource`.
+`TokenSource`, `ThrottledError`, `throttling(exc)`, `THROTTLE_CAP`.
 
 The watcher and the Sent-folder appender each hold a connection of their own; both open it
 here, so TLS (verified unless the operator opts out), timeouts and login are the same. It
@@ -16,12 +16,20 @@ once with a fresh token; a second refusal is a `LoginError`, and so is a token s
 has none to give (a revoked grant), so that both connections back off as after any refused
 login. The AUTHENTICATE payload never reaches a log: imaplib logs only the size of what it
 answers a continuation with, and imapclient redacts the command line.
+
+A server that throttles us (Microsoft 365: ``NO [THROTTLED] Request is throttled. Suggested
+Backoff Time: 52000 milliseconds``, at login or at any command) is neither a refused login
+nor a refused token: `log_in` raises `ThrottledError`, and `throttling(exc)` recognises the
+answer on any command, with the wait the server suggests, so that the callers back off
+(`imap_watcher`) instead of reconnecting at once and the token source is not asked for a
+new token it does not need.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any, Protocol
 
 from imapclient import IMAPClient, SocketTimeout
@@ -33,6 +41,33 @@ from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
 
 log = logging.getLogger(__name__)
+
+THROTTLE_CAP = 900.0
+"""Seconds: the longest wait after a server throttled us, its own suggestion included."""
+_THROTTLED = re.compile(r"\[THROTTLED\]|\bthrottled\b", re.IGNORECASE)
+_SUGGESTED = re.compile(r"suggested\s+backoff\s+time:?\s*(\d+)\s*(milliseconds|ms)?",
+                        re.IGNORECASE)
+
+
+class ThrottledError(IMAPClientError):  # type: ignore[misc]  # imapclient ships no hints
+    """The server asks us to slow down; `suggested` is the wait it names, in seconds."""
+
+    def __init__(self, message: str, suggested: float | None = None) -> None:
+        super().__init__(message)
+        self.suggested = suggested
+
+
+def throttling(exc: BaseException) -> ThrottledError | None:
+    """`exc` as a `ThrottledError` when it is the server's throttling answer, else None."""
+    if isinstance(exc, ThrottledError):
+        return exc
+    if not isinstance(exc, IMAPClientError):
+        return None
+    text = str(exc)
+    if not _THROTTLED.search(text):
+        return None
+    found = _SUGGESTED.search(text)
+    return ThrottledError(text[:300], int(found.group(1)) / 1000 if found else None)
 
 
 class TokenSource(Protocol):
@@ -60,10 +95,18 @@ def log_in(client: Any, settings: ImapSettings, tokens: TokenSource | None = Non
     s = settings
     if s.tls == "starttls":
         client.starttls(client_context(verify=s.verify_tls, ca_file=s.ca_file))
-    if tokens is None:
-        client.login(s.username, s.password.reveal())
-    else:
-        oauth2_log_in(client, s.username, tokens)
+    try:
+        if tokens is None:
+            client.login(s.username, s.password.reveal())
+        else:
+            oauth2_log_in(client, s.username, tokens)
+    except IMAPClientAbortError:
+        raise
+    except IMAPClientError as exc:
+        throttled = throttling(exc)
+        if throttled is None:
+            raise
+        raise throttled from exc
     client.normalise_times = False
 
 
@@ -88,6 +131,8 @@ def oauth2_log_in(client: Any, username: str, tokens: TokenSource) -> None:
         try:
             _authenticate(client, mech, username, token)
         except LoginError as exc:
+            if throttling(exc) is not None:
+                raise  # busy, not a refusal of the token: `log_in` says so
             tokens.refused(token)
             log.warning("imap %s", fields(event="token_refused", mechanism=mech,
                                           attempt=attempt, detail=str(exc)[:200]))

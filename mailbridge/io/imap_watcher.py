@@ -12,6 +12,12 @@ ends the session too and is reported to its `Supervision`, which logs it with it
 traceback and counts the restart; the backoff then grows until a session has caught up.
 `wake()` (a push from the mail server, `mailbridge.io.push`) ends the IDLE or poll wait at
 once and looks for new UIDs, as an EXISTS from IDLE does.
+
+A server that throttles us (`imap_connect.throttling`: Microsoft 365's ``NO [THROTTLED]
+Request is throttled``) gets a backoff of its own, which starts at half a minute and is
+not reset by a session that catches up, only by one that runs `THROTTLE_QUIET` without
+being throttled, and never shorter than the wait the server suggests: a throttled
+mailbox is reconnected less and less often, not every second.
 """
 
 from __future__ import annotations
@@ -36,7 +42,13 @@ from mailbridge.config import ImapSettings
 from mailbridge.core.model import InboundMessage
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
-from mailbridge.io.imap_connect import TokenSource, log_in, open_client
+from mailbridge.io.imap_connect import (
+    THROTTLE_CAP,
+    TokenSource,
+    log_in,
+    open_client,
+    throttling,
+)
 from mailbridge.io.wakeup import Wakeup
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
@@ -49,6 +61,8 @@ log = logging.getLogger(__name__)
 MAX_TEXT_BYTES = 65536
 IDLE_CHECK_SECONDS = 30.0
 """Wake at least this often while idling, to refresh the heartbeat and see a stop."""
+THROTTLE_QUIET = 600.0
+"""Seconds after the last throttling before a session that catches up resets its backoff."""
 
 
 class ConnectionDropped(Exception):
@@ -132,7 +146,8 @@ class ImapWatcher:
 
     def __init__(self, settings: ImapSettings, *, mailbox: str, store: Store, deliver: Deliver,
                  clock: Clock, metrics: Metrics, supervision: Supervision | None = None,
-                 tokens: TokenSource | None = None) -> None:
+                 tokens: TokenSource | None = None,
+                 throttle_backoff: Backoff | None = None) -> None:
         self.settings = settings
         self.mailbox = mailbox
         self.store = store
@@ -151,6 +166,8 @@ class ImapWatcher:
         self._client: IMAPClient | None = None
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=1.0, cap=120.0)
+        self._throttle = throttle_backoff or Backoff(initial=30.0, cap=THROTTLE_CAP)
+        self._throttled_at: float | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -195,6 +212,10 @@ class ImapWatcher:
     def _lost(self, exc: BaseException) -> None:
         self.metrics.imap_reconnects.labels(self.mailbox).inc()
         delay = self._backoff.next_delay()
+        throttled = throttling(exc)
+        if throttled is not None:
+            self._throttled(throttled, delay)
+            return
         expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped
                               | TransientError)
         if expected or self.supervision is None:
@@ -207,6 +228,17 @@ class ImapWatcher:
         self._stop.wait(delay)
         if not expected and self.supervision is not None and not self._stop.is_set():
             self.supervision.restarted()
+
+    def _throttled(self, exc: BaseException, delay: float) -> None:
+        """Wait out a throttling answer: the longer of both backoffs and the server's
+        suggestion (capped)."""
+        suggested = getattr(exc, "suggested", None)
+        delay = max(delay, self._throttle.next_delay(), min(suggested or 0.0, THROTTLE_CAP))
+        self._throttled_at = time.monotonic()
+        log.warning("imap %s", fields(event="throttled", mailbox=self.mailbox,
+                                      detail=str(exc)[:200], suggested_s=suggested,
+                                      retry_in_s=round(delay, 1)))
+        self._stop.wait(delay)
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up
@@ -243,6 +275,9 @@ class ImapWatcher:
             self._synced()
             # Only now: a bug that ends every session before it catches up waits longer each time.
             self._backoff.reset()
+            if self._throttled_at is None or \
+                    time.monotonic() - self._throttled_at > THROTTLE_QUIET:
+                self._throttle.reset()
             if client.has_capability("IDLE"):
                 self._idle(client)
             else:

@@ -23,7 +23,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from mailbridge.config import ImapSettings
 from mailbridge.core.folders import marked_sent
 from mailbridge.errors import TransientError
-from mailbridge.io.imap_connect import TokenSource, log_in, open_client
+from mailbridge.io.imap_connect import TokenSource, log_in, open_client, throttling
 from mailbridge.io.imap_folders import list_folders
 from mailbridge.logs import fields
 
@@ -34,16 +34,18 @@ SEEN = b"\\Seen"
 
 class CopyError(TransientError):
     """A copy could not be appended now; `reason` is one of
-    `metrics.families.COPY_OUTCOMES` but "appended"."""
+    `metrics.families.COPY_OUTCOMES` but "appended"; `retry_after`, the seconds a
+    throttling server asked us to wait, if it did."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.retry_after = retry_after
 
 
 def _reason(exc: IMAPClientError) -> str:
     text = str(exc).upper()
-    if isinstance(exc, LoginError):
+    if isinstance(exc, LoginError) or throttling(exc) is not None:
         return "unavailable"
     if "TRYCREATE" in text or "NONEXISTENT" in text:
         return "missing_folder"
@@ -77,7 +79,9 @@ class SentFolder:
             return folder
         except IMAPClientError as exc:
             self.close()
-            raise CopyError(_reason(exc), f"IMAP APPEND to the Sent folder: {exc}") from exc
+            throttled = throttling(exc)
+            raise CopyError(_reason(exc), f"IMAP APPEND to the Sent folder: {exc}",
+                            retry_after=throttled.suggested if throttled else None) from exc
         except (OSError, ssl.SSLError) as exc:
             self.close()
             raise CopyError("unavailable", f"IMAP connection for the Sent folder: "

@@ -1,0 +1,158 @@
+"""Microsoft 365's throttling answers and Gmail's IDLE limit, against a scripted IMAP server
+served by the test (`tests.imap_script`): Dovecot can be made to do neither.
+
+A throttled login or command is waited out, longer each time and never shorter than the
+server suggests, and a token is not reported refused for it; IDLE is ended and issued
+again every `idle_refresh` on the same connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imapclient.exceptions import IMAPClientError, LoginError
+from prometheus_client import CollectorRegistry
+
+from mailbridge.clock import SystemClock
+from mailbridge.config import ImapSettings
+from mailbridge.io.backoff import Backoff
+from mailbridge.io.imap_connect import throttling
+from mailbridge.io.imap_watcher import Fetched, ImapWatcher
+from mailbridge.io.sent_folder import CopyError, SentFolder
+from mailbridge.metrics.families import Metrics
+from mailbridge.store.db import Store
+from tests.imap_script import ScriptedImap
+
+THROTTLED = "NO [THROTTLED] Request is throttled."
+SUGGESTING = "NO Request is throttled. Suggested Backoff Time: 1500 milliseconds"
+
+
+class _Tokens:
+    """A token source that counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.given = 0
+        self.refusals = 0
+
+    def access_token(self) -> str:
+        self.given += 1
+        return f"token-{self.given}"
+
+    def refused(self, token: str) -> None:
+        self.refusals += 1
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path}/store.sqlite3")
+    yield opened
+    opened.close()
+
+
+def _watcher(server: ScriptedImap, store: Store, *, throttle: Backoff, auth: str = "password",
+             tokens: _Tokens | None = None, **imap: Any) -> ImapWatcher:
+    settings = ImapSettings.model_validate({
+        "host": "127.0.0.1", "port": server.port, "tls": "none",
+        "username": "support@example.com", "password": "pw", "auth": auth,
+        "read_timeout": "10s", **imap})
+
+    def deliver(batch: Sequence[Fetched]) -> None:
+        raise AssertionError(f"the scripted mailbox is empty: {batch}")
+
+    return ImapWatcher(settings, mailbox="INBOX", store=store, deliver=deliver,
+                       clock=SystemClock(), metrics=Metrics(CollectorRegistry(), ["INBOX"]),
+                       tokens=tokens, throttle_backoff=throttle)
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [later - earlier for earlier, later in pairwise(times)]
+
+
+def test_the_answers_microsoft_throttles_with_are_recognised() -> None:
+    """NO and BAD, with or without [THROTTLED], with the suggested wait in seconds; other
+    refusals are not throttling."""
+    found = throttling(IMAPClientError(f"select failed: {SUGGESTING}"))
+    assert found is not None and found.suggested == 1.5
+    found = throttling(LoginError("[THROTTLED] Request is throttled."))
+    assert found is not None and found.suggested is None
+    assert throttling(IMAPClientError("BAD Request is throttled. Suggested Backoff Time: "
+                                      "299919 milliseconds")) is not None
+    assert throttling(LoginError("[AUTHENTICATIONFAILED] Authentication failed.")) is None
+    assert throttling(OSError("throttled")) is None
+
+
+def test_a_throttled_oauth2_login_waits_what_the_server_suggests_and_keeps_its_token(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """Each AUTHENTICATE answered "throttled, wait 1.5 s": the next connection comes no
+    sooner, the token is never reported refused (no refresh for it), one token per try."""
+    with ScriptedImap({"AUTHENTICATE": SUGGESTING}) as server:
+        tokens = _Tokens()
+        watcher = _watcher(server, store, throttle=Backoff(initial=0.2, cap=0.4),
+                           auth="oauth2", tokens=tokens)
+        watcher.start()
+        try:
+            server.wait_for(lambda: len(server.connections) >= 3)
+        finally:
+            watcher.stop()
+    assert all(gap >= 1.5 for gap in _gaps(server.connections[:3])), server.connections
+    assert tokens.refusals == 0
+    assert len(server.heard("AUTHENTICATE")) == tokens.given  # one try per connection
+    throttled = [r for r in caplog.records if "event=throttled" in r.getMessage()]
+    assert throttled and throttled[0].levelno == logging.WARNING
+    assert "suggested_s=1.5" in throttled[0].getMessage()
+    assert "mailbox=INBOX" in throttled[0].getMessage()
+
+
+def test_throttling_after_a_catch_up_backs_off_longer_each_time(store: Store) -> None:
+    """Login, SELECT and SEARCH work, IDLE is throttled: a session that caught up does not
+    reset the throttle's backoff, so the reconnects come ever later (1-2 s, then 2-4 s),
+    not every second as after an ordinary drop."""
+    with ScriptedImap({"IDLE": THROTTLED}) as server:
+        watcher = _watcher(server, store, throttle=Backoff(initial=2.0, cap=8.0))
+        watcher.start()
+        try:
+            server.wait_for(lambda: len(server.connections) >= 3, timeout=30)
+        finally:
+            watcher.stop()
+    first, second = _gaps(server.connections[:3])
+    assert first >= 1.0 and second >= 2.0, server.connections
+    assert {1, 2} <= {conn for conn, _ in server.heard("SEARCH")}  # each caught up
+
+
+def test_idle_is_issued_again_every_idle_refresh_on_the_same_connection(store: Store) -> None:
+    """With idle_refresh = 1s the watcher ends IDLE with DONE and issues it again about
+    every second, without reconnecting (Gmail ends an IDLE after about 29 minutes, and
+    idle_refresh is at most 29m)."""
+    with ScriptedImap() as server:
+        watcher = _watcher(server, store, throttle=Backoff(), idle_refresh="1s")
+        watcher.start()
+        try:
+            server.wait_for(lambda: len(server.heard("IDLE")) >= 3)
+        finally:
+            watcher.stop()
+        idles = server.heard("IDLE")[:3]
+        dones = server.heard("DONE")
+    assert {conn for conn, _ in idles} == {1} and len(server.connections) == 1
+    assert all(gap >= 0.9 for gap in _gaps([at for _, at in idles]))
+    assert len(dones) >= 2 and dones[0][1] < idles[1][1]  # DONE before the next IDLE
+
+
+def test_a_throttled_sent_folder_login_is_unavailable_with_the_suggested_wait() -> None:
+    """The Sent-copy appender's login throttled: a transient "unavailable" that carries the
+    server's suggested wait for the copier's retry, and no token refused."""
+    with ScriptedImap({"AUTHENTICATE": SUGGESTING}) as server:
+        tokens = _Tokens()
+        settings = ImapSettings.model_validate({
+            "host": "127.0.0.1", "port": server.port, "tls": "none",
+            "username": "support@example.com", "auth": "oauth2"})
+        folder = SentFolder(settings, fallback="Sent", tokens=tokens)
+        with pytest.raises(CopyError) as caught:
+            folder.append(b"Subject: x\r\n\r\nx\r\n", when=datetime.now(UTC))
+    assert (caught.value.reason, caught.value.retry_after) == ("unavailable", 1.5)
+    assert tokens.refusals == 0 and len(server.connections) == 1
