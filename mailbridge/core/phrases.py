@@ -19,8 +19,10 @@ Two strengths of subject phrase:
 
 Body phrases are read in the sender's own words only (`own_text`: above the first quoted
 line or forwarded/original-message marker), so a person forwarding a bounce, or replying
-above one, is not taken for the bounce. They name mail, not parcels: "your message could not
-be delivered", not "could not be delivered".
+above one, is not taken for the bounce. They name the reader's mail, not parcels and not
+"my message": "your message could not be delivered", "Impossibile recapitare il messaggio".
+What autoresponders say of themselves ("This is an automatic reply") is a phrase; a
+statement of absence ("I am out of the office"), which people write too, is a weak one.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class Phrase:
     kind: str
     words: str
     decisive: bool = False
+    weak: bool = False
+    """Words a person says as well ("I am out of the office"): they only back evidence."""
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -113,7 +117,7 @@ _SUBJECT_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bzustellung fehlgeschlagen", r"\b[ée]chec de (?:la )?(?:remise|distribution)",
         r"\bimpossible d'envoyer", r"\bmessage frozen", r"\bpermanent delivery failure",
         r"\bno entregado", r"\bnon recapitat", r"\bn[ãa]o entregue", r"\bonbestelbaar",
-        r"配信", r"送信エラー")),
+        r"配信(?:不能|エラー|失敗)", r"送信エラー", r"不達", r"エラー通知")),
     (AUTO_REPLY, _words(
         r"^auto\s*[:：]", r"\bout of (?:the )?office\b", r"\baway from (?:the|my) office",
         r"\bon (?:vacation|holiday|leave)\b", r"\babwesen(?:d|heit)", r"\bau(?:ß|ss)er haus",
@@ -125,7 +129,8 @@ _SUBJECT_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\bfeedback report\b", r"\bunsolicited (?:bulk|commercial) e-?mail\b",
         r"\bspamtrap", r"\bforensic report\b")),
 )
-_MAIL = r"(?:message|mail|e-?mail|nachricht|courriel|mensaje|messaggio|mensagem|bericht)"
+_YOUR_MAIL = r"(?:your|the|this|following|original) (?:message|mail|e-?mail)"
+"""Bounces speak of the reader's message; a person of "my message"."""
 _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
     (CHALLENGE, _words(
         r"protecting (?:myself|my inbox) from (?:receiving )?(?:junk|spam)",
@@ -141,46 +146,60 @@ _TEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(?:your|this) (?:message|e-?mail) (?:is|has been|was) (?:being )?held (?:until|"
         r"pending)")),
     (DELIVERY, _words(
-        rf"{_MAIL}\b.{{0,80}}(?:could not|couldn't|cannot|can't|was not|wasn't|has not been)"
-        r" (?:be )?deliver", r"delivery to (?:the following|these|this) recipients?",
-        r"(?:permanent|fatal) (?:fatal )?errors?", r"mail delivery (?:software|subsystem|system)",
-        r"delivery has failed to", r"failed permanently",
+        # Always about mail, never about a parcel: "your message", recipients, mailboxes.
+        rf"{_YOUR_MAIL}\b.{{0,80}}(?:(?:could not|couldn't|cannot|can't|was not|wasn't|has not"
+        r" been) (?:be )?deliver|was undeliverable)",
+        r"delivery to (?:the following|these|this) recipients?", r"delivery has failed to",
+        r"permanent fatal errors", r"a permanent error (?:has )?occurred",
+        r"mail delivery (?:software|subsystem|system)", r"failed permanently",
         r"this is the mail system at host", r"delivery status notification",
         r"user unknown|unknown user|no such (?:user|recipient|mailbox)",
         r"mailbox (?:unavailable|is full|full|not found|does not exist)",
-        r"recipient address rejected", r"undeliverable (?:mail|message|to)",
-        r"returned to sender", r"unable to deliver", r"wasn't able to deliver",
-        r"konnte nicht (?:zugestellt|übermittelt) werden", r"unzustellbar",
-        r"n'a pas (?:pu|été) (?:être )?(?:remis|distribu|délivr|transmis)", r"non remis",
-        r"no (?:se )?(?:pudo|ha podido) (?:ser )?entregar", r"no se pudo entregar",
-        r"non (?:è stato possibile|può essere) recapitat", r"impossibile recapitare",
-        r"n[ãa]o (?:p[ôo]de|foi poss[íi]vel) (?:ser )?entreg",
-        r"kon niet (?:worden )?(?:bezorgd|afgeleverd)", r"onbestelbaar",
-        r"配信できません", r"配信不能", r"送信できません", r"届きませんでした", r"宛先不明",
-        r"не (?:может быть|было|удалось) доставлен")),
+        r"recipient address rejected", r"undeliverable (?:mail|message)",
+        r"(?:message|mail)\b.{0,40}returned to (?:the )?sender",
+        r"(?:unable|wasn't able|was not able) to deliver (?:your|the) (?:message|mail|e-?mail)",
+        r"(?:nachricht|e-?mail|mail)\b.{0,80}konnte nicht (?:an .{0,60})?(?:zugestellt|"
+        r"übermittelt) werden",
+        r"(?:message|courrier|courriel|e-?mail)\b.{0,80}n'a pas (?:pu|été) (?:être )?"
+        r"(?:remis|distribu|délivr|transmis)",
+        r"(?:mensaje|correo)\b.{0,80}no (?:se )?(?:pudo|ha podido|puede) (?:ser )?entregar",
+        r"no se (?:pudo|puede) entregar (?:el|su|este) (?:mensaje|correo)",
+        r"impossibile recapitare (?:il|questo|un) messaggio",
+        r"messaggio\b.{0,80}non (?:è stato possibile|può essere) recapitat",
+        r"(?:mensagem|e-?mail)\b.{0,80}n[ãa]o (?:p[ôo]de|foi poss[íi]vel) (?:ser )?entreg",
+        r"n[ãa]o foi poss[íi]vel entregar (?:a|sua|esta) mensagem",
+        r"(?:bericht|e-?mail)\b.{0,80}kon niet (?:worden )?(?:bezorgd|afgeleverd)",
+        r"(?:メール|メッセージ).{0,30}(?:配信|送信|配送)(?:でき|され)ませんでした", r"配信不能",
+        r"宛先不明", r"(?:メール|メッセージ).{0,30}届きませんでした",
+        r"(?:сообщение|письмо).{0,60}не (?:может быть|было|удалось) доставлен")),
     (AUTO_REPLY, _words(
-        r"(?:i am|i'm|i will be|i'll be) (?:currently )?(?:out of (?:the )?office|away from"
-        r" (?:the|my) (?:office|desk)|on (?:annual )?(?:leave|vacation|holiday)|out of town)",
+        # What autoresponders say about themselves.
         r"this is an auto(?:mated|matic)(?:ally generated)? (?:reply|response|message)",
         r"(?:for|of) this auto(?:mated|matic) (?:reply|response|message)",
         r"(?:respond|reply|get back to you|answer) .{0,40}(?:upon|on|after|when) (?:i|my)"
         r" return", r"limited access to (?:my )?e-?mail",
-        r"ich bin .{0,60}(?:nicht im b[üu]ro|abwesend|im urlaub|au(?:ß|ss)er haus)",
-        r"(?:dies ist|diese nachricht ist) eine automatische",
-        r"je (?:suis|serai) .{0,30}absente?", r"ceci est une r[ée]ponse automatique",
-        r"(?:estoy|estar[ée]) .{0,30}(?:fuera de la oficina|de vacaciones|ausente)",
-        r"esta es una respuesta autom[áa]tica",
-        r"(?:sono|sar[òo]) .{0,30}(?:fuori (?:sede|ufficio)|in ferie|assente)",
-        r"questa [èe] una risposta automatica",
-        r"(?:estou|estarei) .{0,30}(?:fora do escrit[óo]rio|de f[ée]rias|ausente)",
-        r"esta [ée] uma resposta autom[áa]tica",
-        r"ik ben .{0,60}(?:afwezig|niet aanwezig|op vakantie|met vakantie|buiten kantoor)",
-        r"dit is een automatisch (?:antwoord|bericht)", r"不在にして", r"自動応答", r"自動返信")),
+        r"your (?:e-?mail|message) (?:will|is) not (?:be )?(?:forwarded|read)",
+        r"(?:dies ist|diese nachricht ist) eine automatisch", r"automatisch generierte",
+        r"ceci est une r[ée]ponse automatique", r"(?:ceci est un|ce) message automatique",
+        r"esta es una respuesta autom[áa]tica", r"questa [èe] una risposta automatica",
+        r"esta [ée] uma resposta autom[áa]tica", r"dit is een automatisch (?:antwoord|bericht)",
+        r"自動応答", r"自動返信", r"このメールは自動")),
     (COMPLAINT, _words(
         r"this is an? (?:e-?mail )?abuse report", r"complaint about message",
         r"(?:received|reported) (?:a |as )?(?:spam|abuse) (?:complaint|report)",
         r"feedback loop", r"marked (?:it |this )?as spam")),
 )
+_ABSENCE = _words(
+    # A person may say these too: they back an auto-reply, never decide one.
+    r"(?:i am|i'm|i will be|i'll be) (?:currently )?(?:out of (?:the )?office|away from"
+    r" (?:the|my) (?:office|desk)|on (?:annual )?(?:leave|vacation|holiday)|out of town)",
+    r"ich bin .{0,60}(?:nicht im b[üu]ro|abwesend|im urlaub|au(?:ß|ss)er haus)",
+    r"je (?:suis|serai) .{0,30}absente?",
+    r"(?:estoy|estar[ée]) .{0,30}(?:fuera de la oficina|de vacaciones|ausente)",
+    r"(?:sono|sar[òo]) .{0,30}(?:fuori (?:sede|ufficio)|in ferie|assente)",
+    r"(?:estou|estarei) .{0,30}(?:fora do escrit[óo]rio|de f[ée]rias|ausente)",
+    r"ik ben .{0,60}(?:afwezig|niet aanwezig|op vakantie|met vakantie|buiten kantoor)",
+    r"不在にして")
 _DIAGNOSTICS = re.compile(
     r"^\s*(?:final-recipient|original-recipient|diagnostic-code|reporting-mta|remote-mta)\s*:"
     r"|\b[45]\d\d[- ][45]\.\d{1,3}\.\d{1,3}\b|^\s*<<<\s*[45]\d\d\b|^\s*>>>\s*rcpt to",
@@ -231,13 +250,15 @@ def own_text(text: str) -> str:
 
 def text_phrase(text: str) -> Phrase | None:
     """The first phrase of mail software in the opening of `text` (already the sender's
-    own words), challenge requests first."""
+    own words), challenge requests first; a statement of absence ("I am out of the
+    office") last, as a weak phrase."""
     opening = " ".join(text[:OPENING].split())
     for kind, pattern in _TEXT:
         found = pattern.search(opening)
         if found:
             return Phrase(kind, found.group(0).strip())
-    return None
+    found = _ABSENCE.search(opening)
+    return Phrase(AUTO_REPLY, found.group(0).strip(), weak=True) if found else None
 
 
 def diagnostics(text: str) -> str:

@@ -9,8 +9,9 @@ Public API: `REPORT_TYPES`, `ATTACHED_TYPES`, `report_part(message)`, `returned_
 - a set form of mail software at the start of the subject ("Undeliverable:", "Automatic
   reply:", `mailbridge.core.phrases`) weighs 2; a hint ("Delivery failure", "Out of office")
   or a phrase in the sender's own words weighs 1; each of an attached original message, a
-  delivery report's field or SMTP reply in the text, a mail system's display name ("Mail
-  Delivery System") and X-Auto-Response-Suppress weighs 1;
+  delivery report's field or SMTP reply in the text and a mail system's display name ("Mail
+  Delivery System") weighs 1; a statement of absence ("I am out of the office") counts only
+  beside a set form or such evidence;
 - mail is a robot's when it has a phrase, weighs 2 or more, and has evidence beyond its
   text (a person's text can quote anything);
 - a person's signs raise the bar to 3: a question in the sender's own words, or a reply in
@@ -117,9 +118,6 @@ def _evidence(message: InboundMessage, own: str,
     name = _system_display_name(message)
     if name:
         signs.append((1, f"sender name {name!r}", True))
-    suppress = (message.header("x-auto-response-suppress") or "").strip()
-    if suppress and suppress.lower() != "none":
-        signs.append((1, f"X-Auto-Response-Suppress: {suppress[:40]}", True))
     if found is None or found.kind in (phrases.DELIVERY, phrases.COMPLAINT):
         diagnostic = phrases.diagnostics(own)
         if diagnostic:
@@ -143,7 +141,10 @@ def wording(message: InboundMessage, *, in_thread: bool) -> Wording | None:
         signs.append((2 if subject.decisive else 1, f"subject {subject.words!r}", True))
     if body is not None:
         signs.append((1, f"text {body.words!r}", False))
-    signs += _evidence(message, own, subject or body)
+    evidence = _evidence(message, own, subject or body)
+    signs += evidence
+    if body is not None and body.weak and not evidence and not (subject and subject.decisive):
+        return None  # "Out of office" and "I am away": a person may write both
     weight = sum(w for w, _, _ in signs)
     # A person replying in their thread writes "Re: ..."; a set form there is software's.
     set_form = subject is not None and subject.decisive

@@ -35,7 +35,7 @@ AUTO_REPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-auto
 _SUPPRESS_TOKENS = {"autoreply", "oof"}
 """X-Auto-Response-Suppress values (MS-OXCMAIL 2.1.3.2.20) that ask, as only automatic
 senders do, to get no out-of-office or other automatic reply. "All" is left out: Outlook
-writes it on people's mail too; it only backs other evidence (`mailbridge.core.robots`)."""
+writes it on people's mail too, so it tells nothing."""
 _AUTO_PRECEDENCE = {"auto_reply", "auto-reply", "autoreply"}
 
 

@@ -204,13 +204,21 @@ def test_auto_reply_subjects_of_mail_software(subject: str) -> None:
      "bounce_text"),
     ("Out of office", "I am currently out of the office with limited access to e-mail.",
      "auto_reply"),
-    ("Abwesend", "Ich bin bis 14.11. nicht im Büro.", "auto_reply"),
-    ("Absent du bureau", "Je suis absente jusqu'au 14 novembre.", "auto_reply"),
-    ("En vacaciones", "Estoy de vacaciones hasta el 14 de noviembre.", "auto_reply"),
-    ("In ferie", "Sono in ferie fino al 14 novembre.", "auto_reply"),
-    ("De férias", "Estou de férias até 14 de novembro.", "auto_reply"),
-    ("Afwezig tot maandag", "Ik ben afwezig tot maandag 14 november.", "auto_reply"),
-    ("不在のお知らせ", "ただいま不在にしております。", "auto_reply"),
+    ("Abwesend", "Ich bin bis 14.11. nicht im Büro. Dies ist eine automatische Antwort.",
+     "auto_reply"),
+    ("Absent du bureau", "Je suis absente jusqu'au 14 novembre. Ceci est une réponse "
+     "automatique.", "auto_reply"),
+    ("En vacaciones", "Estoy de vacaciones hasta el 14 de noviembre. Esta es una respuesta "
+     "automática.", "auto_reply"),
+    ("In ferie", "Sono in ferie fino al 14 novembre. Questa è una risposta automatica.",
+     "auto_reply"),
+    ("De férias", "Estou de férias até 14 de novembro. Esta é uma resposta automática.",
+     "auto_reply"),
+    ("Afwezig tot maandag", "Ik ben afwezig tot maandag 14 november. Dit is een automatisch "
+     "antwoord.", "auto_reply"),
+    ("不在のお知らせ", "ただいま不在にしております。このメールは自動送信です。", "auto_reply"),
+    ("Mail failure", "Impossibile recapitare il messaggio a p.lang@fabrikam.example.",
+     "bounce_text"),
 ])
 def test_hints_decide_with_corroborating_words(subject: str, text: str, expected: str) -> None:
     """A hint in the subject and the words of mail software in the text: a robot."""
@@ -242,6 +250,21 @@ def test_a_customer_writing_about_a_failed_parcel_delivery_is_a_person() -> None
     msg = message(subject="Delivery failure",
                   text="Hello, my parcel could not be delivered yesterday. Please send it again.")
     assert rule_of(msg) == "new_thread"
+
+
+@pytest.mark.parametrize(("subject", "text"), [
+    ("Delivery problem", "Hello, you were unable to deliver my parcel on Monday."),
+    ("Mail failure", "My message could not be delivered to your billing address, please fix."),
+    ("Undeliverable package", "The courier says the address is undeliverable."),
+    ("Abwesend", "Ich bin bis 14.11. nicht im Büro, bitte rufen Sie mich danach an."),
+    ("Out of office until Monday", "I am out of the office until Monday, please hold my order."),
+    ("Paket unzustellbar", "Mein Paket konnte nicht zugestellt werden. Bitte neu senden."),
+    ("動画配信について", "動画が配信できません。確認をお願いします。"),
+])
+def test_people_writing_about_deliveries_and_absences_are_people(subject: str,
+                                                                  text: str) -> None:
+    """Parcels, 'my message' and a person's own absence are not mail software's words."""
+    assert rule_of(message(subject=subject, text=text)) == "new_thread"
 
 
 def test_a_forwarded_bounce_with_a_question_above_it_is_a_person() -> None:
@@ -393,11 +416,12 @@ def test_outlooks_suppress_all_on_a_persons_mail_is_a_person() -> None:
     assert rule_of(message(headers=(("x-auto-response-suppress", "All"),))) == "new_thread"
 
 
-def test_suppress_all_backs_an_out_of_office_hint() -> None:
-    """With 'Out of office' in the subject, Suppress: All is the evidence beside it."""
-    msg = message(subject="Out of office", text="Back on Monday.",
+def test_suppress_all_is_no_evidence_beside_a_persons_absence_note() -> None:
+    """A person's 'Out of office' note from Outlook, which writes Suppress: All on any
+    mail, is still the person's."""
+    msg = message(subject="Out of office", text="I am out of the office until Monday.",
                   headers=(("x-auto-response-suppress", "All"),))
-    assert rule_of(msg) == "auto_reply"
+    assert rule_of(msg) == "new_thread"
 
 
 def test_the_new_rules_say_the_mail_is_automatic() -> None:
