@@ -76,7 +76,8 @@ DISPUTED = {
         "human: a person's mail carrying List-Id, which RFC 5230 section 5 says not to answer",
     "sisimai-set-of-emails/mailbox/mbox-0#36":
         "robot: message 36 of the mbox is a person forwarding a bounce ('Fwd: Returned mail', "
-        "'Begin forwarded message:'), which the corpus README counts as other",
+        "'Begin forwarded message:'); the same message split out, maildir/err/make-test-36.eml, "
+        "is labelled other",
 }
 
 
