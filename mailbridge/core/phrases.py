@@ -98,7 +98,7 @@ _SET_SUBJECTS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"resposta autom[áa]tica" + _COLON, r"aus[êe]ncia tempor[áa]ria" + _COLON,
         r"automatisch antwoord" + _COLON, r"afwezigheidsbericht", r"niet aanwezig" + _COLON,
         r"自動応答" + _COLON, r"不在" + _COLON, r"自動返信" + _COLON, r"不在通知",
-        r"自动回复" + _COLON, r"自動回覆" + _COLON, r"autosvar" + _COLON,
+        r"自动回复" + _COLON, r"自動回覆" + _COLON, r"自動回復" + _COLON, r"autosvar" + _COLON,
         r"automatisk svar" + _COLON, r"automaattinen vastaus" + _COLON,
         r"automatyczna odpowied[źz]" + _COLON, r"automatick[áa] odpov[ěe]d" + _COLON,
         r"автоматический ответ" + _COLON,

@@ -184,7 +184,8 @@ def test_delivery_failure_subjects_of_mail_software(subject: str) -> None:
     "Automatic reply: Invoice 2291", "Automatische Antwort: Rechnung",
     "Réponse automatique : Devis", "Respuesta automática: Pedido", "Risposta automatica: Ordine",
     "Resposta automática: Pedido", "Automatisch antwoord: Bestelling", "自動応答: 注文",
-    "不在: 注文", "Out of Office AutoReply: Invoice", "Abwesenheitsnotiz: Rechnung",
+    "不在: 注文", "自動回復: 訂單", "自动回复: 订单", "Out of Office AutoReply: Invoice",
+    "Abwesenheitsnotiz: Rechnung",
     "AUTO: Jane Doe is out of the office (returning 02/03/2026)",
     "AUTO: Hans Meier ist außer Haus (Rückkehr am 02.03.2026)", "Autoreply", "Autosvar: x",
 ])
