@@ -182,8 +182,8 @@ def test_at_the_weekend_the_ack_says_when_the_agent_starts(desk: Desk) -> None:
     assert outcome.choice.promise == berlin(12, 7, 13)  # 4 h of her shift
     assert outcome.due == berlin(12, 5, 16)  # the SLA itself does not move
     text = text_of(desk.ack(outcome))
-    assert ("It has reached us.\nDana Whitfield is back on duty Monday 7 December at 09:00 "
-            "(Berlin time)\nand will answer you personally Monday 7 December by 13:00 "
+    assert ("It has reached us. Dana Whitfield is back on duty Monday 7 December at 09:00 "
+            "(Berlin time) and will answer you personally Monday 7 December by 13:00 "
             "(Berlin time).") in text
 
 
@@ -215,8 +215,8 @@ def test_a_german_thread_waits_for_the_german_speaker_and_lists_german_articles(
     assert outcome.choice.assignment.rule == "language"
     assert outcome.choice.promise == outcome.due == berlin(*MONDAY, 16, 50)
     text = text_of(desk.ack(outcome))
-    assert ("Sie ist bei uns angekommen.\nSam Okafor ist heute um 13:00 Uhr (Berliner Zeit) "
-            "wieder im Dienst\nund antwortet Ihnen persönlich heute bis 16:50 Uhr (Berliner "
+    assert ("Sie ist bei uns angekommen. Sam Okafor ist heute um 13:00 Uhr (Berliner Zeit) "
+            "wieder im Dienst und antwortet Ihnen persönlich heute bis 16:50 Uhr (Berliner "
             "Zeit).") in text
     assert [s.title for s in outcome.choice.faq] == ["Passwort zurücksetzen",
                                                      "Status / Störungen"]

@@ -112,7 +112,7 @@ def test_text_part_names_customer_agent_time_and_ref(renderer: Renderer) -> None
     assert "“Printer on fire”" in text
     assert "Dana Whitfield will answer you personally today by 14:30 (Berlin time)." in text
     assert "[#MB-1042]" in text
-    assert "keep it in the subject when you\nwrite again" in text
+    assert "keep it in the subject when you write again" in text
     assert text.rstrip().endswith("Dana Whitfield\nAcme Support")
     assert "do not reply" not in text.lower()
 
@@ -341,7 +341,7 @@ def test_ack_says_when_a_closed_desk_opens_before_the_promise(renderer: Renderer
     text, html = parts(render(renderer, ctx))
     opening = "We are closed right now and open again today at 13:00 (Berlin time)."
     assert (
-        f"It has reached us.\n{opening}\nDana Whitfield will answer you personally "
+        f"It has reached us. {opening} Dana Whitfield will answer you personally "
         "today by 16:00 (Berlin time), that is 20:30 your time."
     ) in text
     assert opening in html
@@ -352,7 +352,7 @@ def test_ack_does_not_say_closed_once_the_desk_has_opened(renderer: Renderer) ->
     """An `opens_at` already past at render time adds no "closed" sentence."""
     text, html = parts(render(renderer, context(opens_at=NOW - timedelta(minutes=1))))
     assert "closed" not in text and "closed" not in html
-    assert "It has reached us, and\nDana Whitfield will answer you personally" in text
+    assert "It has reached us, and Dana Whitfield will answer you personally" in text
 
 
 # --- the status update --------------------------------------------------------------

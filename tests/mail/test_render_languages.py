@@ -71,7 +71,7 @@ def test_the_german_ack_writes_german_dates(renderer: Renderer) -> None:
                                                                            "dana@acme.example"))))
     assert text.startswith(
         "Guten Tag Ana Souza,\n\nvielen Dank für Ihre Nachricht „Drucker brennt“.")
-    assert ("Sie ist bei uns angekommen, und\nDana Whitfield antwortet Ihnen persönlich "
+    assert ("Sie ist bei uns angekommen, und Dana Whitfield antwortet Ihnen persönlich "
             "heute bis 14:30 Uhr (Berliner Zeit).") in text
     assert "Ihre Referenz ist [#MB-1042]." in text
     assert text.rstrip().endswith("Viele Grüße\nDana Whitfield\nAcme Support")
@@ -162,15 +162,15 @@ def test_when_nobody_is_on_shift_the_ack_says_when_the_agent_starts(renderer: Re
     msg = renderer.render_ack(ctx, original(), message_id="<a@acme.example>", date=saturday,
                               now=saturday)
     text, html = parts(msg)
-    assert ("It has reached us.\nDana Whitfield is back on duty Monday 30 November at 09:00 "
-            "(Berlin time)\nand will answer you personally Monday 30 November by 13:00 "
+    assert ("It has reached us. Dana Whitfield is back on duty Monday 30 November at 09:00 "
+            "(Berlin time) and will answer you personally Monday 30 November by 13:00 "
             "(Berlin time).") in text
     assert "is back on duty Monday 30 November at 09:00 (Berlin time)" in html
     msg = renderer.render_ack(dataclasses.replace(ctx, language="de"), original(),
                               message_id="<a@acme.example>", date=saturday, now=saturday)
     text, _ = parts(msg)
-    assert ("Sie ist bei uns angekommen.\nDana Whitfield ist am Montag, 30. November, um 09:00 "
-            "Uhr (Berliner Zeit) wieder im Dienst\nund antwortet Ihnen persönlich Montag, "
+    assert ("Sie ist bei uns angekommen. Dana Whitfield ist am Montag, 30. November, um 09:00 "
+            "Uhr (Berliner Zeit) wieder im Dienst und antwortet Ihnen persönlich Montag, "
             "30. November, bis 13:00 Uhr (Berliner Zeit).") in text
 
 
@@ -183,13 +183,13 @@ def test_a_closed_desk_and_a_later_agent_both_say_so(renderer: Renderer) -> None
                   due=datetime(2026, 11, 30, 14, 0, tzinfo=UTC))
     text, _ = parts(renderer.render_ack(ctx, original(), message_id="<a@acme.example>",
                                         date=saturday, now=saturday))
-    assert ("open again Monday 30 November at 09:00 (Berlin time).\nSam is back on duty "
-            "Monday 30 November at 11:00 (Berlin time)\n") in text
+    assert ("open again Monday 30 November at 09:00 (Berlin time). Sam is back on duty "
+            "Monday 30 November at 11:00 (Berlin time) ") in text
     same = dataclasses.replace(ctx, agent_starts_at=ctx.opens_at)
     text, _ = parts(renderer.render_ack(same, original(), message_id="<a@acme.example>",
                                         date=saturday, now=saturday))
     assert "back on duty" not in text
-    assert "(Berlin time).\nSam will answer you personally Monday 30 November by 15:00" in text
+    assert "(Berlin time). Sam will answer you personally Monday 30 November by 15:00" in text
 
 
 def test_the_status_update_in_german(renderer: Renderer) -> None:
