@@ -8,7 +8,7 @@ What the daemon does with a backlog, without IMAP and SMTP: N new customers' mes
 `MESSAGES_PER_TRANSACTION`, then the outbox is drained the way the sender does it
 (`Store.claim_outbox_batch` with the previous batch's outcomes, `CLAIM_BATCH` at a time).
 Counted per message: statements sent to the database (SQLite's trace callback sees every
-one, PostgreSQL's through SQLAlchemy's cursor events; an executemany is one), commits,
+one; on PostgreSQL, a counting psycopg cursor; an executemany is one), commits,
 and the process's CPU time (user + system) and wall time. Rounds alternate between the
 backends so that the machine's load falls on both alike; the medians are reported.
 `--profile FILE` writes a cProfile of the last round of each backend to FILE.<backend>.
@@ -87,6 +87,9 @@ class Counts:
 
     def __init__(self, store: Store) -> None:
         self.statements = 0
+        self.round_trips = 0
+        """PostgreSQL: statements and pipelines (SQLite runs in process)."""
+        self.pipeline: object = None
         self.commits = 0
         engine = store.engine
         if engine.dialect.name == "sqlite":
@@ -94,9 +97,28 @@ class Counts:
             def _trace(dbapi_conn: Any, _record: Any) -> None:
                 dbapi_conn.set_trace_callback(self._sqlite_statement)
         else:
-            @event.listens_for(engine, "before_cursor_execute")
-            def _statement(*_args: Any) -> None:
-                self.statements += 1
+            import psycopg  # an optional dependency: only for PostgreSQL
+
+            counts = self
+
+            class CountingCursor(psycopg.Cursor[Any]):
+                def execute(self, *args: Any, **kwargs: Any) -> Any:
+                    counts.statements += 1
+                    # Statements queued in one pipeline share a round trip.
+                    pipeline = getattr(self.connection, "_pipeline", None)
+                    if pipeline is None or pipeline is not counts.pipeline:
+                        counts.round_trips += 1
+                    counts.pipeline = pipeline
+                    return super().execute(*args, **kwargs)
+
+                def executemany(self, *args: Any, **kwargs: Any) -> None:
+                    counts.statements += 1  # psycopg pipelines it: about one round trip
+                    counts.round_trips += 1
+                    super().executemany(*args, **kwargs)
+
+            @event.listens_for(engine, "connect")
+            def _count(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.cursor_factory = CountingCursor
 
             @event.listens_for(engine, "commit")
             def _commit(_conn: Any) -> None:
@@ -111,6 +133,7 @@ class Counts:
 @dataclass(frozen=True)
 class Round:
     statements: float
+    round_trips: float
     commits: float
     cpu_ms: float
     wall_ms: float
@@ -140,7 +163,8 @@ def one_round(url: str, workdir: Path, mails: list[InboundMessage],
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         assert sent == len(mails), f"{sent} acks queued for {len(mails)} new customers"
         n = len(mails)
-        return Round(counts.statements / n, counts.commits / n, cpu / n * 1000, wall / n * 1000)
+        return Round(counts.statements / n, counts.round_trips / n, counts.commits / n,
+                     cpu / n * 1000, wall / n * 1000)
     finally:
         store.close()
 
@@ -157,12 +181,14 @@ def database(name: str, workdir: Path, i: int) -> Iterator[str]:
 
 
 def table(results: dict[str, list[Round]]) -> str:
-    lines = ["| backend | rounds | statements per message | commits per message | "
-             "CPU per message (median, min–max) | wall per message (median) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| backend | rounds | statements per message | round trips per message | "
+             "commits per message | CPU per message (median, min–max) | "
+             "wall per message (median) |",
+             "|---|---|---|---|---|---|---|"]
     for name, rounds in results.items():
         cpu = [r.cpu_ms for r in rounds]
-        lines.append(f"| {name} | {len(rounds)} | {rounds[0].statements:.1f} | "
+        trips = f"{rounds[0].round_trips:.1f}" if rounds[0].round_trips else "–"
+        lines.append(f"| {name} | {len(rounds)} | {rounds[0].statements:.1f} | {trips} | "
                      f"{rounds[0].commits:.2f} | {statistics.median(cpu):.2f} ms "
                      f"({min(cpu):.2f}–{max(cpu):.2f}) | "
                      f"{statistics.median(r.wall_ms for r in rounds):.2f} ms |")
@@ -189,7 +215,8 @@ def main() -> int:
                     url = stack.enter_context(database(name, Path(tmp), i))
                     result = one_round(url, Path(tmp), mails, profile)
                 results[name].append(result)
-                print(f"{name} round {i + 1}: {result.statements:.1f} statements, "
+                print(f"{name} round {i + 1}: {result.statements:.1f} statements "
+                      f"({result.round_trips:.1f} round trips), "
                       f"{result.commits:.2f} commits, {result.cpu_ms:.2f} ms CPU, "
                       f"{result.wall_ms:.2f} ms wall per message", flush=True)
                 if profile is not None:

@@ -4,7 +4,8 @@
   its SQLite settings. `tx`: `Tx`, what one message's transaction does. `outbox`: claiming
   due outbox items and recording their outcomes. `tables`: the schema as SQLModel classes;
   `statements`: their Core handles and the per-message statements, built once;
-  `migrations`: the versioned schema. `direct`: SQLite's hot statements, compiled once.
+  `migrations`: the versioned schema. `direct`: the hot statements, compiled once, run
+  on the driver's cursor.
   `writelock`: SQLite writers' fair queue. `peers`: instances and their mailbox leases.
   `snapshot`: the aggregate reads of a metrics scrape. `summaries`: threads for people
   (`replay`, `threads`). `codec`: a thread's SLA clock as stored JSON. `access`: whether a

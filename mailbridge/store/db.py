@@ -43,7 +43,7 @@ class Store:
         # in turn, the moment the writer before them commits. Other processes still meet
         # busy_timeout.
         self._write_lock = None if self.shared else FairLock()
-        self._direct = None if self.shared else Direct(engine.dialect)
+        self._direct = Direct(engine.dialect)
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:

@@ -1,4 +1,4 @@
-"""Small statements run straight on SQLite's cursor, compiled once.
+"""Small statements run straight on the driver's cursor, compiled once.
 
 Public API: `Direct` (prepare, run).
 
@@ -53,7 +53,8 @@ class Prepared:
 
 
 class Direct:
-    """Prepared statements for one engine's dialect (SQLite: positional `?` parameters)."""
+    """Prepared statements for one engine's dialect, whose parameters must be positional
+    (SQLite's `?`; PostgreSQL's `%s`, as `store.engine` sets it)."""
 
     def __init__(self, dialect: Dialect) -> None:
         if not dialect.positional:

@@ -6,7 +6,7 @@ On SQLite every connection runs in WAL mode with `synchronous=NORMAL` and a 30 s
 timeout, and transactions begin in SQLAlchemy's "begin" event: a writer takes the lock
 up front (`BEGIN IMMEDIATE`), a reader marked with the `READ_ONLY` execution option
 (the metrics scrape, through `Store.reading`) a WAL snapshot only. PostgreSQL gets a
-pool that pings a connection before handing it out.
+pool that pings a connection before handing it out, and positional parameters.
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ def engine_for(url: str, *, connect_timeout: int | None = None) -> Engine:
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
         timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
-        return create_engine(url, pool_pre_ping=True, connect_args=timeout)
+        # Positional parameters (%s), as SQLite's are (?): `store.direct` runs the hot
+        # statements straight on psycopg's cursor, which takes either style.
+        return create_engine(url, pool_pre_ping=True, connect_args=timeout,
+                             paramstyle="format")
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,

@@ -59,16 +59,15 @@ class Tx:
 
     The per-message path uses SQLAlchemy Core statements on the session's
     connection: the same tables and types as the models, without the ORM's
-    per-object bookkeeping, which cost more than the queries themselves. On SQLite
-    the hottest of them go one step further, straight to the connection's DBAPI
-    cursor (`store.direct`); on PostgreSQL, where a round trip costs more than
-    SQLAlchemy does, they go through `Connection.execute`.
+    per-object bookkeeping, which cost more than the queries themselves. The hottest
+    of them go one step further, straight to the connection's DBAPI cursor
+    (`store.direct`).
     """
 
     def __init__(self, session: Session, direct: Direct | None = None) -> None:
         self.session = session
         self.direct = direct
-        """SQLite: the hot statements skip SQLAlchemy's execute machinery (`store.direct`)."""
+        """The hot statements skip SQLAlchemy's execute machinery (`store.direct`)."""
         self._cursor: Any = None
         self.committed: list[Callable[[], None]] = []
         self._open_counts: dict[str, int] | None = None
