@@ -154,8 +154,7 @@ class Store:
         """
         with self.transaction() as tx:
             conn = tx.session.connection()
-            for outcome in finished:
-                record(conn, outcome)
+            record(conn, finished)
             return claim_due(conn, now, claimer, limit)
 
     def next_due_time(self) -> datetime | None:
@@ -179,9 +178,7 @@ class Store:
     def finish_outbox_batch(self, finished: Sequence[Finished]) -> None:
         """Record the outcomes of several delivery attempts in one transaction."""
         with self.transaction() as tx:
-            conn = tx.session.connection()
-            for outcome in finished:
-                record(conn, outcome)
+            record(tx.session.connection(), finished)
 
     def recover_interrupted(self, now: datetime, *, claimers: Sequence[str] | None = None,
                             why: str = "") -> int:

@@ -1,6 +1,6 @@
 """The outbox's delivery cycle inside a transaction: claim due items, record the outcomes.
 
-Public API: `OutboxRow`, `Finished`, `claim_due`, `record`, `fail_interrupted`.
+Public API: `OutboxRow`, `Finished`, `claim_due`, `record` (outcomes), `fail_interrupted`.
 
 Each function runs on the connection of a transaction the caller holds: the sender calls
 `Store.claim_outbox_batch`, `finish_outbox_batch` and `recover_interrupted`, which open
@@ -58,18 +58,22 @@ class Finished:
     retry_at: datetime | None = None
 
 
-def record(conn: Connection, finished: Finished) -> None:
-    """Record one delivery attempt's outcome on its item."""
-    if finished.state == "sent" and finished.retry_at is None:  # nearly always
-        conn.execute(_SENT, {"item": finished.item_id, "error": finished.error,
-                             "at": finished.at})
-        return
-    values: dict[str, Any] = {"state": finished.state, "last_error": finished.error}
-    if finished.state == "sent":
-        values["sent_at"] = finished.at
-    if finished.retry_at is not None:
-        values["next_attempt_at"] = finished.retry_at
-    conn.execute(update(OUTBOX).where(OUTBOX.c.id == finished.item_id).values(**values))
+def record(conn: Connection, finished: Sequence[Finished]) -> None:
+    """Record delivery attempts' outcomes on their items. The sent ones (nearly all) go in
+    one executemany: on PostgreSQL one round trip for a whole batch, not one per item."""
+    sent = [{"item": f.item_id, "error": f.error, "at": f.at}
+            for f in finished if f.state == "sent" and f.retry_at is None]
+    if sent:
+        conn.execute(_SENT, sent)
+    for outcome in finished:
+        if outcome.state == "sent" and outcome.retry_at is None:
+            continue
+        values: dict[str, Any] = {"state": outcome.state, "last_error": outcome.error}
+        if outcome.state == "sent":
+            values["sent_at"] = outcome.at
+        if outcome.retry_at is not None:
+            values["next_attempt_at"] = outcome.retry_at
+        conn.execute(update(OUTBOX).where(OUTBOX.c.id == outcome.item_id).values(**values))
 
 
 def claim_due(conn: Connection, now: datetime, claimer: str | None,

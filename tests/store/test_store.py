@@ -130,6 +130,27 @@ def test_retry_puts_an_item_back_for_later(store: Store) -> None:
     assert again is not None and again.attempts == 2
 
 
+def test_a_batch_of_outcomes_records_each_on_its_own_item(store: Store) -> None:
+    """Sent, retried, failed and unknown outcomes recorded together each land on their item."""
+    with store.transaction() as tx:
+        for thread in ("SENT01", "SENT02", "RETRY1", "FAILED", "UNKNWN"):
+            tx.add(outbox_item(thread))
+    items = {i.thread_id: i.id for i in store.claim_outbox_batch(T0, limit=10)}
+    later = T0 + timedelta(seconds=30)
+    store.finish_outbox_batch([
+        Finished(items["SENT01"], "sent", T0), Finished(items["RETRY1"], "pending", T0,
+                                                       "SMTP 451 busy", later),
+        Finished(items["FAILED"], "failed", T0, "SMTP 550 no such user"),
+        Finished(items["SENT02"], "sent", T0), Finished(items["UNKNWN"], "unknown", T0, "lost")])
+    by_thread = {i.thread_id: i for i in store.outbox()}
+    assert {t: i.state for t, i in by_thread.items()} == {
+        "SENT01": "sent", "SENT02": "sent", "RETRY1": "pending", "FAILED": "failed",
+        "UNKNWN": "unknown"}
+    assert by_thread["SENT01"].sent_at == T0 and by_thread["RETRY1"].sent_at is None
+    assert by_thread["FAILED"].last_error == "SMTP 550 no such user"
+    assert by_thread["RETRY1"].next_attempt_at == later
+
+
 def test_cursor_only_moves_forward(store: Store) -> None:
     """The mailbox cursor keeps the highest UID and resets on a new UIDVALIDITY."""
     assert store.cursor("INBOX") is None
