@@ -45,7 +45,8 @@ def threads_records(store: Store, *, states: Sequence[str],
             "age_seconds": round((now - item.created_at).total_seconds()),
             "next_deadline": due.isoformat() if due else None, "next_deadline_kind": kind,
             "seconds_left": round((due - now).total_seconds()) if due else None,
-            "breaches": list(item.breaches), "unverified_agent_mails": item.unverified})
+            "breaches": list(item.breaches), "unverified_agent_mails": item.unverified,
+            "bounced": list(item.bounced)})
     return records
 
 
@@ -71,6 +72,8 @@ def print_threads(store: Store, *, states: Sequence[str], now: datetime, out: Te
         age = _span(timedelta(seconds=r["age_seconds"]))
         note = f" ({r['unverified_agent_mails']} unverified staff mail, not counted)" \
             if r["unverified_agent_mails"] else ""
+        if r["bounced"]:
+            note += f" (our mail bounced: {r['bounced'][-1]})"
         print(f"{r['thread']:<7} {r['state']:<17} {r['policy']:<10} {r['agent'][:18]:<18} "
               f"{age:<11} {deadline:<32} {r['assignment'] or '-'}{note}".rstrip(), file=out)
 

@@ -1,7 +1,7 @@
 """Plain, frozen data shared by the core, the mail layer and the adapters.
 
-Public API: `Address`, `InboundMessage`, `Image`, `Agent`, `Verdict`, `FaqLink`, `AckContext`,
-`UpdateContext`, `NoticeContext`, `DigestEntry`, `DigestContext`.
+Public API: `Address`, `Report`, `InboundMessage`, `Image`, `Agent`, `Verdict`, `FaqLink`,
+`AckContext`, `UpdateContext`, `NoticeContext`, `DigestEntry`, `DigestContext`.
 Nothing here does I/O or reads a clock; every datetime is timezone-aware.
 """
 
@@ -21,6 +21,23 @@ class Address:
     @property
     def domain(self) -> str:
         return self.addr.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a delivery report or a returned message carries besides the text: the actions
+    of its message/delivery-status part (RFC 3464 section 2.3.3: "failed", "delayed",
+    "delivered", "relayed", "expanded") and the header of the message it returns (a
+    message/rfc822 or text/rfc822-headers part; `returned` says whether there is one)."""
+
+    actions: tuple[str, ...] = ()
+    returned: bool = False
+    message_id: str | None = None
+    """The returned message's Message-ID."""
+    references: tuple[str, ...] = ()
+    """The returned message's In-Reply-To and References."""
+    subject: str = ""
+    """The returned message's Subject."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,8 @@ class InboundMessage:
     of an attached message (message/rfc822) are not opened."""
     calendar_method: str = ""
     """The iTIP method of the first text/calendar part, lower-case ("reply"); "" for none."""
+    report: Report | None = None
+    """A delivery-status part or a returned message in it; None when it has neither."""
 
     def header(self, name: str) -> str | None:
         """The first value of a header, or None."""

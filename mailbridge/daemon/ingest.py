@@ -26,6 +26,7 @@ from mailbridge.core import calendar as cal
 from mailbridge.core import eta, faq, rules, threads
 from mailbridge.core.language import choose_language
 from mailbridge.core.model import AckContext, Address, Agent, FaqLink, InboundMessage, Verdict
+from mailbridge.daemon.bounces import record_bounce
 from mailbridge.daemon.deadlines import Deadlines, NewThread
 from mailbridge.daemon.notices import is_notice
 from mailbridge.daemon.policies import build_policies
@@ -118,6 +119,9 @@ class Outcome:
     """A new thread's assignment, language and FAQ articles, with their reasons."""
     queue_ahead: int | None = None
     """A new thread: the open requests ahead of it in its agent's queue, as its ack says."""
+    bounced: str | None = None
+    """A bounce or complaint about our mail on a thread ("bounce", "complaint"), recorded
+    there as an `ack_bounced` event (`mailbridge.daemon.bounces`)."""
 
 
 class Ingestor:
@@ -323,6 +327,7 @@ class Ingestor:
             offset = eta.customer_offset(message.date)
             if offset is not None:  # status updates give the time on their clock as it is now
                 tx.update_thread(thread_id, customer_offset=_minutes(offset))
+        bounced = None if verdict.reply else record_bounce(tx, message, verdict, received=received)
         tx.insert(
             Message, source=source.describe(), mailbox=source.mailbox,
             uidvalidity=source.uidvalidity, uid=source.uid, message_id=mid, sender=customer,
@@ -336,7 +341,8 @@ class Ingestor:
                 if key and key not in known:
                     tx.insert(KnownId, message_id=key, thread_id=thread_id, direction="in")
         return Outcome(source, mid, verdict, thread_id, agent, due, ack_to, ack_id, received,
-                       choice=choice, queued=queued, queue_ahead=ahead)
+                       choice=choice, queued=queued, queue_ahead=ahead,
+                       bounced=bounced.kind if bounced else None)
 
     def _unverified(self, tx: Tx, message: InboundMessage, sender: str, thread_id: str | None,
                     *, received: datetime, now: datetime) -> int:

@@ -161,6 +161,8 @@ class Recorder:
         source = outcome.source
         if outcome.recorded:
             self.metrics.message(source.mailbox, outcome.verdict.rule)
+            if outcome.bounced is not None:
+                self.metrics.ack_bounces.labels(source.mailbox, outcome.bounced).inc()
             log.info("message %s", fields(
                 event="recorded", source=source.describe(), msgid=message_hash(outcome.message_id),
                 action="acknowledge" if outcome.verdict.reply else "ignore",

@@ -4,7 +4,9 @@ Public API: `Fetched`, `ImapWatcher` (start, stop, wake, connected, heartbeat), 
 
 imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread`:
 a cancelled task cannot stop a thread). It fetches headers, the structure and the
-first text part only, never attachments. A durable cursor (UIDVALIDITY, last UID)
+first text part only, never attachments; of a delivery report also its delivery-status
+part and the header of the message it returns (bounded), so that a bounce of our own
+mail is known as one. A durable cursor (UIDVALIDITY, last UID)
 lives in the store and advances in the same transaction as each message, so a
 restart neither misses nor repeats mail. Any connection trouble ends the session;
 the watcher reconnects with capped exponential backoff and jitter. Anything else (a bug)
@@ -39,7 +41,7 @@ from imapclient.exceptions import IMAPClientError
 
 from mailbridge.clock import Clock
 from mailbridge.config import ImapSettings
-from mailbridge.core.model import InboundMessage
+from mailbridge.core.model import InboundMessage, Report
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import (
@@ -52,6 +54,7 @@ from mailbridge.io.imap_connect import (
 from mailbridge.io.wakeup import Wakeup
 from mailbridge.logs import fields
 from mailbridge.mail.parse import first_text_section, parse_parts
+from mailbridge.mail.reports import report_sections
 from mailbridge.mail.structure import imap_parts
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
@@ -139,6 +142,22 @@ def _body_bytes(data: dict[bytes, Any]) -> bytes | None:
         if key.startswith(b"BODY[") and not key.startswith(b"BODY[HEADER"):
             return value if isinstance(value, bytes) else None
     return None
+
+
+def _reports(client: IMAPClient, meta: dict[int, Any], uids: list[int]) -> dict[int, Report | None]:
+    """The report parts of the messages that have them (a bounce's delivery status and the
+    header it returns, `mailbridge.mail.reports`): one bounded FETCH per shape of report."""
+    wanted = {uid: report_sections(meta.get(uid, {}).get(b"BODYSTRUCTURE")) for uid in uids}
+    by_items: dict[tuple[str, ...], list[int]] = {}
+    for uid, sections in wanted.items():
+        if sections.items:
+            by_items.setdefault(tuple(sections.items), []).append(uid)
+    found: dict[int, Report | None] = {}
+    for items, members in by_items.items():
+        parts = client.fetch(members, list(items))
+        for uid in members:
+            found[uid] = wanted[uid].read(parts.get(uid, {}))
+    return found
 
 
 class ImapWatcher:
@@ -350,6 +369,7 @@ class ImapWatcher:
             parts = client.fetch(members, [f"BODY.PEEK[{section_name}]<0.{MAX_TEXT_BYTES}>"])
             for uid in members:
                 texts[uid] = _body_bytes(parts.get(uid, {}))
+        reports = _reports(client, meta, uids)
         fetched = []
         for uid in uids:
             data = meta.get(uid)
@@ -364,7 +384,8 @@ class ImapWatcher:
                     transfer_encoding=section.encoding if section else None,
                     charset=section.charset if section else None,
                     subtype=section.subtype if section else None,
-                    text_size=section.size if section else None, size=size)
+                    text_size=section.size if section else None, size=size,
+                    report=reports.get(uid))
                 if b"BODYSTRUCTURE" in data:  # the parts the robot rules read, unfetched
                     structure = imap_parts(data[b"BODYSTRUCTURE"])
                     message = replace(message, parts=structure.parts,

@@ -11,12 +11,17 @@ its walk is bounded by `MAX_PARTS` parts and `MAX_DEPTH` levels. Public API (re-
 - `imap_parts(bodystructure) -> Structure`: the content types of the parts and the method
   of the first calendar part, as `mailbridge.mail.structure` reads them from a whole message.
 - `MAX_PARTS`, `MAX_DEPTH`: the bounds of every walk over a MIME structure.
+- `imap_leaves(structure)`, `imap_children(node)`, `atom(value)`: a BODYSTRUCTURE's
+  single parts with their part numbers, a node's parts, one of its values as lower-case
+  text; `mime_leaves(msg)`: the single parts of a parsed message (`mailbridge.mail.parse`
+  and `mailbridge.mail.reports` walk them too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from email.message import Message
 from typing import TypeVar
 
 MAX_PARTS = 500
@@ -94,15 +99,15 @@ def _imap_structure(structure: object) -> Structure:
         node, depth = stack.pop()
         if not isinstance(node, tuple | list) or not node:
             continue
-        children = _imap_children(node)
+        children = imap_children(node)
         if children is not None:
             after = 1 if isinstance(node[0], list) else len(children)
             if depth:
-                parts.append(f"multipart/{_atom(node[after]) if len(node) > after else ''}")
+                parts.append(f"multipart/{atom(node[after]) if len(node) > after else ''}")
             if depth < MAX_DEPTH:
                 stack.extend((child, depth + 1) for child in reversed(children))
             continue
-        ctype = f"{_atom(node[0])}/{_atom(node[1])}" if len(node) > 1 else ""
+        ctype = f"{atom(node[0])}/{atom(node[1])}" if len(node) > 1 else ""
         if depth:
             parts.append(ctype)
         if ctype == "text/calendar" and not method and len(node) > 2:
@@ -112,6 +117,16 @@ def _imap_structure(structure: object) -> Structure:
 
 def _imap_text_parts(structure: object) -> list[tuple[str, TextSection]]:
     found: list[tuple[str, TextSection]] = []
+    for node, section in imap_leaves(structure):
+        part = _imap_text_part(node, section or "1")
+        if part is not None:
+            found.append((part.subtype, part))
+    return found
+
+
+def imap_leaves(structure: object) -> Iterator[tuple[Sequence[object], str]]:
+    """Each part of a BODYSTRUCTURE that is no multipart, with its IMAP part number ("" for
+    a single-part message), in order; bounded by MAX_PARTS and MAX_DEPTH."""
     stack: list[tuple[object, str, int]] = [(structure, "", 0)]
     visited = 0
     while stack and visited < MAX_PARTS:
@@ -119,20 +134,32 @@ def _imap_text_parts(structure: object) -> list[tuple[str, TextSection]]:
         visited += 1
         if not isinstance(node, tuple | list) or not node:
             continue
-        children = _imap_children(node)
-        if children is not None:
-            if depth < MAX_DEPTH:
-                prefix = f"{section}." if section else ""
-                numbered = [(child, f"{prefix}{i}") for i, child in enumerate(children, 1)]
-                stack.extend((child, number, depth + 1) for child, number in reversed(numbered))
+        children = imap_children(node)
+        if children is None:
+            yield node, section
+        elif depth < MAX_DEPTH:
+            prefix = f"{section}." if section else ""
+            numbered = [(child, f"{prefix}{i}") for i, child in enumerate(children, 1)]
+            stack.extend((child, number, depth + 1) for child, number in reversed(numbered))
+
+
+def mime_leaves(msg: Message) -> Iterator[Message]:
+    """Each part of a parsed message that is no multipart, in order (the message itself when
+    it is single-part); bounded by MAX_PARTS and MAX_DEPTH."""
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    visited = 0
+    while stack and visited < MAX_PARTS:
+        part, depth = stack.pop()
+        visited += 1
+        if not part.get_content_type().lower().startswith("multipart/"):
+            yield part
             continue
-        part = _imap_text_part(node, section or "1")
-        if part is not None:
-            found.append((part.subtype, part))
-    return found
+        children = part.get_payload()
+        if isinstance(children, list) and depth < MAX_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
 
 
-def _imap_children(node: Sequence[object]) -> Sequence[object] | None:
+def imap_children(node: Sequence[object]) -> Sequence[object] | None:
     """The parts of a multipart node, or None for a single part.
 
     imapclient's BodyData nests the parts in a list as the first item; a raw
@@ -147,20 +174,20 @@ def _imap_children(node: Sequence[object]) -> Sequence[object] | None:
 
 
 def _imap_text_part(node: Sequence[object], section: str) -> TextSection | None:
-    if len(node) < 7 or _atom(node[0]) != "text" or _atom(node[1]) not in ("plain", "html"):
+    if len(node) < 7 or atom(node[0]) != "text" or atom(node[1]) not in ("plain", "html"):
         return None
     disposition = node[9] if len(node) > 9 else None
     if (
         isinstance(disposition, tuple | list)
         and disposition
-        and _atom(disposition[0]) == "attachment"
+        and atom(disposition[0]) == "attachment"
     ):
         return None
     return TextSection(
         section=section,
-        encoding=_atom(node[5]) or "7bit",
+        encoding=atom(node[5]) or "7bit",
         charset=_param(node[2], "charset", lower=False) or None,
-        subtype=_atom(node[1]),
+        subtype=atom(node[1]),
         size=node[6] if isinstance(node[6], int) else 0,
     )
 
@@ -169,11 +196,11 @@ def _param(params: object, name: str, *, lower: bool = True) -> str:
     """The value of parameter `name` in a BODYSTRUCTURE parameter list, or ""."""
     if not isinstance(params, tuple | list):
         return ""
-    keys = [_atom(item) for item in params[0::2]]
+    keys = [atom(item) for item in params[0::2]]
     if name not in keys:
         return ""
     value = params[keys.index(name) * 2 + 1]
-    return _atom(value) if lower else _text(value)
+    return atom(value) if lower else _text(value)
 
 
 def _text(value: object) -> str:
@@ -182,5 +209,5 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _atom(value: object) -> str:
+def atom(value: object) -> str:
     return _text(value).strip().lower()

@@ -22,7 +22,7 @@ Public API:
 
 - `parse_message(raw, *, max_text=65536)`: a complete message (.eml, mbox entry).
 - `parse_parts(header, text, *, transfer_encoding=None, charset=None, subtype=None,
-  size=0, max_text=65536)`: the IMAP path, `BODY.PEEK[HEADER]` plus the raw,
+  size=0, max_text=65536, report=None)`: the IMAP path, `BODY.PEEK[HEADER]` plus the raw,
   still transfer-encoded first text part.
 - `first_text_section(bodystructure)` and `TextSection`: which part to fetch,
   from an imapclient BODYSTRUCTURE (from `mailbridge.mail.bodystructure`).
@@ -40,17 +40,19 @@ collected by `mailbridge.mail.defects`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
-from mailbridge.core.model import InboundMessage
+from mailbridge.core.model import InboundMessage, Report
 from mailbridge.mail.bodystructure import (
     MAX_DEPTH,
     MAX_PARTS,
     TextSection,
     choose,
     first_text_section,
+    mime_leaves,
 )
 from mailbridge.mail.decode import char_budget, decode_text, encoded_budget, html_to_text
 from mailbridge.mail.defects import MAX_DEFECTS, Defects, guard
@@ -67,6 +69,7 @@ from mailbridge.mail.fields import (
     empty_message,
 )
 from mailbridge.mail.lenient import mend_header_block
+from mailbridge.mail.reports import report_of
 
 __all__ = [
     "MAX_ADDRESSES", "MAX_DECODE", "MAX_DEFECTS", "MAX_DEPTH", "MAX_HEADERS", "MAX_MIME_FIELD",
@@ -97,7 +100,9 @@ def parse_message(raw: bytes, *, max_text: int = 65536) -> InboundMessage:
         text = guard(defects, "text part", "", lambda: _message_text(msg, max_text, defects))
         if not text and size > MAX_PARSE_BYTES:
             defects.add(f"no text found in the first {MAX_PARSE_BYTES // 1048576} MiB")
-        return build_message(msg, text=text, size=size, defects=defects)
+        report = report_of(msg) if msg.get_content_maintype().lower() == "multipart" else None
+        message = build_message(msg, text=text, size=size, defects=defects)
+        return replace(message, report=report) if report is not None else message
     except Exception as exc:  # the last line of defence: a parser must never fail
         defects.add(f"message could not be read ({type(exc).__name__})")
         return empty_message(size, defects)
@@ -113,6 +118,7 @@ def parse_parts(
     size: int = 0,
     text_size: int | None = None,
     max_text: int = 65536,
+    report: Report | None = None,
 ) -> InboundMessage:
     """Read a message from its header block and the raw bytes of its first text part.
 
@@ -125,7 +131,9 @@ def parse_parts(
     `BODY.PEEK[1]<0.N>`), its cut end is not reported as damage. Gives the same
     result as `parse_message` on the whole message, except `size`, which is the
     given one, and `parts`, which the caller takes from BODYSTRUCTURE
-    (`mailbridge.mail.structure.imap_parts`). Never raises.
+    (`mailbridge.mail.structure.imap_parts`). `report` is what `mailbridge.mail.reports`
+    read from the report parts the watcher fetched (`report_sections`), if any. Never
+    raises.
     """
     defects = Defects()
     try:
@@ -150,7 +158,8 @@ def parse_parts(
                     cut=cut,
                 ),
             )
-        return build_message(msg, text=body, size=size, defects=defects)
+        message = build_message(msg, text=body, size=size, defects=defects)
+        return replace(message, report=report) if report is not None else message
     except Exception as exc:
         defects.add(f"message could not be read ({type(exc).__name__})")
         return empty_message(size, defects)
@@ -210,18 +219,9 @@ def _raw_payload(part: Message) -> str | None:
 def _text_parts(msg: Message) -> list[tuple[str, Message]]:
     """(subtype, part) of every text/plain and text/html part that is not an attachment."""
     found: list[tuple[str, Message]] = []
-    stack: list[tuple[Message, int]] = [(msg, 0)]
-    visited = 0
-    while stack and visited < MAX_PARTS:
-        part, depth = stack.pop()
-        visited += 1
+    for part in mime_leaves(msg):
         ctype = part.get_content_type().lower()
-        if ctype.startswith("multipart/"):
-            children = part.get_payload()
-            if isinstance(children, list) and depth < MAX_DEPTH:
-                subparts = [c for c in children if isinstance(c, Message)]
-                stack.extend((child, depth + 1) for child in reversed(subparts))
-        elif ctype in ("text/plain", "text/html") and not _is_attachment(part):
+        if ctype in ("text/plain", "text/html") and not _is_attachment(part):
             found.append((ctype[5:], part))
     return found
 

@@ -2,10 +2,10 @@
 
 Public API: `Metrics`, `sla_targets(policy)`, `sla_buckets(policies)` and the fixed label
 sets (`MESSAGE_KINDS`, `SUPPRESSION_REASONS`, `FAILURE_REASONS`, `NOTICE_KINDS`,
-`SLA_KINDS`, `COMPONENTS`, `COPY_OUTCOMES`, `PUSH_OUTCOMES`). Labels are bounded and come
-from configuration (mailbox, policy and priority names) or from these fixed sets: never an
-address, a subject or a thread id. The gauges read from the store at scrape time live in
-`mailbridge.metrics.collector`.
+`SLA_KINDS`, `COMPONENTS`, `COPY_OUTCOMES`, `PUSH_OUTCOMES`, `BOUNCE_KINDS`). Labels are
+bounded and come from configuration (mailbox, policy and priority names) or from these
+fixed sets: never an address, a subject or a thread id. The gauges read from the store at
+scrape time live in `mailbridge.metrics.collector`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 
 from mailbridge import __version__
+from mailbridge.core.bounces import KINDS as BOUNCE_KINDS
 from mailbridge.core.model import SlaOutcome
 from mailbridge.core.policy import Policy
 from mailbridge.core.rules import RULES
@@ -134,6 +135,11 @@ class Metrics:
         self.imap_reconnects = Counter(
             "mailbridge_imap_reconnects", "IMAP connections lost or refused, then retried.",
             ["mailbox"], registry=registry)
+        self.ack_bounces = Counter(
+            "mailbridge_ack_bounces",
+            "Bounces (delivery failures) and spam complaints about our mail to a customer, "
+            "recorded on its thread: the customer's address may be broken.",
+            ["mailbox", "kind"], registry=registry)
         self.acks_suppressed = Counter(
             "mailbridge_acks_suppressed",
             "Inbound messages that got no acknowledgement, by the rule that said no.",
@@ -277,6 +283,8 @@ class Metrics:
             self.ack_failures.labels(mailbox, reason)
         for reason in SUPPRESSION_REASONS:
             self.acks_suppressed.labels(mailbox, reason)
+        for kind in BOUNCE_KINDS:
+            self.ack_bounces.labels(mailbox, kind)
         self.acks_sent.labels(mailbox)
         self.ack_unknown.labels(mailbox)
         self.ack_latency.labels(mailbox)

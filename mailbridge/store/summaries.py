@@ -39,6 +39,9 @@ class ThreadSummary:
     """Why the thread has its agent (its assignment or latest hand-over)."""
     unverified: int = 0
     """Mails from a staff address in it that were not authenticated and did not count."""
+    bounced: tuple[str, ...] = ()
+    """What each bounce or complaint about our mail to the customer said (`ack_bounced`
+    events, oldest first): their address may be broken."""
 
 
 def _next_deadline(thread: Thread) -> tuple[str, datetime] | None:
@@ -62,11 +65,15 @@ def summaries(store: Store, *, states: Iterable[str] | None = None) -> list[Thre
         rows = list(tx.session.exec(query).all())
         breaches: dict[str, list[str]] = defaultdict(list)
         unverified: dict[str, int] = defaultdict(int)
+        bounced: dict[str, list[str]] = defaultdict(list)
         for event in tx.session.exec(
-                select(ThreadEvent).where(col(ThreadEvent.kind).in_(["breach", "unverified_agent"]))
+                select(ThreadEvent).where(col(ThreadEvent.kind).in_(
+                    ["breach", "unverified_agent", "ack_bounced"]))
                 .order_by(col(ThreadEvent.id))):
             if event.kind == "breach":
                 breaches[event.thread_id].append(event.detail.split(" ", 1)[0])
+            elif event.kind == "ack_bounced":
+                bounced[event.thread_id].append(event.detail)
             else:
                 unverified[event.thread_id] += 1
     return [ThreadSummary(
@@ -76,7 +83,7 @@ def summaries(store: Store, *, states: Iterable[str] | None = None) -> list[Thre
         first_response_business_seconds=t.first_response_business_seconds,
         first_response_met=t.first_response_met, breaches=tuple(breaches[t.id]),
         next_deadline=_next_deadline(t), assignment=t.assignment,
-        unverified=unverified[t.id]) for t in rows]
+        unverified=unverified[t.id], bounced=tuple(bounced[t.id])) for t in rows]
 
 
 def thread_record(s: ThreadSummary) -> dict[str, Any]:
