@@ -389,7 +389,7 @@ def test_update_says_we_have_not_forgotten_and_when(renderer: Renderer) -> None:
     ctx = update_context(customer_offset=timedelta(hours=-5), queue_ahead=1, opened=False)
     text, html = parts(render_update(renderer, ctx))
     assert text.startswith("Hello Ana Souza,\n")
-    assert ("“Printer on fire” [#MB-1042]:\nwe have not forgotten you.\n"
+    assert ("“Printer on fire” [#MB-1042]: we have not forgotten you.\n"
             "Your request is with Dana Whitfield. It has not been opened yet.\n"
             "Right now 1 request is ahead of yours.\n"
             "You will hear from us tomorrow by 12:00 (Berlin time), that is 06:00 your time.\n"
