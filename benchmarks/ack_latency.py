@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -143,7 +144,9 @@ class Arm:
             self.from_start.append(ack.received_monotonic - started)
 
 
-def push_ab(root: Path, count: int, seed: int) -> list[Arm]:
+def push_ab(root: Path, count: int, seed: int) -> tuple[list[Arm], str]:
+    """The arms with their figures, and the machine's load average before and after."""
+    load_before = os.getloadavg()[0]
     port = free_port()
     bare = f"127.0.0.1:{port}"
     responder = subprocess.Popen([sys.executable, "-c", BARE_RESPONDER, str(port)])
@@ -166,10 +169,10 @@ def push_ab(root: Path, count: int, seed: int) -> list[Arm]:
             arm.stop()
         responder.kill()
         responder.wait()
-    return arms
+    return arms, f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
 
 
-def record_push(arms: list[Arm], count: int, seed: int, note: str) -> str:
+def record_push(arms: list[Arm], load: str, count: int, seed: int, note: str) -> str:
     def ms(values: list[float]) -> str:
         return " / ".join(f"{percentile(values, q) * 1000:.0f}" for q in (50, 90, 99)) \
             + f" / {max(values) * 1000:.0f} ms"
@@ -177,14 +180,14 @@ def record_push(arms: list[Arm], count: int, seed: int, note: str) -> str:
     rows = "".join(f"| {arm.name} | {len(arm.lmtp)} | {ms(arm.from_delivery)} | "
                    f"{ms(arm.from_start)} | {ms(arm.lmtp)} |\n" for arm in arms)
     return append("ack_latency push", f"python benchmarks/ack_latency.py --push {count} "
-                  f"--seed {seed}" + (f" --note '{note}'" if note else ""), (
+                  f"--seed {seed}" + (f" --note {shlex.quote(note)}" if note else ""), (
         "Three Dovecots, each with its own daemon and SMTP peer: one pushing to its daemon "
         "(push_notification, OX driver), one not, and one pushing to a bare responder that "
         "answers 204 at once (control: what the push driver itself adds to LMTP; acks "
         "through IDLE). One message at a time by LMTP, in a shuffled order per round. "
         "Latency: to the ack reaching the SMTP peer, from LMTP's reply to DATA (the "
-        "delivery) and from the start of LMTP. LMTP: connect to the reply to DATA."
-        + (f" {note}" if note else "") + "\n\n"
+        "delivery) and from the start of LMTP. LMTP: connect to the reply to DATA. Load "
+        f"average (1 min): {load}." + (f" {note}" if note else "") + "\n\n"
         "| Dovecot | messages | latency from delivery p50 / p90 / p99 / max | "
         "from LMTP start p50 / p90 / p99 / max | LMTP p50 / p90 / p99 / max |\n"
         f"|---|---|---|---|---|\n{rows}"))
@@ -219,7 +222,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mb-bench-") as tmp:
         root = Path(tmp)
         if args.push:
-            print(record_push(push_ab(root, args.push, args.seed), args.push, args.seed,
+            print(record_push(*push_ab(root, args.push, args.seed), args.push, args.seed,
                               args.note))
             return 0
         dovecot = Dovecot(root / "dovecot")

@@ -9,12 +9,11 @@ now), not_watched (no watcher of this instance has that user and folder), ignore
 Dovecot's LMTP waits for the answer before it confirms the delivery, and logs an error for
 anything but 2xx: the receiver answers at once (204) and, once the answer is sent, only
 sets a flag, `wake(user, folder)`, which the daemon turns into a look at that mailbox by
-its IMAP watcher. Nothing in
-the body is trusted or kept: IMAP stays the source of truth, and a forged push costs one
-look at the mailbox. Older releases of the driver wrote a body that is no JSON when the
-message had no From field (the string after "from" was closed only when From was there);
-their first three fields, user, event and folder, are always whole, and are read from that
-prefix.
+its IMAP watcher. Nothing in the body is trusted or kept: IMAP stays the source of truth,
+and a forged push costs one look at the mailbox. Older releases of the driver wrote a body
+that is no JSON when the message had no From field (the string after "from" was closed
+only when From was there); their first three fields, user, event and folder, are always
+whole, and are read from that prefix.
 """
 
 from __future__ import annotations
