@@ -1,5 +1,6 @@
-"""`mailbridge status`: the instances sharing the store, who watches which mailbox, the outbox
-and the next deadline, read from the store (the daemon need not answer).
+"""`mailbridge status`: the instances sharing the store, who watches which mailbox, the outbox,
+the next deadline and the open threads whose mail bounced, read from the store (the daemon
+need not answer).
 
 What a running instance reports degraded (a refused OAuth2 grant, and what to do) reaches
 the store with its heartbeat (`daemon.membership`, `daemon.health`) and is shown from there:
@@ -28,8 +29,10 @@ from mailbridge.daemon.identity import Identity
 from mailbridge.store import peers
 from mailbridge.store.db import Store
 from mailbridge.store.migrations import current_version
-from mailbridge.store.statements import CURSORS, OUTBOX, THREADS
+from mailbridge.store.statements import CURSORS, OPEN_STATES, OUTBOX, THREADS
+from mailbridge.store.tables import ThreadEvent, table_of
 
+EVENTS = table_of(ThreadEvent)
 EXIT_UNWATCHED = 3
 """Like `systemctl status`: a configured mailbox that no live instance watches."""
 
@@ -80,6 +83,9 @@ class Status:
     """Items the server may or may not have accepted (no reply after the end of DATA)."""
     next_deadline: datetime | None
     next_deadline_thread: str | None
+    bounced: tuple[str, ...] = ()
+    """Open threads whose mail to the customer bounced or drew a complaint (an `ack_bounced`
+    event): their address may be broken."""
 
     @property
     def unwatched(self) -> list[str]:
@@ -141,6 +147,10 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
             select(c.mailbox, c.uidvalidity, c.last_uid, c.updated_at)
             .where(c.mailbox.in_(names)))}
         version = current_version(conn)
+        e = EVENTS.c
+        bounced = tuple(conn.execute(
+            select(t.id).where(t.state.in_(OPEN_STATES), t.id.in_(
+                select(e.thread_id).where(e.kind == "ack_bounced"))).order_by(t.id)).scalars())
     mailboxes = []
     for name in names:
         found = leases.get(name)
@@ -155,7 +165,7 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
     return Status(now, mask_url(config.store.url), version, instances, tuple(mailboxes),
                   int(by_state.get("pending", 0)), int(by_state.get("sending", 0)),
                   int(by_state.get("failed", 0)), int(by_state.get("unknown", 0)),
-                  due[0] if due else None, due[1] if due else None)
+                  due[0] if due else None, due[1] if due else None, bounced)
 
 
 def _ago(when: datetime | None, now: datetime) -> str:
@@ -221,6 +231,9 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
         print(f"next deadline: {status.next_deadline:%Y-%m-%d %H:%M:%S} UTC "
               f"({_ago(status.next_deadline, now)}), thread {status.next_deadline_thread}",
               file=out)
+    if status.bounced:
+        print(f"bounced: mail to the customer of {len(status.bounced)} open threads came back "
+              f"({', '.join(status.bounced[:10])}); `mailbridge threads` says why", file=out)
     for mailbox in status.unwatched:
         print(f"warning: no live instance watches {mailbox}; start one with "
               "`mailbridge run --config ...`", file=out)

@@ -3,6 +3,8 @@ run`): recorded on the thread and counted, never acknowledged."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,9 @@ def test_a_bounce_of_our_ack_is_recorded_on_its_thread_and_counted(
         ack_id = str(ack.message["Message-ID"])
         assert note.startswith(f"a delivery failure came back about our mail {ack_id}")
         assert "the customer's address may be broken" in note
+        text = subprocess.run([sys.executable, "-m", "mailbridge", "threads", "--config",
+                               str(config)], capture_output=True, text=True, check=True).stdout
+        assert f"(our mail bounced: {note})" in text
         store = daemon.store()
         try:
             assert [m.rule for m in store.messages()] == ["new_thread", "auto_submitted"]

@@ -62,6 +62,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
                           envelope_from="", recipient="b@x", body=b"x", next_attempt_at=now,
                           created_at=now, arrived_at=now, state="unknown"))
         tx.advance_cursor("INBOX", 9, 41, now)
+        tx.event("ABCDEF", now, "ack_bounced", "a delivery failure came back about our mail")
 
     status = gather(store, load_config(config), clock.now())
     by_id = {i.id: i for i in status.instances}
@@ -74,6 +75,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     assert (status.outbox_pending, status.next_deadline_thread) == (1, "ABCDEF")
     assert (status.outbox_failed, status.outbox_unknown) == (0, 1)
     assert status.next_deadline == due and status.unwatched == []
+    assert status.bounced == ("ABCDEF",)
 
     assert main(["status", "--config", str(config)]) == 0
     text = capsys.readouterr().out
@@ -82,11 +84,13 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
     assert "INBOX: watched by" in text and "last UID 41" in text
     assert "outbox: 1 pending, 0 sending, 0 failed, 1 unknown" in text
     assert "thread ABCDEF" in text
+    assert "bounced: mail to the customer of 1 open threads came back (ABCDEF)" in text
 
     here.leave()
     assert main(["status", "--config", str(config), "--json"]) == EXIT_UNWATCHED
     data = json.loads(capsys.readouterr().out)
     assert data["unwatched"] == ["INBOX", "Sent"] and data["outbox_unknown"] == 1
+    assert data["bounced"] == ["ABCDEF"]
     assert {i["id"]: i["state"] for i in data["instances"]}[here.id] == "stopped"
 
 
