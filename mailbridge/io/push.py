@@ -110,14 +110,15 @@ class PushReceiver:
         if self.wake(push.user, push.folder):
             self._count("woken")
         else:
-            self._count("not_watched", hint="no watcher here has the push's user and folder: "
-                        "check [imap] username, and user= in the http-notify METADATA with "
-                        "user_from_metadata")
+            self._count("not_watched", folder=push.folder,
+                        hint="no watcher here has the push's user and folder: check [imap] "
+                        "username and mailbox (Dovecot pushes for INBOX only), and user= in "
+                        "the http-notify METADATA with user_from_metadata")
 
-    def _count(self, outcome: str, *, hint: str = "") -> None:
+    def _count(self, outcome: str, *, hint: str = "", folder: str | None = None) -> None:
         """Count the outcome; a failing one is logged the first time only (the metric counts
         the rest), since Dovecot pushes once per delivered message."""
         self.metrics.push_notifications.labels(outcome).inc()
         if hint and outcome not in self._told:
             self._told.add(outcome)
-            log.warning("push %s", fields(event=outcome, hint=hint, once=True))
+            log.warning("push %s", fields(event=outcome, folder=folder, hint=hint, once=True))

@@ -118,6 +118,8 @@ def test_a_push_for_another_login_is_answered_and_ignored(
     smtp_peer.wait_for_count(1, timeout=15)
     wait_for(lambda: setup.pushes("not_watched") == 1, timeout=10, message=setup.daemon.log)
     assert setup.pushes("woken") == 0 and setup.dovecot.push_errors() == []
+    assert "push event=not_watched folder=INBOX" in setup.daemon.log()
+    assert "sales@example.com" not in setup.daemon.log()  # the login only at debug
 
 
 def test_push_and_idle_racing_give_one_ack(
