@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from mailbridge.cli import main
 from mailbridge.config import Config, load_config
 from mailbridge.daemon.team import build_team
 from mailbridge.errors import ConfigError
+from tests.configs import MAILBOX
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWj"
                        "R9awAAAABJRU5ErkJggg==")
@@ -117,3 +119,20 @@ def test_other_colours_are_refused(tmp_path: Path, value: str) -> None:
     """Only #rgb or #rrggbb: anything else could break out of the style attribute."""
     [problem] = problems(tmp_path, desk(f'accent_color = "{value}"'))
     assert problem.startswith("[support] accent_color: expected a CSS hex colour")
+
+
+def test_check_config_names_the_key_and_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check-config` exits 78 naming each unusable picture's key, its file and why."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "logo.gif").write_bytes(b"GIF89a" + b"\x00" * 20)
+    path = tmp_path / "etc" / "mailbridge.toml"
+    path.write_text(desk('logo_file = "logo.gif"', 'photo_file = "people/dana.jpg"') + MAILBOX,
+                    encoding="utf-8")
+    assert main(["check-config", str(path)]) == 78
+    err = capsys.readouterr().err
+    assert f"[support] logo_file: {tmp_path / 'etc' / 'logo.gif'} is neither a JPEG nor a PNG" \
+        in err
+    assert (f"[[agents]] #1 photo_file: cannot read {tmp_path / 'etc' / 'people' / 'dana.jpg'}"
+            ": No such file or directory") in err
+    assert "Traceback" not in err

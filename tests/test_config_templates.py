@@ -218,7 +218,8 @@ ACK_VALUES = (
     "greeting_name", "customer_name", "customer_address", "subject", "agent_name", "agent_email",
     "agent_title", "signature", "signature_lines", "photo_url", "support_name",
     "support_address", "thread_ref", "ref_tag", "due_words", "due_iso", "timezone",
-    "reply_subject", "opening", "agent_starts", "faq", "language", "extra",
+    "reply_subject", "opening", "agent_starts", "faq", "language", "extra", "accent_color",
+    "logo_url",
 )
 """Every value an acknowledgement's templates are given."""
 
