@@ -17,7 +17,6 @@ SHAPES = [
     ("Smith,John", "John Smith"),
     ("  Kumar ,   Rajesh  ", "Rajesh Kumar"),
     ("KUMAR, RAJESH", "RAJESH KUMAR"),
-    ("Support, Team", "Team Support"),
     ("Souza, Ana Beatriz", "Ana Beatriz Souza"),
     ("Weiss, Jürgen", "Jürgen Weiss"),
     ("Dvořák, Antonín", "Antonín Dvořák"),
@@ -38,6 +37,14 @@ SHAPES = [
      "tomorrow morning"),
     (", Rajesh", ", Rajesh"),
     ("Kumar,", "Kumar,"),
+    # Not a person's "Last, First": a team, a company, a suffix or title without its dot.
+    ("Support, Team", "Support, Team"),
+    ("Billing, Accounts", "Billing, Accounts"),
+    ("Acme, Inc", "Acme, Inc"),
+    ("Müller, GmbH", "Müller, GmbH"),
+    ("Doe, Jr", "Doe, Jr"),
+    ("Weiß, Dr Jürgen", "Weiß, Dr Jürgen"),
+    ("Weiß, Prof Dr Jürgen", "Weiß, Prof Dr Jürgen"),
     # No comma: as written, white space tidied.
     ("John Doe", "John Doe"),
     ("Ana  Souza", "Ana Souza"),
