@@ -19,7 +19,8 @@ Public API:
 - `StandingWords`, the sentences of one language; `WORDS`, the built-in ones ("en", "de");
   `words_for(language)`: those of a language tag, or None for a language without them
   (its templates get the numbers and flags and word them themselves).
-- `describe_queue(ahead, words)`: the place in the queue (`ahead` requests before it).
+- `describe_queue(ahead, words)`: the place in the queue (`ahead` requests before it);
+  `QUEUE_CAP`: counts stop there (the store counts no further) and read "at least".
 - `describe_progress(agent_name, opened, words)`: who has it and whether it was opened;
   `opened` None (not known: the mailbox could not be asked) says nothing about opening.
 - `revised_promise(decided, *, deadline, waiting_since, recent_seconds, ...)`: the time a
@@ -35,6 +36,10 @@ from types import MappingProxyType
 
 from mailbridge.core.eta import honest_due
 
+QUEUE_CAP = 100
+"""The longest queue counted exactly: beyond it the number tells a customer nothing more, and
+counting on would cost every acknowledgement a read of the whole backlog."""
+
 
 @dataclass(frozen=True)
 class StandingWords:
@@ -45,6 +50,8 @@ class StandingWords:
     one_ahead: str
     many_ahead: str
     """{count} (2 or more) requests are ahead."""
+    at_least_ahead: str
+    """At least {count} (`QUEUE_CAP`) requests are ahead."""
     with_agent: str
     opened: str
     """A person has opened it (the \\Seen flag, or an agent's note on the thread)."""
@@ -55,6 +62,7 @@ ENGLISH = StandingWords(
     next="Right now yours is next.",
     one_ahead="Right now 1 request is ahead of yours.",
     many_ahead="Right now {count} requests are ahead of yours.",
+    at_least_ahead="Right now at least {count} requests are ahead of yours.",
     with_agent="Your request is with {agent}.",
     opened="It has been opened but not answered yet.",
     not_opened="It has not been opened yet.",
@@ -64,6 +72,7 @@ GERMAN = StandingWords(
     next="Ihre Anfrage ist als Nächste an der Reihe.",
     one_ahead="Vor Ihrer Anfrage ist gerade noch eine andere an der Reihe.",
     many_ahead="Vor Ihrer Anfrage sind gerade noch {count} andere an der Reihe.",
+    at_least_ahead="Vor Ihrer Anfrage sind gerade noch mindestens {count} andere an der Reihe.",
     with_agent="Ihre Anfrage liegt bei {agent}.",
     opened="Sie wurde bereits geöffnet, aber noch nicht beantwortet.",
     not_opened="Sie wurde noch nicht geöffnet.",
@@ -85,6 +94,8 @@ def describe_queue(ahead: int, words: StandingWords) -> str:
         return words.next
     if ahead == 1:
         return words.one_ahead
+    if ahead >= QUEUE_CAP:
+        return words.at_least_ahead.format(count=QUEUE_CAP)
     return words.many_ahead.format(count=ahead)
 
 

@@ -118,7 +118,8 @@ class Outcome:
     choice: Choice | None = None
     """A new thread's assignment, language and FAQ articles, with their reasons."""
     queue_ahead: int | None = None
-    """A new thread: the open requests ahead of it in its agent's queue, as its ack says."""
+    """A new thread: the open requests ahead of it in its agent's queue, as its ack says (at
+    most `core.standing.QUEUE_CAP`, which means that many or more)."""
     bounced: str | None = None
     """A bounce or complaint about our mail on a thread ("bounce", "complaint"), recorded
     there as an `ack_bounced` event (`mailbridge.daemon.bounces`)."""

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import BindParameter, Insert, Select, Table, and_, bindparam, func, or_, update
 from sqlmodel import select
 
+from mailbridge.core.standing import QUEUE_CAP
 from mailbridge.store.tables import Counter, Cursor, KnownId, Message, OutboxItem, Thread, table_of
 
 MESSAGES = table_of(Message)
@@ -45,13 +46,15 @@ TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
              .values(value=COUNTERS.c.value + 1).returning(COUNTERS.c.value))
 _due: BindParameter[Any] = bindparam("due")
 _since: BindParameter[Any] = bindparam("since")
-QUEUE_AHEAD = select(func.count()).select_from(THREADS).where(
+_AHEAD = select(_t.id).where(
     _t.state == "awaiting_agent", func.lower(_t.agent_email) == bindparam("agent"),
     _t.response_due_at <= _due,  # the index's range; the rest orders equal deadlines
     or_(_t.response_due_at < _due, and_(_t.response_due_at == _due, _t.waiting_since <= _since)),
-    _t.id != bindparam("thread_id"))
+    _t.id != bindparam("thread_id")).limit(QUEUE_CAP).subquery()
+QUEUE_AHEAD = select(func.count()).select_from(_AHEAD)
 """Threads awaiting an agent (lower case) ahead of thread `thread_id`, due at `due` and
-waiting since `since`: by deadline, then arrival (ix_threads_agent_queue)."""
+waiting since `since`: by deadline, then arrival (ix_threads_agent_queue); up to
+`QUEUE_CAP`, so that a long backlog costs an acknowledgement no more than that."""
 CURSOR = select(_c.uidvalidity, _c.last_uid).where(_c.mailbox == bindparam("box"))
 MOVE_CURSOR = update(CURSORS).where(_c.mailbox == bindparam("box")).values(
     uidvalidity=bindparam("validity"), last_uid=bindparam("uid"), updated_at=bindparam("at"))

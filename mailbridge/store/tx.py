@@ -281,10 +281,11 @@ class Tx:
         an earlier arrival. Threads that arrived at the very same moment with the same
         deadline count as ahead of each other: a place is never promised too early.
 
-        One indexed count (`QUEUE_AHEAD`). Under concurrent ingest it is consistent with
-        the acknowledgement that quotes it when run after `take_turn` in the same
-        transaction: on PostgreSQL the counter's row lock orders the transactions that
-        start threads, and READ COMMITTED lets each count those committed before it.
+        At most `core.standing.QUEUE_CAP`: one indexed count (`QUEUE_AHEAD`) that stops
+        there. Under concurrent ingest it is consistent with the acknowledgement that
+        quotes it when run after `take_turn` in the same transaction: on PostgreSQL the
+        counter's row lock orders the transactions that start threads, and READ COMMITTED
+        lets each count those committed before it.
         """
         row = self._first_plain(QUEUE_AHEAD, {"agent": agent_email.lower(), "due": due,
                                               "since": since, "thread_id": thread_id})

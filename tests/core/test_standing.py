@@ -8,6 +8,7 @@ import pytest
 
 from mailbridge.core.standing import (
     GERMAN,
+    QUEUE_CAP,
     describe_progress,
     describe_queue,
     revised_promise,
@@ -27,6 +28,8 @@ assert EN is not None and DE is not None
      "Vor Ihrer Anfrage sind gerade noch 2 andere an der Reihe."),
     (17, "Right now 17 requests are ahead of yours.",
      "Vor Ihrer Anfrage sind gerade noch 17 andere an der Reihe."),
+    (QUEUE_CAP, f"Right now at least {QUEUE_CAP} requests are ahead of yours.",
+     f"Vor Ihrer Anfrage sind gerade noch mindestens {QUEUE_CAP} andere an der Reihe."),
 ])
 def test_queue_position_in_english_and_german(ahead: int, english: str, german: str) -> None:
     """Nothing, one and several requests ahead read as a person would write them."""

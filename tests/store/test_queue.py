@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from mailbridge.core.standing import QUEUE_CAP
 from mailbridge.store.db import Store
 from mailbridge.store.tables import Thread
 
@@ -72,3 +73,17 @@ def test_the_count_uses_the_queue_index(store: Store) -> None:
             plan = " ".join(str(row[0]) for row in conn.execute(
                 text("EXPLAIN " + query), {"due": DUE}))
     assert "ix_threads_agent_queue" in plan, plan
+
+
+def test_a_long_queue_is_counted_up_to_the_cap(store: Store) -> None:
+    """Beyond QUEUE_CAP the count stops: the words then say "at least"."""
+    with store.transaction() as tx:
+        for n in range(QUEUE_CAP + 5):
+            due = DUE - timedelta(minutes=n + 1)
+            tx.insert(Thread, id=f"Q{n:04d}", created_at=T0, customer="q@example.org",
+                      subject="", agent_name="", agent_email="dana@example.com",
+                      state="awaiting_agent", first_response_due=due, subject_key="",
+                      language="en", assignment="", waiting_since=T0, response_due_at=due,
+                      response_kind="first_response")
+    assert ahead(store, "dana@example.com", "NEW") == QUEUE_CAP
+    assert ahead(store, "dana@example.com", "Q0010", DUE - timedelta(minutes=11)) == 94
