@@ -33,11 +33,19 @@ MAIL_FIELDS = frozenset({
 })
 FIELD = re.compile(rb"([!-9;-~]+)([ \t]*):")
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)?")
+_EOL = rb"(?:\r\n|\n|\r(?!\n))"
+_WELL_FORMED = re.compile(
+    rb"(?:[!-9;-~]+:|From (?![ \t]*:))[^\r\n]*" + _EOL
+    + rb"(?:(?:[!-9;-~]+:|[ \t])[^\r\n]*" + _EOL + rb")*" + _EOL)
+"""A header block of fields and continuation lines up to its blank line, beginning with a
+field (or an mbox "From " line): nothing to mend."""
 _LEADING = re.compile(rb"(?:[ \t]*(?:\r\n|\r|\n))*[ \t]*")
 
 
 def mend_header_block(raw: bytes, defects: Defects) -> bytes:
     """`raw` with its top-level header block read as mail readers read it."""
+    if _WELL_FORMED.match(raw):  # nearly all mail: one regular expression, no line list
+        return raw
     start = _LEADING.match(raw)
     offset = start.end() if start else 0
     if offset and FIELD.match(raw, offset):
