@@ -3,7 +3,8 @@
 Dovecot is configured as the README says (plugins for LMTP, METADATA with the login set by
 doveadm, the driver's url with user:pass@) and mail is delivered by LMTP. To show that a
 push, not IDLE, found a message, the server offers no IDLE and the daemon polls once an
-hour: an acknowledgement within seconds can only have come from the push.
+hour: an acknowledgement within seconds can only have come from the push. That a push ends
+an IDLE wait is shown on the watcher itself, which would otherwise wait 30 s.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from mailbridge.clock import SystemClock
+from mailbridge.config import load_config
+from mailbridge.io.imap_watcher import IDLE_CHECK_SECONDS, Fetched, ImapWatcher
+from mailbridge.metrics.families import Metrics
+from mailbridge.store.db import Store
+from mailbridge.store.engine import engine_for
+from mailbridge.store.migrations import migrate
 from tests.daemon import Daemon, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer, free_port, wait_for
@@ -167,3 +176,32 @@ def test_delivery_goes_on_while_the_push_endpoint_is_down(
     smtp_peer.wait_for_count(1, timeout=15)
     wait_for(setup.dovecot.push_errors, timeout=10, message=setup.dovecot.log_tail)
     assert setup.pushes("woken") == 0
+
+
+def test_a_wake_ends_the_idle_wait_at_once(tmp_path: Path, dovecot: Dovecot) -> None:
+    """The watcher's wake() ends an IDLE wait that would last 30 s without new mail, and the
+    watcher looks at the mailbox again, each time, in the same IMAP session."""
+    config = load_config(write_config(tmp_path / "mb", dovecot, SmtpPeer()))
+    assert config.imap is not None
+    store = Store(engine_for(f"sqlite:///{tmp_path}/store.sqlite3"))
+    migrate(store.engine)
+    registry = CollectorRegistry()
+    seen: list[Fetched] = []
+    watcher = ImapWatcher(config.imap, mailbox="INBOX", store=store, deliver=seen.extend,
+                          clock=SystemClock(), metrics=Metrics(registry, ["INBOX"]))
+    assert IDLE_CHECK_SECONDS >= 30
+    watcher.start()
+    try:
+        looked = wait_for(lambda: watcher.last_sync, timeout=15, message="never logged in")
+        for _ in range(3):
+            watcher.wake()
+            looked = wait_for(lambda before=looked: watcher.last_sync != before
+                              and watcher.last_sync, timeout=10,
+                              message="the wake did not end the IDLE wait")
+        dovecot.append(customer_mail(1))
+        wait_for(lambda: len(seen) == 1, timeout=15, message="the watcher missed mail")
+        assert watcher.connected
+        assert registry.get_sample_value("mailbridge_imap_reconnects_total",
+                                         {"mailbox": "INBOX"}) == 0
+    finally:
+        watcher.stop()
