@@ -177,6 +177,23 @@ def test_an_unknown_variable_is_named_with_file_and_line(
         f"  - [templates] dir: {misspelt}, line 3: UndefinedError: 'agnet_name' is undefined"]
 
 
+def test_a_problem_in_the_shared_frame_names_the_frame_once(tmp_path: Path) -> None:
+    """The operator's customer.html.j2, which the shipped ack and update extend, is named
+    with its own line when it breaks: once, though both mails use it."""
+    shipped = (TEMPLATES / "en" / "customer.html.j2").read_text(encoding="utf-8")
+    assert shipped.count("{{ accent_color }}; padding-top") == 1
+    frame = template(tmp_path / "templates", "en/customer.html.j2",
+                     shipped.replace("{{ accent_color }}; padding-top",
+                                     "{{ accent_colour }}; padding-top"))
+    line = 1 + shipped.split("{{ accent_color }}; padding-top")[0].count("\n")
+    found = template_problems(load(tmp_path, MINIMAL + '[templates]\ndir = "templates"\n'), NOW)
+    assert found == [f"[templates] dir: {frame}, line {line}: UndefinedError: 'accent_colour' "
+                     "is undefined"]
+    frame.write_text("{% if logo_url %}\n", encoding="utf-8")
+    found = template_problems(load(tmp_path, MINIMAL + '[templates]\ndir = "templates"\n'), NOW)
+    assert len(found) == 1 and found[0].startswith(f"[templates] dir: {frame}, line 1: ")
+
+
 def test_every_template_that_fails_to_render_is_one_line(tmp_path: Path) -> None:
     """Problems in several files, and in a part only sample values reach, are all listed."""
     root = tmp_path / "templates"

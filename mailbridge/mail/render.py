@@ -341,7 +341,7 @@ class Renderer:
                         templates.render(template, values[kind])
                     except TemplateError as exc:
                         problems.append(" ".join(str(exc).splitlines()))
-        return problems
+        return list(dict.fromkeys(problems))  # a shared frame's problem once
 
     def _sample_values(self, samples: Samples, language: str) -> dict[str, dict[str, Any]]:
         """What each kind of mail's templates see in `language`, for `samples`."""

@@ -92,19 +92,26 @@ def load(env: jinja2.Environment, name: str) -> jinja2.Template:
 
 
 def render(template: jinja2.Template, values: dict[str, Any]) -> str:
+    """`template` filled with `values`; a TemplateError names the file and line that failed,
+    which may be a template it extends or includes (the customer.html.j2 frame)."""
     try:
         return template.render(values)
+    except jinja2.TemplateSyntaxError as exc:  # in a template loaded while rendering
+        where = exc.filename or exc.name or template.name
+        raise TemplateError(f"{where}, line {exc.lineno}: {exc.message}") from exc
     except Exception as exc:  # an operator's template can fail in any way
-        line = _template_line(exc, template)
-        where = f"{template.filename or template.name}, line {line}" if line else template.name
+        file, line = _template_line(exc, template)
+        where = f"{file}, line {line}" if line else template.name
         raise TemplateError(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
-def _template_line(exc: BaseException, template: jinja2.Template) -> int | None:
-    """The template line being rendered when `exc` was raised (jinja2 rewrites frames)."""
-    line, trace = None, exc.__traceback__
+def _template_line(exc: BaseException, template: jinja2.Template) -> tuple[str, int | None]:
+    """The template file and line being rendered when `exc` was raised: the innermost frame
+    of a template's code (jinja2 rewrites frames to the template's own file and line)."""
+    file, line, trace = template.filename or template.name or "", None, exc.__traceback__
     while trace is not None:
-        if template.filename and trace.tb_frame.f_code.co_filename == template.filename:
-            line = trace.tb_lineno
+        code_file = trace.tb_frame.f_code.co_filename
+        if code_file == template.filename or code_file.endswith(".j2"):
+            file, line = code_file, trace.tb_lineno
         trace = trace.tb_next
-    return line
+    return file, line
