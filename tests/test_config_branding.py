@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from mailbridge.cli import main
+from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
+from mailbridge.daemon.reload import prepare
 from mailbridge.daemon.team import build_team
 from mailbridge.errors import ConfigError
+from mailbridge.store.db import Store
 from tests.configs import MAILBOX
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWj"
@@ -136,3 +139,33 @@ def test_check_config_names_the_key_and_the_file(
     assert (f"[[agents]] #1 photo_file: cannot read {tmp_path / 'etc' / 'people' / 'dana.jpg'}"
             ": No such file or directory") in err
     assert "Traceback" not in err
+
+
+def test_a_reload_reads_the_pictures_again(tmp_path: Path) -> None:
+    """A new logo, photo and colour take effect on reload (`systemctl reload`), with no
+    restart named: the new ingestor's renderer has the new logo and colour."""
+    (tmp_path / "etc").mkdir()
+    logo, photo = tmp_path / "etc" / "logo.png", tmp_path / "etc" / "dana.png"
+    logo.write_bytes(PNG)
+    photo.write_bytes(PNG)
+    text = desk('logo_file = "logo.png"', 'photo_file = "dana.png"') + MAILBOX + (
+        '[rules]\ntrusted_authserv_id = "mx.example.com"\n'
+        f'[daemon]\nstate_dir = "{tmp_path}"\n')
+    current = load(tmp_path, text)
+    new_logo = JPEG_START + b"\x01" * 64
+    logo.write_bytes(new_logo)
+    photo.write_bytes(JPEG_START + b"\x02" * 64)
+    (tmp_path / "etc" / "mailbridge.toml").write_text(
+        text.replace('logo_file = "logo.png"', 'logo_file = "logo.png"\naccent_color = "#333"'),
+        encoding="utf-8")
+    store = Store.open("sqlite://")
+    try:
+        reloaded = prepare(current, store, SystemClock())
+    finally:
+        store.close()
+    assert reloaded.restart_keys == ()
+    branding = reloaded.ingestor.renderer.branding
+    assert branding.logo is not None and branding.logo.data == new_logo
+    assert branding.accent_color == "#333"
+    [dana] = reloaded.config.agents
+    assert dana.photo_file is not None and dana.photo_file.content_type == "image/jpeg"
