@@ -7,6 +7,7 @@ import re
 from email.message import EmailMessage
 from pathlib import Path
 
+from mailbridge.config.languages import TEMPLATES
 from mailbridge.core.model import Agent, Image
 from mailbridge.mail.render import ACK_HTML, Branding, Rendered, Renderer
 from mailbridge.mail.samples import SAMPLE_PICTURE
@@ -109,3 +110,17 @@ def test_without_a_logo_the_desk_name_heads_the_mail() -> None:
     assert "<img" not in html
     assert ('<p style="margin:8px 0 16px; font-size:18px; font-weight:bold;">Acme Support</p>'
             in html)
+
+
+def test_no_shipped_html_fixes_a_colour_a_dark_theme_cannot_change() -> None:
+    """Every shipped HTML template, staff notices too, declares light and dark and sets no
+    text or background colour of its own (only the desk's accent, by its variable)."""
+    pages = sorted(TEMPLATES.glob("*/*.html.j2"))
+    frames = {"customer.html.j2"}
+    assert len(pages) >= 12
+    for page in pages:
+        text = re.sub(r"\{#.*?#\}", "", page.read_text(encoding="utf-8"), flags=re.S)
+        if page.name in frames or "{% extends" not in text:
+            assert '<meta name="color-scheme" content="light dark">' in text, page
+        assert not re.search(r"background(-color)?\s*:|color\s*:\s*(#|black|white|rgb)", text,
+                             re.IGNORECASE), page
