@@ -16,11 +16,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mailbridge.metrics.families import (
+    BOUNCE_KINDS,
     COMPONENTS,
     COPY_OUTCOMES,
     FAILURE_REASONS,
     MESSAGE_KINDS,
     NOTICE_KINDS,
+    PUSH_OUTCOMES,
     SLA_KINDS,
     SUPPRESSION_REASONS,
 )
@@ -123,9 +125,9 @@ def test_labels_after_real_traffic_are_bounded_and_promtool_accepts_the_scrape(
     allowed = {
         "mailbox": {"INBOX", "Sent"}, "policy": {"default", "vip"},
         "priority": {"normal", "high"}, "sla": set(SLA_KINDS), "state": set(OPEN_STATES),
-        "kind": set(MESSAGE_KINDS) | set(NOTICE_KINDS),
+        "kind": set(MESSAGE_KINDS) | set(NOTICE_KINDS) | set(BOUNCE_KINDS),
         "reason": set(SUPPRESSION_REASONS) | set(FAILURE_REASONS),
-        "component": set(COMPONENTS), "outcome": set(COPY_OUTCOMES),
+        "component": set(COMPONENTS), "outcome": set(COPY_OUTCOMES) | set(PUSH_OUTCOMES),
     }
     seen_keys: set[str] = set()
     for family in families:
