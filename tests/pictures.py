@@ -8,6 +8,7 @@ row filters). `chromium_screenshot(html, folder, ...)`: a page as headless Chrom
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import struct
@@ -112,6 +113,17 @@ def chromium() -> str:
     return found
 
 
+@functools.cache
+def _own_network() -> bool:
+    """Whether this process may start a program in a network namespace of its own (root,
+    and a kernel and container that allow it)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=20,
+                           check=False)
+    return probe.returncode == 0
+
+
 def chromium_screenshot(page: Path, folder: Path, *, width: int = 720, height: int = 900,
                         dark: bool = False, images: bool = True) -> Picture:
     """`page` (a local HTML file) as headless Chromium draws it, saved in `folder`.
@@ -128,9 +140,8 @@ def chromium_screenshot(page: Path, folder: Path, *, width: int = 720, height: i
         command.append("--force-dark-mode")  # prefers-color-scheme: dark
     if not images:
         command.append("--blink-settings=imagesEnabled=false")
-    unshare = shutil.which("unshare")
-    if unshare and os.geteuid() == 0:
-        command = [unshare, "-n", *command]
+    if _own_network():
+        command = ["unshare", "-n", *command]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(folder)}
     done = subprocess.run([*command, page.as_uri()], capture_output=True, timeout=120,
                           env=env, check=False)
