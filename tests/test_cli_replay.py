@@ -68,6 +68,7 @@ def test_files_of_any_name_are_read_and_what_is_not_mail_is_reported(
     folder.mkdir()
     for n, name in enumerate(["a.msg", "b.txt", "c.raw", "d"], start=1):
         (folder / name).write_bytes(customer_mail(n))
+    (folder / "b.txt").write_bytes(b"\xef\xbb\xbf" + customer_mail(2))  # saved by Notepad
     (folder / "e.png").write_bytes(PNG)
     (folder / "f.eml").write_bytes(gzip.compress(customer_mail(9)))
     (folder / "g.eml").write_bytes(b"")

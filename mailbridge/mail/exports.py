@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from mailbridge.mail.lenient import FIELD, MAIL_FIELDS
+from mailbridge.mail.lenient import BOM, FIELD, MAIL_FIELDS
 
 SNIFF_BYTES = 64 * 1024
 """How much of a file decides whether it is mail."""
@@ -58,7 +58,7 @@ def not_mail(data: bytes) -> str | None:
     for magic, what in _MAGIC:
         if head.startswith(magic):
             return f"binary content ({what})"
-    lines = head.lstrip().splitlines()
+    lines = head.removeprefix(BOM).lstrip().splitlines()
     if lines and _FROM_LINE.match(lines[0]):
         lines = lines[1:]
     names: set[bytes] = set()

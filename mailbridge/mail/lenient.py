@@ -8,7 +8,7 @@ turns into a lost header block (its From included) and that mail readers read an
 - a junk line inside the header block (no field, no continuation), as mutt skips it:
   dropped, when the block goes on with mail header fields after it;
 - a header block that begins with white space (blank lines, or spaces before the first
-  field): read from its first field.
+  field) or with a UTF-8 byte order mark: read from its first field.
 
 A well-formed block is returned unchanged (the same bytes), so the strict parse stays
 where it works; each mend adds one problem to `defects`. Public API:
@@ -16,6 +16,7 @@ where it works; each mend adds one problem to `defects`. Public API:
 - `mend_header_block(raw, defects) -> bytes`: `raw` with its top header block mended.
 - `MAIL_FIELDS`: the header fields that mark a header block as a mail's.
 - `FIELD`: a header field's start, obsolete white space before the colon allowed.
+- `BOM`: the UTF-8 byte order mark.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import re
 
 from mailbridge.mail.defects import Defects, excerpt
 
+BOM = b"\xef\xbb\xbf"
+"""UTF-8's byte order mark, which some editors write before the first field of a saved .eml."""
 MAX_BLOCK_LINES = 2000
 """Lines of a header block looked at; a longer one is left to the strict parser as it is."""
 MAIL_FIELDS = frozenset({
@@ -46,6 +49,11 @@ def mend_header_block(raw: bytes, defects: Defects) -> bytes:
     """`raw` with its top-level header block read as mail readers read it."""
     if _WELL_FORMED.match(raw):  # nearly all mail: one regular expression, no line list
         return raw
+    if raw.startswith(BOM):  # a Windows editor's mark before the first field
+        defects.add("a byte order mark (U+FEFF) before the header block, removed")
+        raw = raw[len(BOM):]
+        if _WELL_FORMED.match(raw):
+            return raw
     start = _LEADING.match(raw)
     offset = start.end() if start else 0
     if offset and FIELD.match(raw, offset):

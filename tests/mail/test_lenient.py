@@ -82,3 +82,12 @@ def test_a_body_without_a_blank_line_before_it_stays_the_body() -> None:
     assert mend_header_block(raw, defects) is raw
     message = parse_message(raw)
     assert message.subject == "Hi" and "Regards: Ana" in message.text
+
+
+def test_a_byte_order_mark_before_the_header_block_is_removed() -> None:
+    """An .eml saved by a Windows editor, with U+FEFF first, is read from its first field."""
+    raw = b"\xef\xbb\xbf" + _sample("leading-white-space.eml").lstrip()
+    message = parse_message(raw)
+    assert [a.addr for a in message.from_] == ["jdoe@machine.example"]
+    assert message.defects == (
+        "a byte order mark (U+FEFF) before the header block, removed",)
