@@ -108,6 +108,7 @@ def test_labels_after_real_traffic_are_bounded_and_promtool_accepts_the_scrape(
         smtp_peer.wait_for_count(3, timeout=15)
         dovecot.append(customer_mail(4, addr="ana@example.org",
                                      subject="Automatic reply: " + subjects[0],
+                                     body="I am out of the office until Monday.",
                                      X_Auto_Response_Suppress="All"))
         dovecot.append(DSN)
         dovecot.append(customer_mail(5, addr="users@lists.example.org", subject="[users] news",
