@@ -41,8 +41,6 @@ from mailbridge.store.db import Store
 from mailbridge.store.summaries import ThreadSummary, policy_records, summaries, thread_record
 
 REPLAY_MAILBOX = "replay"
-
-
 MBOX_SUFFIXES = (".mbox", ".mbx")
 
 

@@ -121,8 +121,7 @@ class Outcome:
     """A new thread: the open requests ahead of it in its agent's queue, as its ack says (at
     most `core.standing.QUEUE_CAP`, which means that many or more)."""
     bounced: str | None = None
-    """A bounce or complaint about our mail on a thread ("bounce", "complaint"), recorded
-    there as an `ack_bounced` event (`mailbridge.daemon.bounces`)."""
+    """"bounce" or "complaint": it reported our mail failed (`mailbridge.daemon.bounces`)."""
 
 
 class Ingestor:
