@@ -17,9 +17,10 @@ from tests.servers import Dovecot, SmtpPeer, wait_for
 pytestmark = pytest.mark.slow
 
 
-def dsn(returned_header: bytes, recipient: str) -> bytes:
+def dsn(returned: bytes, recipient: str, *, whole: bool) -> bytes:
     """A delivery status notification as Postfix writes one (RFC 3464): the notice, the
-    delivery status (Action: failed) and the returned message's header."""
+    delivery status (Action: failed) and the returned message: whole as message/rfc822, or
+    its header alone as text/rfc822-headers."""
     return b"\r\n".join([
         b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>",
         b"To: support@example.com",
@@ -55,18 +56,19 @@ def dsn(returned_header: bytes, recipient: str) -> bytes:
         b"Diagnostic-Code: smtp; 550 5.1.1 <" + recipient.encode() + b">: User unknown",
         b"",
         b"--4F2A1.1700729105/mx.example.org",
-        b"Content-Description: Undelivered Message Headers",
-        b"Content-Type: text/rfc822-headers",
+        b"Content-Description: Undelivered Message" + (b"" if whole else b" Headers"),
+        b"Content-Type: " + (b"message/rfc822" if whole else b"text/rfc822-headers"),
         b"",
-        returned_header.rstrip(b"\r\n"),
+        returned.rstrip(b"\r\n"),
         b"",
         b"--4F2A1.1700729105/mx.example.org--",
         b"",
     ])
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["rfc822-headers", "rfc822"])
 def test_a_bounce_of_our_ack_is_recorded_on_its_thread_and_counted(
-        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
+        tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer, whole: bool) -> None:
     """Customer mail, its ack, then the ack's DSN delivered to the support mailbox by LMTP:
     an ack_bounced event on the thread, shown by `threads`, the metric at 1, and nothing
     sent to MAILER-DAEMON."""
@@ -80,8 +82,10 @@ def test_a_bounce_of_our_ack_is_recorded_on_its_thread_and_counted(
         [ack] = smtp_peer.wait_for_count(1, timeout=15)
         assert ack.rcpt_tos == ["ana@example.org"]
         assert ack.mail_from == "support@example.com"
-        header = ack.data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].replace(b"\n", b"\r\n")
-        dovecot.deliver(dsn(header, "ana@example.org"), sender="")
+        data = ack.data.replace(b"\r\n", b"\n")
+        returned = data if whole else data.split(b"\n\n", 1)[0]
+        dovecot.deliver(dsn(returned.replace(b"\n", b"\r\n"), "ana@example.org", whole=whole),
+                        sender="")
 
         wait_for(lambda: daemon.metric("mailbridge_ack_bounces_total", mailbox="INBOX",
                                        kind="bounce") == 1, timeout=15, message=daemon.log)
