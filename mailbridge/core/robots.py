@@ -146,9 +146,12 @@ def wording(message: InboundMessage, *, in_thread: bool) -> Wording | None:
     if body is not None and body.weak and not evidence and not (subject and subject.decisive):
         return None  # "Out of office" and "I am away": a person may write both
     weight = sum(w for w, _, _ in signs)
-    # A person replying in their thread writes "Re: ..."; a set form there is software's.
+    # A subject that begins with a set form ("Undeliverable:", "Automatic reply:") is
+    # software's, in a thread or not and whatever its text asks ("Urgent? Call ..."): a
+    # person replying writes "Re: ...", a person forwarding "Fwd: ...". Otherwise a thread or
+    # a question in the sender's own words asks for more evidence.
     set_form = subject is not None and subject.decisive
-    person = (in_thread and not set_form) or bool(_QUESTION.search(own[:phrases.OPENING]))
+    person = not set_form and (in_thread or bool(_QUESTION.search(own[:phrases.OPENING])))
     if weight < (3 if person else 2) or not any(beyond for _, _, beyond in signs):
         return None
     kind = (subject or body).kind  # type: ignore[union-attr]

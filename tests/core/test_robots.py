@@ -309,6 +309,15 @@ def test_a_set_form_subject_in_a_known_thread_is_a_robot_without_other_words() -
     assert rule_of(msg, thread="K7QX2M") == "auto_reply"
 
 
+@pytest.mark.parametrize("thread", [None, "K7QX2M"])
+def test_a_set_form_subject_decides_whatever_the_text_asks(thread: str | None) -> None:
+    """Outlook's out-of-office text often asks something ("Urgent? Call ..."); its subject
+    still says software wrote it, in a thread or not."""
+    msg = message(subject="Automatic reply: Invoice 2291",
+                  text="I am away until Monday. Need help sooner? Call +49 30 1234.")
+    assert rule_of(msg, thread=thread) == "auto_reply"
+
+
 def test_a_person_announcing_their_absence_with_a_question_is_a_person() -> None:
     """'Out of office next week' with a question is a person planning ahead."""
     msg = message(subject="Out of office next week",
