@@ -40,6 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -172,7 +173,9 @@ class TokenSource:
         """A server refused `token`: the next `access_token()` refreshes (unless a newer
         token is held already)."""
         with self._lock:
-            if self._token is not None and self._token.value == token:
+            # A second refusal of a token already known stale (a slow login that started
+            # with it) says nothing new: it must not cut short the backoff of a failed refresh.
+            if self._token is not None and self._token.value == token and not self._token.stale:
                 self._token.stale = True
                 self._retry_at = None
 
@@ -189,8 +192,11 @@ class TokenSource:
 
     def next_refresh_in(self) -> float:
         """Seconds until the timer should refresh (0: now); while a failed refresh waits,
-        at most `FILE_CHECK`, and 0 once the refresh token file has changed."""
-        with self._lock:
+        at most `FILE_CHECK`, and 0 once the refresh token file has changed. Called on the
+        event loop: while another thread refreshes, it does not wait but says `MIN_WAIT`."""
+        if not self._lock.acquire(blocking=False):
+            return MIN_WAIT
+        try:
             now = self.clock.monotonic()
             if self._retry_at is not None and now < self._retry_at:
                 if self._file_changed():
@@ -202,17 +208,27 @@ class TokenSource:
             if self._token is None or self._token.stale:
                 return 0.0
             return max(0.0, self._token.refresh_at - now)
+        finally:
+            self._lock.release()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Refresh ahead of expiry while connections stay open, until `stop` is set."""
-        while not stop.is_set():
-            delay = self.next_refresh_in()
-            if delay <= 0:
-                with contextlib.suppress(TokenError):  # logged and counted already
-                    await asyncio.to_thread(self.access_token)
-                delay = max(MIN_WAIT, self.next_refresh_in())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        """Refresh ahead of expiry while connections stay open, until `stop` is set.
+
+        The refresh runs in a thread of its own, not the loop's shared executor: a store
+        that is slow to answer (scrapes, the sender, membership) must not hold it up."""
+        loop = asyncio.get_running_loop()
+        refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oauth2")
+        try:
+            while not stop.is_set():
+                delay = self.next_refresh_in()
+                if delay <= 0:
+                    with contextlib.suppress(TokenError):  # logged and counted already
+                        await loop.run_in_executor(refresher, self.access_token)
+                    delay = max(MIN_WAIT, self.next_refresh_in())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        finally:  # never wait here for a refresh under way: this runs on the loop
+            refresher.shutdown(wait=False, cancel_futures=True)
 
     # -- the refresh (under the lock) ----------------------------------------------------------
 

@@ -11,10 +11,14 @@ off in the test rig (`auth_failure_delay = 0`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -122,7 +126,7 @@ def test_a_stream_of_mail_through_many_refreshes_is_acked_once_each_and_survives
     customers: list[str] = []
     with Daemon(config) as daemon:
         wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
-                 timeout=20, message=daemon.log)
+                 timeout=20, interval=0.2, message=daemon.log)
         for round_ in range(6):
             refreshes = endpoint.refreshes
             endpoint.expire_all()  # the next login is refused: a refresh, a rotation
@@ -138,7 +142,7 @@ def test_a_stream_of_mail_through_many_refreshes_is_acked_once_each_and_survives
             wait_for(lambda before=refreshes: endpoint.refreshes > before, timeout=20,
                      message=daemon.log)
         wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
-                 timeout=30, message=daemon.log)
+                 timeout=30, interval=0.2, message=daemon.log)
         assert token_file.read_text().strip() == endpoint.refresh_token
         assert daemon.stop() == 0
     assert endpoint.refreshes >= 7 and endpoint.failures == 0  # never a dead refresh token
@@ -156,6 +160,32 @@ def test_a_stream_of_mail_through_many_refreshes_is_acked_once_each_and_survives
         assert secret not in log
 
 
+class _Notes:
+    """systemd's notification socket: what the daemon tells it, in order. In a short
+    temporary directory: a socket's path is limited to 107 bytes."""
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="mb-notify-")
+        self.path = Path(self._dir.name) / "notify.sock"
+        self.seen: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> _Notes:
+        self._sock.bind(str(self.path))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._sock.close()
+        self._dir.cleanup()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while data := self._sock.recv(4096):
+                self.seen.append(data.decode())
+
+
 def _status(config: Path, capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
     main(["status", "--config", str(config)])
@@ -165,17 +195,20 @@ def _status(config: Path, capsys: pytest.CaptureFixture[str]) -> str:
 def test_a_revoked_grant_keeps_the_daemon_up_degraded_until_a_new_login(
         tmp_path: Path, oauth2_dovecot: Dovecot, peer: tuple[SmtpPeer, _OAuth2Handler],
         endpoint: TokenEndpoint, capsys: pytest.CaptureFixture[str]) -> None:
-    """Revoked: the same process keeps running, /healthz answers 200 "degraded" naming the
-    mailboxes, the sender and the login to run, `status` says so (and never calls the token
-    endpoint), failures are counted; after a new login's token file it recovers by itself
-    and the mail that came meanwhile is acknowledged once."""
+    """Revoked: the same process keeps running and feeding systemd's watchdog (its status
+    line says degraded), /healthz answers 200 "degraded" naming the mailboxes, the sender
+    and the login to run, `status` says so (and never calls the token endpoint), failures
+    are counted; after `mailbridge oauth2-login` (a device login the test's endpoint
+    approves) it recovers by itself and the mail that came meanwhile is acknowledged once."""
     smtp, _handler = peer
     config = _config(tmp_path, oauth2_dovecot, smtp, endpoint)
-    with Daemon(config) as daemon:
+    notes = _Notes()
+    with notes, Daemon(config, env={"NOTIFY_SOCKET": str(notes.path),
+                                    "WATCHDOG_USEC": "400000"}) as daemon:
         assert daemon.process is not None
         pid = daemon.process.pid
         wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
-                 timeout=20, message=daemon.log)
+                 timeout=20, interval=0.2, message=daemon.log)
         assert _healthz(daemon) == (200, "ok\n")
         calls = (endpoint.refreshes, endpoint.failures)
         assert "degraded" not in _status(config, capsys)
@@ -194,7 +227,7 @@ def test_a_revoked_grant_keeps_the_daemon_up_degraded_until_a_new_login(
         assert f"run `mailbridge oauth2-login --config {config}` again" in body
         wait_for(lambda: daemon.metric("mailbridge_oauth2_refresh_failures_total",
                                        reason="invalid_grant") >= 2, timeout=30,
-                 message=daemon.log)  # retried with backoff, each failure counted
+                 interval=0.2, message=daemon.log)  # retried with backoff, each failure counted
 
         def degraded_status() -> str:
             out = _status(config, capsys)
@@ -212,9 +245,15 @@ def test_a_revoked_grant_keeps_the_daemon_up_degraded_until_a_new_login(
         wait_for(lambda: _healthz(daemon) == (200, "ok\n"), timeout=20, message=daemon.log)
         _wait_acked(smtp, ["meanwhile@example.org"], daemon, timeout=60)
         wait_for(lambda: daemon.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
-                 timeout=60, message=daemon.log)
+                 timeout=60, interval=0.2, message=daemon.log)
         _deliver(oauth2_dovecot, "after@example.org", 2)
         _wait_acked(smtp, ["after@example.org"], daemon)
         wait_for(lambda: "degraded" not in _status(config, capsys), timeout=10, interval=0.5)
         assert daemon.process is not None and daemon.process.pid == pid  # never restarted
+        wait_for(lambda: "STATUS=running" in notes.seen, timeout=5)
+    degraded = [n for n, note in enumerate(notes.seen) if note.startswith("STATUS=degraded: ")]
+    assert degraded, notes.seen
+    assert "the OAuth2 grant was refused (invalid_grant)" in notes.seen[degraded[0]]
+    after = notes.seen[degraded[0]:notes.seen.index("STATUS=running")]
+    assert after.count("WATCHDOG=1") >= 2  # fed all along: systemd restarts nothing
     assert _acked(smtp) == Counter({"meanwhile@example.org": 1, "after@example.org": 1})

@@ -133,3 +133,22 @@ def test_a_source_that_was_never_refused_is_not_degraded(tmp_path: Path,
     tokens.access_token()
     assert tokens.problem() is None
     assert degraded(config, tokens) == [] and degraded(config, None) == []
+
+
+def test_a_late_refusal_of_a_stale_token_keeps_the_backoff(tmp_path: Path,
+                                                         endpoint: TokenEndpoint) -> None:
+    """Two logins started with the same token: the first refusal leads to one failed refresh;
+    the second, later, refusal does not bring the next refresh forward."""
+    config = _config(tmp_path, endpoint)
+    clock = FakeClock(T0)
+    _login(tmp_path / "oauth2-refresh-token", endpoint.refresh_token)
+    tokens = _source(config, clock)
+    token = tokens.access_token()
+    endpoint.revoke_grant()
+    tokens.refused(token)  # the first login
+    with pytest.raises(TokenError):
+        tokens.access_token()
+    tokens.refused(token)  # the second login, refused later
+    with pytest.raises(TokenError):
+        tokens.access_token()
+    assert endpoint.failures == 1 and tokens.next_refresh_in() == FILE_CHECK

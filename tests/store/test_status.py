@@ -102,3 +102,29 @@ def test_status_of_a_fresh_store_says_nothing_runs(
     text = capsys.readouterr().out
     assert "none has run on this store yet" in text
     assert "warning: no live instance watches INBOX" in text
+
+
+def test_status_shows_what_a_live_instance_reports_degraded(
+        store: Store, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The problems an instance reports with its heartbeat are printed with what to do, and
+    listed in --json; once it stops, or reports none, they are gone."""
+    config = _config(tmp_path, store_url)
+    problems = ["oauth2 (mailbox INBOX, sender): the OAuth2 grant was refused (invalid_grant)"
+                f" ...: run `mailbridge oauth2-login --config {config}` again"]
+    here = Membership(store, SystemClock(), mailboxes=["INBOX", "Sent"],
+                      lease_timeout=timedelta(seconds=20), problems=lambda: list(problems))
+    here.join()
+    assert main(["status", "--config", str(config)]) == 0
+    assert f"degraded: {here.id}: {problems[0]}\n" in capsys.readouterr().out
+    main(["status", "--config", str(config), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["degraded"] == [{"instance": here.id, "problem": problems[0]}]
+    problems.clear()
+    here.tick()
+    assert main(["status", "--config", str(config)]) == 0
+    assert "degraded" not in capsys.readouterr().out
+    problems.append("oauth2 (sender): ...")
+    here.tick()
+    here.leave()
+    main(["status", "--config", str(config)])
+    assert "degraded" not in capsys.readouterr().out  # a stopped instance reports nothing
