@@ -100,6 +100,7 @@ class Store:
                     session.begin():
                 tx = Tx(session, self._direct)
                 yield tx
+                tx.finish()
         except (OperationalError, InterfaceError) as exc:
             raise StoreUnavailableError(
                 f"the database is unavailable: {access.driver_reason(exc)}") from exc

@@ -1,6 +1,6 @@
 """Small statements run straight on the driver's cursor, compiled once.
 
-Public API: `Direct` (prepare, run).
+Public API: `Direct` (prepare, rows, run, run_all), `Prepared`.
 
 A mailbox catching up runs about thirteen small statements per message. For each one,
 SQLAlchemy's execute machinery (cache lookup, parameter processing, result set-up,
@@ -17,7 +17,8 @@ no expanding IN lists; result columns are converted by their types' result proce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -105,9 +106,30 @@ class Direct:
     def run(self, cursor: Any, prepared: Prepared, values: Mapping[str, Any]) -> Any:
         """Execute on a DBAPI cursor of this dialect's driver; return the cursor."""
         parameters = prepared.parameters(values)
+        with self._errors(prepared.sql, parameters):
+            return cursor.execute(prepared.sql, parameters)
+
+    def run_all(self, cursor: Any,
+                statements: Sequence[tuple[Prepared, tuple[Any, ...]]]) -> None:
+        """Execute statements with their (processed) parameters, in order. On PostgreSQL
+        they go in one pipeline (psycopg's pipeline mode): one round trip for all, the
+        first error raised at its end, where the transaction is then aborted."""
+        if self.dialect.driver != "psycopg":
+            for prepared, parameters in statements:
+                with self._errors(prepared.sql, parameters):
+                    cursor.execute(prepared.sql, parameters)
+            return
+        with self._errors(statements[0][0].sql, ()), cursor.connection.pipeline():
+            for prepared, parameters in statements:
+                cursor.execute(prepared.sql, parameters)
+
+    @contextmanager
+    def _errors(self, sql: str, parameters: tuple[Any, ...]) -> Iterator[None]:
+        """The driver's errors as SQLAlchemy's exceptions, as `Connection.execute` raises
+        them, with the parameters hidden."""
         dbapi = self.dialect.loaded_dbapi
         try:
-            return cursor.execute(prepared.sql, parameters)
+            yield
         except dbapi.Error as exc:
-            raise DBAPIError.instance(prepared.sql, parameters, exc, dbapi.Error,
+            raise DBAPIError.instance(sql, parameters, exc, dbapi.Error,
                                       hide_parameters=True, dialect=self.dialect) from exc
