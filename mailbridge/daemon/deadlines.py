@@ -327,7 +327,7 @@ class Deadlines:
         moved = agents.handover(self.team.members, current=thread.agent_email,
                                 due=response[1], policy=policy.name,
                                 language=thread.language, now=now,
-                                open_counts=tx.open_counts(), turn=tx.take_turn("round_robin"))
+                                open_counts=tx.open_counts(), turn=tx.round_robin_turn())
         if moved is None:
             return
         agent = moved.to.agent

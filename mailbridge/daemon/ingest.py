@@ -384,7 +384,7 @@ class Ingestor:
         last = tx.last_agent(customer) if customer else None
         assignment = roster.assign(
             team.members, policy=new.policy.name, language=language, now=now,
-            open_counts=tx.open_counts(), turn=tx.take_turn("round_robin"),
+            open_counts=tx.open_counts(), turn=tx.round_robin_turn(),
             last=roster.LastContact(*last) if last is not None else None,
             due=new.clock.first_response_due)
         promise = new.promise

@@ -3,8 +3,9 @@
 Public API: the table handles `MESSAGES`, `THREADS`, `KNOWN_IDS`, `COUNTERS`, `CURSORS`,
 `OUTBOX`; `OPEN_STATES` (the thread states that count as open); `RECENT_LIMIT`; the
 prebuilt statements `SOURCE_RECORDED`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
-`THREADS_STARTED`, `LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `CURSOR`, `MOVE_CURSOR`, with their
-parameters bound by name; `known_ids_query(count)` and `insert_query(table)`, cached.
+`THREADS_STARTED`, `LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `COUNTER`, `ADD_TO_COUNTER`,
+`CURSOR`, `MOVE_CURSOR`, with their parameters bound by name; `known_ids_query(count)` and
+`insert_query(table)`, cached.
 
 Building a statement and its cache key costs several times more than running it on
 SQLite, so the statements `Tx` runs for every message are built here, once.
@@ -44,6 +45,9 @@ LAST_AGENT = (select(_t.agent_email, _t.created_at).where(_t.customer == bindpar
               .order_by(_t.created_at.desc()).limit(1))
 TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
              .values(value=COUNTERS.c.value + 1).returning(COUNTERS.c.value))
+COUNTER = select(COUNTERS.c.value).where(COUNTERS.c.name == bindparam("counter"))
+ADD_TO_COUNTER = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))
+                  .values(value=COUNTERS.c.value + bindparam("count")))
 _due: BindParameter[Any] = bindparam("due")
 _since: BindParameter[Any] = bindparam("since")
 _AHEAD = select(_t.id).where(

@@ -22,6 +22,8 @@ from sqlmodel import Session, SQLModel, col, select
 from mailbridge.core.threads import RecentThread
 from mailbridge.store.direct import Direct, Prepared
 from mailbridge.store.statements import (
+    ADD_TO_COUNTER,
+    COUNTER,
     COUNTERS,
     CURSOR,
     LAST_AGENT,
@@ -40,6 +42,9 @@ from mailbridge.store.statements import (
     known_ids_query,
 )
 from mailbridge.store.tables import Cursor, Thread, ThreadEvent, table_of
+
+ROUND_ROBIN = "round_robin"
+"""The counter behind `Tx.round_robin_turn`."""
 
 CUSTOMER_RULES = ("new_thread", "follow_up")
 """The rules of a customer's message in its thread."""
@@ -75,6 +80,8 @@ class Tx:
         self._writes: list[tuple[Prepared, tuple[Any, ...]]] = []
         """Rows `insert` has yet to write: they go in one batch before anything else is
         run (`flush`), on PostgreSQL in one round trip."""
+        self._turn: int | None = None
+        self._turns_taken = 0
         self.committed: list[Callable[[], None]] = []
         self._open_counts: dict[str, int] | None = None
         self._responses: dict[tuple[str, datetime], list[float]] = {}
@@ -104,6 +111,9 @@ class Tx:
     def finish(self) -> None:
         """Write what this transaction holds back: `Store.transaction` calls it before the
         commit."""
+        if self._turns_taken:
+            self._write(ADD_TO_COUNTER, {"counter": ROUND_ROBIN, "count": self._turns_taken})
+            self._turns_taken = 0
         self.flush()
 
     def _write(self, statement: Any, values: dict[str, Any]) -> None:
@@ -328,8 +338,27 @@ class Tx:
         assert row is not None
         return int(row[0])
 
+    def round_robin_turn(self) -> int:
+        """The next turn of the round-robin counter, which breaks ties between equally
+        loaded agents (`core.agents.assign`).
+
+        The counter is read once per transaction, without a lock, and counted up by the
+        turns taken at the commit. Instances recording at the same moment may draw the
+        same turn, so a tie goes the same way in both; with `take_turn` each would wait
+        behind the counter row's lock until the other's commit, one batch at a time.
+        """
+        if self._turn is None:
+            row = self._first_plain(COUNTER, {"counter": ROUND_ROBIN})
+            if row is None:  # the very first turn
+                self._write(insert_query(COUNTERS), {"name": ROUND_ROBIN, "value": 0})
+            self._turn = 0 if row is None else int(row[0])
+        self._turns_taken += 1
+        self._turn += 1
+        return self._turn - 1
+
     def take_turn(self, name: str) -> int:
-        """Return the counter's value and increment it, atomically."""
+        """Return the counter's value and increment it, atomically: the row stays locked
+        until the commit, so every caller gets a number of its own."""
         row = self._first_plain(TAKE_TURN, {"counter": name})
         if row is None:
             self._conn.execute(COUNTERS.insert(), {"name": name, "value": 1})

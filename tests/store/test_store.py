@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -169,6 +170,46 @@ def test_round_robin_counter_is_durable(store: Store) -> None:
         with store.transaction() as tx:
             turns.append(tx.take_turn("round_robin"))
     assert turns == [0, 1, 2]
+
+
+def test_round_robin_turns_count_on_within_and_across_transactions(store: Store) -> None:
+    """Round-robin turns run on inside a transaction, and from one commit to the next."""
+    turns = []
+    for _ in range(2):
+        with store.transaction() as tx:
+            turns += [tx.round_robin_turn(), tx.round_robin_turn()]
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.round_robin_turn()
+        raise RuntimeError("rolled back: its turn is not counted")
+    with store.transaction() as tx:
+        turns.append(tx.round_robin_turn())
+    assert turns == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_instances_taking_turns_do_not_wait_for_each_other(store_url: str) -> None:
+    """An open transaction that took a round-robin turn does not hold up another instance's."""
+    first, second = Store.open(store_url), Store.open(store_url)
+    try:
+        with first.transaction() as tx:
+            tx.round_robin_turn()
+        other: list[int] = []
+        with first.transaction() as tx:
+            assert tx.round_robin_turn() == 1
+            worker = threading.Thread(target=lambda: other.append(_one_turn(second)))
+            worker.start()
+            worker.join(timeout=20)
+            assert other, "the other instance waited for this transaction's commit"
+        with first.transaction() as tx:
+            assert tx.round_robin_turn() == 3, "both turns were counted"
+    finally:
+        first.close()
+        second.close()
+
+
+def _one_turn(store: Store) -> int:
+    with store.transaction() as tx:
+        return tx.round_robin_turn()
 
 
 def test_claiming_the_next_item_records_the_previous_outcome(store: Store) -> None:
