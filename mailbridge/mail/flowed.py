@@ -59,6 +59,9 @@ def _wrapped(line: str, width: int) -> list[str]:
 def _last_space(text: str, width: int) -> int | None:
     """The index of the last space after which the text before it (the space included) fits
     in `width` columns; a space at index 0 does not count (it would leave an empty piece)."""
+    if text.isascii():  # one column a character: the last space before column `width`
+        index = text.rfind(" ", 1, width)
+        return None if index == -1 else index
     found, used = None, 0
     for index, char in enumerate(text):
         used += _char_columns(char)
@@ -74,6 +77,8 @@ def _stuffed(line: str) -> str:
 
 
 def _columns(text: str) -> int:
+    if text.isascii():  # nearly all text: no wide characters, no combining marks
+        return len(text)
     return sum(_char_columns(char) for char in text)
 
 
