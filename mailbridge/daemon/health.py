@@ -1,14 +1,17 @@
 """What works but not as it should: the daemon's degraded parts, for /healthz, systemd's
 status line and `mailbridge status`.
 
-Public API: `degraded(config, tokens) -> list[str]`, `grant_advice(problem, config_file)`.
+Public API: `degraded(config, tokens, watchers=()) -> list[str]`,
+`grant_advice(problem, config_file)`.
 
 Down and degraded are kept apart on purpose. A part that is down (a bug: it waits to
 restart) makes /healthz answer 503 and stops the watchdog pings, so that systemd restarts a
 daemon whose part stays down (`service.Service.health`). A degraded part is one that a
 restart cannot mend: an OAuth2 grant the provider refused (revoked, expired, a password
 change) stays refused after any number of restarts, and a restart loop would only hammer
-the token endpoint and log the same error. So the daemon stays up, retries with backoff,
+the token endpoint and log the same error; so can a mailbox whose server refuses the login
+(a wrong password, an app without the IMAP permission) or throttles us. So the daemon stays
+up, retries with backoff,
 /healthz answers 200 with a body that starts "degraded:" and names each affected part and
 what to do, the watchdog keeps being fed, and the alert MailbridgeOAuth2RefreshFailing
 (monitoring/) pages. A new `mailbridge oauth2-login` mends it without a restart: the token
@@ -17,9 +20,11 @@ source tries the new refresh token file within seconds (`mailbridge.io.oauth2`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from mailbridge.config import Config
+from mailbridge.io.imap_watcher import ImapWatcher
 from mailbridge.io.oauth2 import GrantProblem, TokenSource
 
 LOGIN_HINT = "run `mailbridge oauth2-login --config {file}` again"
@@ -64,15 +69,18 @@ def oauth2_parts(config: Config) -> list[str]:
     return parts
 
 
-def degraded(config: Config, tokens: TokenSource | None) -> list[str]:
-    """One line per degraded part group, "" free; empty while nothing is degraded.
+def degraded(config: Config, tokens: TokenSource | None,
+             watchers: Sequence[ImapWatcher] = ()) -> list[str]:
+    """One line per degraded part (group); empty while nothing is degraded.
 
     A grant that needs a new login is degraded from its first refusal (even while the
     access token held still works: the operator has until it expires); a failure that may
-    pass (the endpoint unreachable) only once no valid access token is left."""
+    pass (the endpoint unreachable) only once no valid access token is left. A watcher is
+    degraded while its server refuses its login or throttles it (`ImapWatcher.problem`)."""
+    lines = [f"mailbox {w.mailbox}: {w.problem}" for w in watchers if w.problem]
     problem = tokens.problem() if tokens is not None else None
     if problem is None or (problem.token_valid and not problem.needs_login
                            and problem.reason != "save_failed"):
-        return []
+        return lines
     parts = ", ".join(oauth2_parts(config)) or "oauth2"
-    return [f"oauth2 ({parts}): {grant_advice(problem, config.path)}"]
+    return [f"oauth2 ({parts}): {grant_advice(problem, config.path)}", *lines]

@@ -348,9 +348,9 @@ class Service:
         return f"down: {', '.join(down)}" if down else None
 
     def degraded(self) -> list[str]:
-        """What works but not as it should and a restart cannot mend (a refused OAuth2
-        grant), each with what to do: /healthz's 200 "degraded:" body (`daemon.health`)."""
-        return degraded(self.config, self.tokens)
+        """What works but not as it should and a restart cannot mend, each with what to do:
+        /healthz's 200 "degraded:" body (`daemon.health`)."""
+        return degraded(self.config, self.tokens, list(self.watchers))
 
     async def _sender_restarting(self) -> None:
         """Whether what the sender was sending when it failed went out is unknown: fail it,

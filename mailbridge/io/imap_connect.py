@@ -1,7 +1,8 @@
 """Opening an IMAP connection to the support mailbox's server, as the settings say.
 
 Public API: `open_client(settings, factory)`, `log_in(client, settings, tokens=None)`,
-`TokenSource`, `ThrottledError`, `throttling(exc)`, `THROTTLE_CAP`.
+`TokenSource`, `ThrottledError`, `throttling(exc)`, `Throttle`, `THROTTLE_CAP`,
+`server_text(exc)`.
 
 The watcher and the Sent-folder appender each hold a connection of their own; both open it
 here, so TLS (verified unless the operator opts out), timeouts and login are the same. It
@@ -30,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from typing import Any, Protocol
 
 from imapclient import IMAPClient, SocketTimeout
@@ -37,6 +39,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from mailbridge.config import ImapSettings
 from mailbridge.errors import TransientError
+from mailbridge.io.backoff import Backoff
 from mailbridge.io.tls import client_context
 from mailbridge.logs import fields
 
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 THROTTLE_CAP = 900.0
 """Seconds: the longest wait after a server throttled us, its own suggestion included."""
+THROTTLE_QUIET = 600.0
+"""Seconds after the last throttling before a session that catches up resets its backoff."""
 _THROTTLED = re.compile(r"\[THROTTLED\]|\bthrottled\b", re.IGNORECASE)
 _SUGGESTED = re.compile(r"suggested\s+backoff\s+time:?\s*(\d+)\s*(milliseconds|ms)?",
                         re.IGNORECASE)
@@ -57,6 +62,31 @@ class ThrottledError(IMAPClientError):  # type: ignore[misc]  # imapclient ships
         self.suggested = suggested
 
 
+class Throttle:
+    """How long to wait after a server throttled us: a backoff of its own (from half a
+    minute), never shorter than the server's suggestion, capped at `THROTTLE_CAP`; a
+    session that catches up resets it only `THROTTLE_QUIET` after the last throttling."""
+
+    def __init__(self, backoff: Backoff | None = None) -> None:
+        self.backoff = backoff or Backoff(initial=30.0, cap=THROTTLE_CAP)
+        self._last: float | None = None
+
+    def wait(self, suggested: float | None, *, at_least: float) -> float:
+        """The seconds to wait now (`at_least`: the ordinary reconnect backoff)."""
+        self._last = time.monotonic()
+        return max(at_least, self.backoff.next_delay(), min(suggested or 0.0, THROTTLE_CAP))
+
+    def caught_up(self) -> None:
+        if self._last is None or time.monotonic() - self._last > THROTTLE_QUIET:
+            self.backoff.reset()
+
+
+def server_text(exc: BaseException) -> str:
+    """What the server said, as text (imapclient gives a LoginError the bytes' repr)."""
+    text = str(exc)
+    return text[2:-1] if text[:2] in ("b'", 'b"') and text[-1:] == text[1] else text
+
+
 def throttling(exc: BaseException) -> ThrottledError | None:
     """`exc` as a `ThrottledError` when it is the server's throttling answer, else None."""
     if isinstance(exc, ThrottledError):
@@ -67,7 +97,7 @@ def throttling(exc: BaseException) -> ThrottledError | None:
     if not _THROTTLED.search(text):
         return None
     found = _SUGGESTED.search(text)
-    return ThrottledError(text[:300], int(found.group(1)) / 1000 if found else None)
+    return ThrottledError(server_text(exc)[:300], int(found.group(1)) / 1000 if found else None)
 
 
 class TokenSource(Protocol):

@@ -1,6 +1,7 @@
 """Watch one IMAP mailbox with IDLE and hand every new message over, in UID order.
 
-Public API: `Fetched`, `ImapWatcher` (start, stop, wake, connected, heartbeat), `Supervision`.
+Public API: `Fetched`, `ImapWatcher` (start, stop, wake, connected, heartbeat, problem),
+`Supervision`.
 
 imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread`:
 a cancelled task cannot stop a thread). It fetches headers, the structure and the
@@ -16,10 +17,9 @@ traceback and counts the restart; the backoff then grows until a session has cau
 once and looks for new UIDs, as an EXISTS from IDLE does.
 
 A server that throttles us (`imap_connect.throttling`: Microsoft 365's ``NO [THROTTLED]
-Request is throttled``) gets a backoff of its own, which starts at half a minute and is
-not reset by a session that catches up, only by one that runs `THROTTLE_QUIET` without
-being throttled, and never shorter than the wait the server suggests: a throttled
-mailbox is reconnected less and less often, not every second.
+Request is throttled``) is waited out with a backoff of its own (`imap_connect.Throttle`)
+that a session catching up does not reset: a throttled mailbox is reconnected less and
+less often, not every second.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailbridge.clock import Clock
 from mailbridge.config import ImapSettings
@@ -45,10 +45,11 @@ from mailbridge.core.model import InboundMessage, Report
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import (
-    THROTTLE_CAP,
+    Throttle,
     TokenSource,
     log_in,
     open_client,
+    server_text,
     throttling,
 )
 from mailbridge.io.wakeup import Wakeup
@@ -64,8 +65,6 @@ log = logging.getLogger(__name__)
 MAX_TEXT_BYTES = 65536
 IDLE_CHECK_SECONDS = 30.0
 """Wake at least this often while idling, to refresh the heartbeat and see a stop."""
-THROTTLE_QUIET = 600.0
-"""Seconds after the last throttling before a session that catches up resets its backoff."""
 
 
 class ConnectionDropped(Exception):
@@ -180,13 +179,15 @@ class ImapWatcher:
         self.last_sync: datetime | None = None
         """When the server last confirmed we have seen everything (a sync or IDLE check)."""
         self.connected = False
+        self.problem: str | None = None
+        """Why the watcher cannot get in, while a reconnect alone will not mend it (the login
+        refused, the server throttling us); None once a session starts (`daemon.health`)."""
         self._stop = threading.Event()
         self._wakeup = Wakeup()
         self._client: IMAPClient | None = None
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=1.0, cap=120.0)
-        self._throttle = throttle_backoff or Backoff(initial=30.0, cap=THROTTLE_CAP)
-        self._throttled_at: float | None = None
+        self._throttle = Throttle(throttle_backoff)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -235,6 +236,9 @@ class ImapWatcher:
         if throttled is not None:
             self._throttled(throttled, delay)
             return
+        if isinstance(exc, LoginError) and not isinstance(exc.__cause__, TransientError):
+            # (a token source with no token to give reports that itself)
+            self.problem = f"the server refuses the login: {server_text(exc)[:200]}"
         expected = isinstance(exc, IMAPClientError | OSError | ssl.SSLError | ConnectionDropped
                               | TransientError)
         if expected or self.supervision is None:
@@ -252,8 +256,9 @@ class ImapWatcher:
         """Wait out a throttling answer: the longer of both backoffs and the server's
         suggestion (capped)."""
         suggested = getattr(exc, "suggested", None)
-        delay = max(delay, self._throttle.next_delay(), min(suggested or 0.0, THROTTLE_CAP))
-        self._throttled_at = time.monotonic()
+        delay = self._throttle.wait(suggested, at_least=delay)
+        self.problem = (f"the server throttles the connection: {server_text(exc)[:200]}; "
+                        f"next try in {round(delay)} s")
         log.warning("imap %s", fields(event="throttled", mailbox=self.mailbox,
                                       detail=str(exc)[:200], suggested_s=suggested,
                                       retry_in_s=round(delay, 1)))
@@ -285,6 +290,7 @@ class ImapWatcher:
         uidvalidity = int(info[b"UIDVALIDITY"])
         last_uid = self._start_point(client, uidvalidity)
         self._set_connected(True)
+        self.problem = None
         log.info("imap %s", fields(event="connected", mailbox=self.mailbox,
                                    uidvalidity=uidvalidity, last_uid=last_uid,
                                    idle=client.has_capability("IDLE")))
@@ -294,9 +300,7 @@ class ImapWatcher:
             self._synced()
             # Only now: a bug that ends every session before it catches up waits longer each time.
             self._backoff.reset()
-            if self._throttled_at is None or \
-                    time.monotonic() - self._throttled_at > THROTTLE_QUIET:
-                self._throttle.reset()
+            self._throttle.caught_up()
             if client.has_capability("IDLE"):
                 self._idle(client)
             else:

@@ -20,14 +20,17 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import SystemClock
-from mailbridge.config import ImapSettings
+from mailbridge.config import ImapSettings, load_config
+from mailbridge.daemon.health import degraded
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import throttling
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.sent_folder import CopyError, SentFolder
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
+from tests.configs import MAILBOX, MINIMAL
 from tests.imap_script import ScriptedImap
+from tests.servers import wait_for
 
 THROTTLED = "NO [THROTTLED] Request is throttled."
 SUGGESTING = "NO Request is throttled. Suggested Backoff Time: 1500 milliseconds"
@@ -156,3 +159,29 @@ def test_a_throttled_sent_folder_login_is_unavailable_with_the_suggested_wait() 
             folder.append(b"Subject: x\r\n\r\nx\r\n", when=datetime.now(UTC))
     assert (caught.value.reason, caught.value.retry_after) == ("unavailable", 1.5)
     assert tokens.refusals == 0 and len(server.connections) == 1
+
+
+def test_a_refused_or_throttled_login_shows_the_mailbox_degraded_until_it_gets_in(
+        store: Store, tmp_path: Path) -> None:
+    """Health names the mailbox while its server refuses the login, then while it throttles
+    us, and nothing once a session starts."""
+    path = tmp_path / "mailbridge.toml"
+    path.write_text(MINIMAL + MAILBOX)
+    config = load_config(path)
+    with ScriptedImap({"LOGIN": "NO [AUTHENTICATIONFAILED] Authentication failed."}) as server:
+        watcher = _watcher(server, store, throttle=Backoff(initial=0.2, cap=0.4))
+        watcher.start()
+        try:
+            [line] = wait_for(lambda: degraded(config, None, [watcher]), timeout=20)
+            assert line == "mailbox INBOX: the server refuses the login: " \
+                           "[AUTHENTICATIONFAILED] Authentication failed."
+            server.answers["LOGIN"] = THROTTLED
+            [line] = wait_for(lambda: [line for line in degraded(config, None, [watcher])
+                                       if "throttles" in line], timeout=20)
+            assert line.startswith("mailbox INBOX: the server throttles the connection: "
+                                   "[THROTTLED] Request is throttled.; next try in ")
+            del server.answers["LOGIN"]
+            wait_for(lambda: watcher.connected, timeout=20)
+            assert degraded(config, None, [watcher]) == []
+        finally:
+            watcher.stop()
