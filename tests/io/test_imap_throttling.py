@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,14 @@ from prometheus_client import CollectorRegistry
 from mailbridge.clock import SystemClock
 from mailbridge.config import ImapSettings, load_config
 from mailbridge.daemon.health import degraded
+from mailbridge.daemon.sent_copies import SentCopier
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import throttling
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
 from mailbridge.io.sent_folder import CopyError, SentFolder
 from mailbridge.metrics.families import Metrics
 from mailbridge.store.db import Store
+from mailbridge.store.tables import OutboxItem, Thread
 from tests.configs import MAILBOX, MINIMAL
 from tests.imap_script import ScriptedImap
 from tests.servers import wait_for
@@ -185,3 +187,35 @@ def test_a_refused_or_throttled_login_shows_the_mailbox_degraded_until_it_gets_i
             assert degraded(config, None, [watcher]) == []
         finally:
             watcher.stop()
+
+
+class _ThrottledFolder:
+    """The Sent folder as SentFolder reports a throttled server (its own test is above)."""
+
+    def append(self, body: bytes, *, when: datetime) -> str:
+        raise CopyError("unavailable", "IMAP APPEND to the Sent folder: Request is throttled. "
+                        "Suggested Backoff Time: 120000 milliseconds", retry_after=120.0)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_copier_retries_a_throttled_copy_no_sooner_than_the_server_suggests(
+        store: Store) -> None:
+    """The copy of a sent ack is tried again after the suggested 120 s, not after the
+    copier's own 1-2 s backoff."""
+    now = datetime.now(UTC)
+    with store.transaction() as tx:
+        tx.add(Thread(id="ABCDEF", created_at=now, customer="a@x", agent_name="D",
+                      agent_email="d@x", first_response_due=now + timedelta(hours=4)))
+        tx.add(OutboxItem(thread_id="ABCDEF", kind="ack", mailbox="INBOX", message_id="<a@x>",
+                          envelope_from="", recipient="a@x", body=b"Subject: x\r\n\r\nx",
+                          next_attempt_at=now, created_at=now, arrived_at=now, state="sent",
+                          sent_at=now))
+    copier = SentCopier(store, _ThrottledFolder(), SystemClock(),
+                        Metrics(CollectorRegistry(), ["INBOX"]),
+                        backoff=Backoff(initial=2.0, cap=300.0))
+    assert copier.copy_round() is False
+    [item] = store.outbox()
+    assert item.appended_at is None and item.append_next_at is not None
+    assert item.append_next_at >= now + timedelta(seconds=120)
