@@ -262,7 +262,10 @@ class ImapWatcher:
         log.warning("imap %s", fields(event="throttled", mailbox=self.mailbox,
                                       detail=str(exc)[:200], suggested_s=suggested,
                                       retry_in_s=round(delay, 1)))
-        self._stop.wait(delay)
+        end = time.monotonic() + delay  # up to 15 min: alive all along for `stalled`
+        while not self._stop.is_set() and (left := end - time.monotonic()) > 0:
+            self.heartbeat = time.monotonic()
+            self._stop.wait(min(left, self.settings.read_timeout))
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up

@@ -9,6 +9,7 @@ again every `idle_refresh` on the same connection.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -23,6 +24,7 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import ImapSettings, load_config
 from mailbridge.daemon.health import degraded
 from mailbridge.daemon.sent_copies import SentCopier
+from mailbridge.daemon.supervisor import stalled
 from mailbridge.io.backoff import Backoff
 from mailbridge.io.imap_connect import throttling
 from mailbridge.io.imap_watcher import Fetched, ImapWatcher
@@ -219,3 +221,22 @@ def test_the_copier_retries_a_throttled_copy_no_sooner_than_the_server_suggests(
     [item] = store.outbox()
     assert item.appended_at is None and item.append_next_at is not None
     assert item.append_next_at >= now + timedelta(seconds=120)
+
+
+def test_a_long_throttling_wait_keeps_the_watcher_alive_for_health(store: Store) -> None:
+    """While it waits out a throttling (up to 15 minutes, longer than health allows a
+    watcher to be silent) the watcher's heartbeat goes on, so health never calls it stuck and
+    systemd's watchdog never restarts the daemon for it."""
+    slow = "NO Request is throttled. Suggested Backoff Time: 6000 milliseconds"
+    with ScriptedImap({"LOGIN": slow}) as server:
+        watcher = _watcher(server, store, throttle=Backoff(initial=0.2, cap=0.4),
+                           read_timeout="1s")
+        watcher.start()
+        try:
+            wait_for(lambda: watcher.problem and "throttles" in watcher.problem, timeout=20)
+            first = watcher.heartbeat
+            wait_for(lambda: watcher.heartbeat >= first + 2, timeout=5)
+            assert len(server.connections) == 1  # still waiting, not reconnected
+            assert stalled([watcher], time.monotonic()) == []
+        finally:
+            watcher.stop()
