@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -263,8 +263,9 @@ def test_a_thread_being_ticked_is_read_only_after_the_tick_commits(
     ticked, release = threading.Event(), threading.Event()
     original = type(deadlines)._tick
 
-    def slow_tick(self: object, tx: Tx, thread: Thread, now: datetime) -> None:
-        original(deadlines, tx, thread, now)
+    def slow_tick(self: object, tx: Tx, thread: Thread, now: datetime,
+                  opened: Mapping[str, bool]) -> None:
+        original(deadlines, tx, thread, now, opened)
         ticked.set()
         release.wait(10)  # hold the transaction, and its lock, open
 
