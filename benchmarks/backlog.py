@@ -15,7 +15,9 @@ less with the load of a shared machine than the wall time does.
 
 1. N messages, one instance, SQLite.
 2. N messages, one instance, PostgreSQL; then two instances on one database, started
-   together (one holds the mailbox lease, both send from the outbox).
+   together (one holds the mailbox lease, both send from the outbox); then two instances
+   watching two mailboxes of one account (the INBOX and a folder), the messages split
+   between them, each instance recording its own.
 3. M messages, one instance, SQLite, without and with a 20 MiB attachment in every K-th
    message. The watcher fetches headers and the first text part only, so the peak
    should not rise with the attachments.
@@ -63,6 +65,8 @@ SAMPLE_S = 0.2
 IDLE_S = 5.0  # after the last ack: late duplicates arrive, the daemon settles
 ACK_TIMEOUT_S = 900.0
 START_TIMEOUT_S = 120.0  # health may answer late while a backlog is being read
+FOLDERS = ("", "Billing")
+"""The mailboxes of a two-mailbox run: the INBOX and a folder of the same account."""
 TOKEN = "ZZNZZ"  # stands for the message number in the attachment template's header
 
 MakeMail = Callable[[int], bytes]
@@ -74,6 +78,9 @@ class Run(NamedTuple):
     make_mail: MakeMail
     instances: int = 1
     postgres: bool = False
+    mailboxes: int = 1
+    """With 2 (and two instances): each instance watches its own mailbox, the messages
+    alternate between them."""
 
 
 @dataclass(frozen=True)
@@ -180,20 +187,27 @@ def pids(daemons: list[Daemon]) -> list[int]:
 
 
 def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instances: int = 1,
-            store_url: str | None = None, pipelining: bool = True) -> Outcome:
+            store_url: str | None = None, pipelining: bool = True,
+            mailboxes: int = 1) -> Outcome:
+    folders = FOLDERS[:mailboxes]
     with Dovecot(root / "dovecot") as dovecot, SmtpPeer(pipelining=pipelining) as peer:
         # The benchmark measures throughput, not the flood cap: lift the cap.
-        daemons = [Daemon(write_config(root / f"mb{i}", dovecot, peer, store_url=store_url,
-                                       extra_imap='backfill = "1d"',
-                                       extra_rules="global_cap_per_minute = 1000000"))
-                   for i in range(instances)]
+        daemons = [Daemon(write_config(
+            root / f"mb{i}", dovecot, peer, store_url=store_url,
+            extra_imap=f'backfill = "1d"\nmailbox = "{folders[i % mailboxes] or "INBOX"}"',
+            extra_rules="global_cap_per_minute = 1000000")) for i in range(instances)]
+        if any(folders):  # each mailbox exists before its watcher starts
+            with dovecot.connect() as client:
+                for folder in filter(None, folders):
+                    client.create_folder(folder)
         try:
             for daemon in daemons:  # one after another: the first one creates the tables
                 daemon.start()
             for daemon in daemons:
                 daemon.stop()
             for n in range(count):
-                maildir_deliver(dovecot, make_mail(n), f"{n}.M{n}P{os.getpid()}.bench")
+                maildir_deliver(dovecot, make_mail(n), f"{n}.M{n}P{os.getpid()}.bench",
+                                folders[n % mailboxes])
             with RssSampler(daemons) as sampler:
                 started = time.monotonic()
                 start_together(daemons)
@@ -293,7 +307,9 @@ def main() -> int:
     notes = []
     if not args.skip_postgresql and postgres_available():
         runs += [Run("PostgreSQL, one instance", n, plain_mail, postgres=True),
-                 Run("PostgreSQL, two instances", n, plain_mail, instances=2, postgres=True)]
+                 Run("PostgreSQL, two instances", n, plain_mail, instances=2, postgres=True),
+                 Run("PostgreSQL, two instances, two mailboxes", n, plain_mail, instances=2,
+                     postgres=True, mailboxes=2)]
     elif not args.skip_postgresql:
         notes.append("PostgreSQL rows skipped: no server answers ($MAILBRIDGE_TEST_POSTGRES, "
                      "see tests/postgres.py).")
@@ -315,7 +331,7 @@ def main() -> int:
             with database(run.postgres) as url:
                 outcome = backlog(Path(tmp) / f"run{i}", run.label, run.messages, run.make_mail,
                                   instances=run.instances, store_url=url,
-                                  pipelining=pipelining)
+                                  pipelining=pipelining, mailboxes=run.mailboxes)
             outcomes.append(outcome)
             print(f"{run.label}: {run.messages:,} acks in {outcome.seconds:.1f} s "
                   f"({run.messages / outcome.seconds:.0f}/s), daemon CPU "

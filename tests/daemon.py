@@ -170,12 +170,13 @@ class Daemon:
             self.stop()
 
 
-def maildir_deliver(dovecot: Dovecot, raw: bytes, name: str) -> Path:
-    """Deliver `raw` into the INBOX Maildir directly, as an MDA does (Dovecot may be down)."""
+def maildir_deliver(dovecot: Dovecot, raw: bytes, name: str, folder: str = "") -> Path:
+    """Deliver `raw` into the INBOX Maildir (or an existing `folder`'s) directly, as an MDA
+    does (Dovecot may be down)."""
     owner = dovecot.mail_dir.stat()
-    new = dovecot.mail_dir / "new"
-    path = new / name
-    tmp = dovecot.mail_dir / "tmp" / name
+    root = dovecot.mail_dir / f".{folder}" if folder else dovecot.mail_dir  # Maildir++
+    path = root / "new" / name
+    tmp = root / "tmp" / name
     tmp.write_bytes(raw)
     os.chown(tmp, owner.st_uid, owner.st_gid)
     tmp.rename(path)
