@@ -88,14 +88,22 @@ class _Login:
             text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.out: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.err: list[str] = []
+        # Each pipe has one reader, its own thread: nothing else reads stdout or stderr.
+        self._readers = [threading.Thread(target=self._read, daemon=True),
+                         threading.Thread(target=self._read_err, daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.out.append(line)
             self.lines.put(line)
+
+    def _read_err(self) -> None:
+        assert self.process.stderr is not None
+        self.err.extend(self.process.stderr)
 
     def line_starting(self, prefix: str, timeout: float = 30.0) -> str:
         while True:
@@ -105,13 +113,14 @@ class _Login:
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
         try:
-            _, err = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.communicate()
+            self.process.wait()
             raise
-        self._reader.join(timeout)
-        return self.process.returncode, "".join(self.out), err
+        for reader in self._readers:
+            reader.join(timeout)
+        return self.process.returncode, "".join(self.out), "".join(self.err)
 
 
 def _no_secret_in(texts: list[str], endpoint: TokenEndpoint) -> None:
