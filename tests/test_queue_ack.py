@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from mailbridge.cli.replay import replay
 from mailbridge.clock import SystemClock
@@ -24,7 +23,6 @@ from mailbridge.daemon.ingest import Ingestor, Outcome, Source
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from tests.mails import customer_mail, reply_to
-from tests.servers import wait_for
 
 CONFIG = """
 [support]
@@ -123,10 +121,12 @@ def test_replay_shows_the_queue_position(tmp_path: Path) -> None:
     assert [r["queue_ahead"] for r in records if r["type"] == "message"] == [0, 1]
 
 
-def test_a_thread_started_by_another_instance_meanwhile_is_counted(
+def test_instances_count_each_others_threads_once_written_and_never_wait(
         tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PostgreSQL: while one instance is writing an earlier customer's acknowledgement,
-    another instance's new thread for the same agent waits for it, then counts it."""
+    """PostgreSQL, two instances: while one is still writing a customer's acknowledgement,
+    the other records its own new thread for the same agent without waiting for it (no lock
+    is shared between their transactions), so neither counts the other's unwritten thread;
+    a thread recorded after both counts both."""
     config = desk_config(tmp_path)
     stores = [Store.open(postgres_url) for _ in range(2)]
     first, second = (Ingestor.create(config, s, SystemClock()) for s in stores)
@@ -141,25 +141,22 @@ def test_a_thread_started_by_another_instance_meanwhile_is_counted(
     monkeypatch.setattr(first.renderer, "render_ack", paused_render)
     results: dict[str, Outcome] = {}
     early = threading.Thread(target=lambda: results.update(a=feed(first, 1, T0)))
-    late = threading.Thread(target=lambda: results.update(b=feed(second, 2, T0 + timedelta(
-        minutes=1))))
     try:
-        feed(second, 9, T0 - timedelta(days=1))  # the round-robin counter exists from here on
+        feed(second, 9, T0 - timedelta(days=1))  # one thread ahead of all the others
         early.start()
         assert rendering.wait(30), "the first instance never reached its acknowledgement"
-        late.start()
-        with stores[0].engine.connect() as conn:
-            wait_for(lambda: conn.execute(text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'")).scalar() == 1, timeout=20,
-                message="the second instance did not wait for the first")
+        results["b"] = feed(second, 2, T0 + timedelta(minutes=1))  # while the first writes
+        assert early.is_alive(), "the first instance finished before the second recorded"
     finally:
         release.set()
         early.join(30)
-        late.join(30)
+    try:
+        results["c"] = feed(second, 3, T0 + timedelta(minutes=2))
+    finally:
         for opened in stores:
             opened.close()
-    assert (results["a"].queue_ahead, results["b"].queue_ahead) == (1, 2)
+    ahead = {name: outcome.queue_ahead for name, outcome in results.items()}
+    assert ahead == {"a": 1, "b": 1, "c": 3}
 
 
 def test_an_agents_note_tells_the_update_it_was_opened(tmp_path: Path, store: Store) -> None:

@@ -328,10 +328,10 @@ class Tx:
         deadline count as ahead of each other: a place is never promised too early.
 
         At most `core.standing.QUEUE_CAP`: one indexed count (`QUEUE_AHEAD`) that stops
-        there. Under concurrent ingest it is consistent with the acknowledgement that
-        quotes it when run after `take_turn` in the same transaction: on PostgreSQL the
-        counter's row lock orders the transactions that start threads, and READ COMMITTED
-        lets each count those committed before it.
+        there. It counts the threads committed before it (READ COMMITTED): two instances
+        recording threads for one agent at the same moment do not wait for each other and
+        do not count each other's thread until it is written, which costs at most a place
+        promised one too early in that moment.
         """
         row = self._first_plain(QUEUE_AHEAD, {"agent": agent_email.lower(), "due": due,
                                               "since": since, "thread_id": thread_id})
