@@ -89,6 +89,22 @@ def test_a_batch_decides_as_one_message_at_a_time_does(tmp_path: Path) -> None:
         batched.close()
 
 
+def test_a_batch_fetched_again_records_only_what_is_new(tmp_path: Path) -> None:
+    """UIDs recorded by an earlier batch, or twice in one batch, are recorded once."""
+    store = Store.open("sqlite://")
+    try:
+        desk = Desk(tmp_path, store)
+        items = [item for item in backlog() if item.message is not None]
+        desk.ingestor.ingest_many(items[:3], now=START)
+        again = desk.ingestor.ingest_many([*items, items[4]], now=START)
+        assert [o.recorded for o in again] == [False] * 3 + [True] * (len(items) - 3) + [False]
+        assert {o.verdict.rule for o in again if not o.recorded} == {"already_recorded"}
+        assert len(store.messages()) == len(items)
+        assert store.cursor("INBOX") == (7, len(items))
+    finally:
+        store.close()
+
+
 def test_a_batch_that_fails_records_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             ) -> None:
     """A bug in the fourth message rolls the whole batch back: no message, no ack, no cursor

@@ -2,7 +2,7 @@
 
 Public API: the table handles `MESSAGES`, `THREADS`, `KNOWN_IDS`, `COUNTERS`, `CURSORS`,
 `OUTBOX`; `OPEN_STATES` (the thread states that count as open); `RECENT_LIMIT`; the
-prebuilt statements `SOURCE_RECORDED`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
+prebuilt statements `RECORDED_UIDS`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
 `THREADS_STARTED`, `LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `COUNTER`, `ADD_TO_COUNTER`,
 `CURSOR`, `MOVE_CURSOR`, with their parameters bound by name; `known_ids_query(count)` and
 `insert_query(table)`, cached.
@@ -31,9 +31,10 @@ OUTBOX = table_of(OutboxItem)
 OPEN_STATES = ("awaiting_agent", "awaiting_customer")
 
 _m, _t, _k, _c = MESSAGES.c, THREADS.c, KNOWN_IDS.c, CURSORS.c
-SOURCE_RECORDED = select(_m.id).where(_m.mailbox == bindparam("mailbox"),
-                                      _m.uidvalidity == bindparam("uidvalidity"),
-                                      _m.uid == bindparam("uid"))
+RECORDED_UIDS = select(_m.uid).where(_m.mailbox == bindparam("mailbox"),
+                                    _m.uidvalidity == bindparam("uidvalidity"),
+                                    _m.uid >= bindparam("low"), _m.uid < bindparam("high"))
+"""The recorded UIDs of a mailbox in [low, high): a range of uq_message_source's index."""
 RECENT_LIMIT = 50
 RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
                   .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))

@@ -33,7 +33,7 @@ from mailbridge.store.statements import (
     OUTBOX,
     QUEUE_AHEAD,
     RECENT_THREADS,
-    SOURCE_RECORDED,
+    RECORDED_UIDS,
     TAKE_TURN,
     THREAD_CUSTOMER,
     THREADS,
@@ -43,6 +43,8 @@ from mailbridge.store.statements import (
 )
 from mailbridge.store.tables import Cursor, Thread, ThreadEvent, table_of
 
+RECORDED_WINDOW = 64
+"""UIDs `Tx.source_recorded` reads at once: more than a batch of a mailbox catching up."""
 ROUND_ROBIN = "round_robin"
 """The counter behind `Tx.round_robin_turn`."""
 
@@ -80,6 +82,9 @@ class Tx:
         self._writes: list[tuple[Prepared, tuple[Any, ...]]] = []
         """Rows `insert` has yet to write: they go in one batch before anything else is
         run (`flush`), on PostgreSQL in one round trip."""
+        self._recorded: dict[tuple[str, int], tuple[int, set[int]]] = {}
+        """`source_recorded`'s window per (mailbox, UIDVALIDITY): its first UID, the UIDs in
+        it recorded."""
         self._turn: int | None = None
         self._turns_taken = 0
         self.committed: list[Callable[[], None]] = []
@@ -147,14 +152,23 @@ class Tx:
         return self._cursor
 
     def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
+        """Whether the message at this mailbox's UID was recorded. The recorded UIDs of a
+        window of `RECORDED_WINDOW` from the one asked are read at once and kept for the
+        transaction (with those it records): a batch of a mailbox catching up asks once."""
         if uid is None:
             return False
         if uidvalidity is None:
             m = MESSAGES.c
             return self._first(select(m.id).where(
                 m.mailbox == mailbox, m.uidvalidity.is_(None), m.uid == uid)) is not None
-        return self._first_plain(SOURCE_RECORDED, {
-            "mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid}) is not None
+        window = self._recorded.get((mailbox, uidvalidity))
+        if window is not None and window[0] <= uid < window[0] + RECORDED_WINDOW:
+            return uid in window[1]
+        found = {int(row[0]) for row in self._rows(RECORDED_UIDS, {
+            "mailbox": mailbox, "uidvalidity": uidvalidity, "low": uid,
+            "high": uid + RECORDED_WINDOW})}
+        self._recorded[(mailbox, uidvalidity)] = (uid, found)
+        return uid in found
 
     def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
@@ -371,6 +385,10 @@ class Tx:
         IntegrityError then."""
         table = table_of(model)
         self._write(insert_query(table), values)
+        if table is MESSAGES and values.get("uid") is not None:
+            window = self._recorded.get((values["mailbox"], values["uidvalidity"]))
+            if window is not None:
+                window[1].add(values["uid"])
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()
