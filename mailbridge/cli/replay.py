@@ -33,7 +33,8 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.core.model import InboundMessage
 from mailbridge.daemon.deadlines import Deadlines
-from mailbridge.daemon.ingest import Choice, Ingestor, Outcome, Source
+from mailbridge.daemon.ingest import Ingestor, Outcome, Source
+from mailbridge.daemon.opening import Choice
 from mailbridge.errors import NoInputError
 from mailbridge.mail import exports
 from mailbridge.mail.parse import parse_message

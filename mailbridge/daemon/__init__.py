@@ -1,7 +1,8 @@
 """The running service: every part built from the `Config` and supervised on one loop.
 
 - `service`: the wiring, startup, main loop and shutdown. `ingest`: one inbound message in,
-  decided by the core and recorded with its outbox rows in one transaction. `staff`: agents'
+  decided by the core and recorded with its outbox rows in one transaction. `opening`: a new
+  thread's agent, language, promise and acknowledgement. `staff`: agents'
   replies, commands and relayed mail. `deadlines` and `scheduler`: SLA work when it falls
   due. `sender`: the outbox delivered over a transport. `membership`: heartbeat and mailbox
   leases among instances. `policies`, `team`: the configured policies and agents as core
