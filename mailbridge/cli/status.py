@@ -26,6 +26,7 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.config.values import mask_url
 from mailbridge.daemon.identity import Identity
+from mailbridge.daemon.membership import lease_account
 from mailbridge.store import peers
 from mailbridge.store.db import Store
 from mailbridge.store.migrations import current_version
@@ -67,6 +68,15 @@ class MailboxStatus:
     uidvalidity: int | None
     last_uid: int | None
     last_recorded_at: datetime | None
+    account: str = ""
+    """`user@host:port` of the IMAP account whose mailbox this is ("" for none)."""
+    this_account: bool = True
+    """The account of the configuration `status` read: its rows are named by folder alone."""
+
+    @property
+    def name(self) -> str:
+        """The folder, and whose it is when not this configuration's account."""
+        return _name(self.mailbox, self.account, self.this_account)
 
 
 @dataclass(frozen=True)
@@ -91,13 +101,19 @@ class Status:
     def unwatched(self) -> list[str]:
         """Mailboxes whose lease no live instance holds."""
         alive = {i.id for i in self.instances if i.state == "alive"}
-        return [m.mailbox for m in self.mailboxes if m.holder not in alive]
+        return [m.name for m in self.mailboxes if m.holder not in alive]
 
     @property
     def degraded(self) -> list[tuple[str, str]]:
         """(instance id, problem) of each live instance's reported problems."""
         return [(i.id, problem) for i in self.instances if i.state == "alive"
                 for problem in i.problems]
+
+
+def _name(mailbox: str, account: str, this_account: bool) -> str:
+    if this_account:
+        return mailbox
+    return f"{mailbox} of {account or 'an unnamed account (an older version)'}"
 
 
 def _state(row: peers.InstanceRow, now: datetime, timeout: timedelta, here: Identity) -> str:
@@ -120,11 +136,13 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
     and boot `here` (read from the system when not given)."""
     host = host or socket.gethostname()
     here = here or Identity.read()
-    leases = {lease.mailbox: lease for lease in peers.leases(store)}
+    account = lease_account(config.imap) if config.imap else ""
+    leases = {(lease.account, lease.mailbox): lease for lease in peers.leases(store)}
     held: dict[str, list[str]] = {}
     for lease in leases.values():
         if lease.expires_at >= now:
-            held.setdefault(lease.holder, []).append(lease.mailbox)
+            held.setdefault(lease.holder, []).append(
+                _name(lease.mailbox, lease.account, lease.account == account))
     instances = tuple(
         InstanceStatus(row.id, row.host, row.pid, row.version, row.started_at, row.last_seen_at,
                        _state(row, now, config.store.lease_timeout, here), row.stop_reason,
@@ -135,7 +153,7 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
     configured = [config.imap.mailbox] if config.imap else []
     if config.imap and not isinstance(config.imap.sent_folders, str):
         configured += config.imap.sent_folders
-    names = list(dict.fromkeys([*configured, *sorted(leases)]))
+    names = list(dict.fromkeys([*((account, m) for m in configured), *sorted(leases)]))
     with store.transaction() as tx:
         conn = tx.session.connection()
         o, t, c = OUTBOX.c, THREADS.c, CURSORS.c
@@ -145,23 +163,24 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
                            .order_by(t.next_due_at).limit(1)).first()
         cursors = {row.mailbox: row for row in conn.execute(
             select(c.mailbox, c.uidvalidity, c.last_uid, c.updated_at)
-            .where(c.mailbox.in_(names)))}
+            .where(c.mailbox.in_([m for a, m in names if a == account])))}
         version = current_version(conn)
         e = EVENTS.c
         bounced = tuple(conn.execute(
             select(t.id).where(t.state.in_(OPEN_STATES), t.id.in_(
                 select(e.thread_id).where(e.kind == "ack_bounced"))).order_by(t.id)).scalars())
     mailboxes = []
-    for name in names:
-        found = leases.get(name)
+    for owner, name in names:
+        found = leases.get((owner, name))
         live = found is not None and found.expires_at >= now
-        cursor = cursors.get(name)
+        # Cursors name the folder alone: only this account's are shown.
+        cursor = cursors.get(name) if owner == account else None
         mailboxes.append(MailboxStatus(
             name, found.holder if live and found else None,
             found.expires_at if live and found else None,
             found.synced_at if found else None,
             cursor.uidvalidity if cursor else None, cursor.last_uid if cursor else None,
-            cursor.updated_at if cursor else None))
+            cursor.updated_at if cursor else None, owner, owner == account))
     return Status(now, mask_url(config.store.url), version, instances, tuple(mailboxes),
                   int(by_state.get("pending", 0)), int(by_state.get("sending", 0)),
                   int(by_state.get("failed", 0)), int(by_state.get("unknown", 0)),
@@ -221,7 +240,7 @@ def print_status(status: Status, out: TextIO, *, as_json: bool = False) -> None:
     for m in status.mailboxes:
         holder = f"watched by {m.holder}" if m.holder else "NOT WATCHED"
         cursor = f"last UID {m.last_uid}" if m.last_uid is not None else "no UID recorded yet"
-        print(f"  {m.mailbox}: {holder}, last IMAP sync {_ago(m.last_sync, now)}, {cursor}, "
+        print(f"  {m.name}: {holder}, last IMAP sync {_ago(m.last_sync, now)}, {cursor}, "
               f"last recorded {_ago(m.last_recorded_at, now)}", file=out)
     print(f"outbox: {status.outbox_pending} pending, {status.outbox_sending} sending, "
           f"{status.outbox_failed} failed, {status.outbox_unknown} unknown", file=out)

@@ -1,6 +1,7 @@
 """This instance among its peers: its heartbeat, its mailbox leases, and the dead's cleanup.
 
-Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`.
+Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`,
+`lease_account`.
 
 Every instance registers in the store under a random id, with its machine id and boot id
 (`identity`), and renews a heartbeat and its mailbox leases every quarter of `[store]
@@ -10,7 +11,9 @@ older than `lease_timeout`, or when it provably ended: it ran on this machine be
 current boot, or it held this state directory before us (its lock there is gone). Host
 names and PIDs prove nothing (containers repeat both). The dead are reaped: their leases
 freed and the mail they were sending recorded as failed (never sent twice). On SQLite the
-same path runs with one instance.
+same path runs with one instance. Leases name the IMAP account (`lease_account`) as well as
+the mailbox: instances of different accounts sharing a store each watch their own INBOX,
+and instances of one account compete for it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 from mailbridge import __version__
 from mailbridge.clock import Clock
+from mailbridge.config import ImapSettings
 from mailbridge.daemon.identity import HostFiles, Identity, StateLock
 from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError, TransientError
@@ -38,6 +42,14 @@ log = logging.getLogger(__name__)
 
 FORGET_AFTER = timedelta(days=7)
 """Stopped instances stay listed by `mailbridge status` this long."""
+
+
+def lease_account(imap: ImapSettings) -> str:
+    """`user@host:port`: which account a lease's mailbox belongs to, the same for every
+    instance configured for it and with no secret in it (shown by `mailbridge status`, never
+    a metric label). Host names are case-insensitive; user names are kept as configured."""
+    host = imap.host.lower()
+    return f"{imap.username}@{f'[{host}]' if ':' in host else host}:{imap.port}"
 
 
 def presumed_dead(peer: peers.InstanceRow, *, me: str, here: Identity, now: datetime,
@@ -66,7 +78,7 @@ class Membership:
     worker threads (`join`, `tick`, `leave`), `run` on the event loop."""
 
     def __init__(self, store: Store, clock: Clock, *, mailboxes: Sequence[str],
-                 lease_timeout: timedelta,
+                 lease_timeout: timedelta, account: str = "",
                  synced: Callable[[str], datetime | None] = lambda mailbox: None,
                  host: str | None = None, pid: int | None = None,
                  files: HostFiles | None = None, state_dir: Path | None = None,
@@ -74,8 +86,10 @@ class Membership:
         """`host` and `pid` are only shown (by `mailbridge status`); `files` says where the
         machine and boot ids are read, and `state_dir` holds the lock that tells a
         restarted instance its predecessor there has ended. `problems` are what this
-        instance reports degraded with each heartbeat, shown by `mailbridge status`."""
+        instance reports degraded with each heartbeat, shown by `mailbridge status`.
+        `account` (`lease_account`) qualifies the mailboxes' leases."""
         self.store = store
+        self.account = account
         self.clock = clock
         self.mailboxes = tuple(dict.fromkeys(mailboxes))
         self.timeout = lease_timeout
@@ -128,10 +142,10 @@ class Membership:
                 log.warning("instance %s", fields(event="presumed_dead", instance=self.id,
                                                   detail="peers reaped us; carrying on"))
             self._reap(now)
-            renewed = peers.renew(self.store, self.id,
-                                  {m: self.synced(m) for m in self.held}, now, self.duration)
-            gained = {m for m in self.mailboxes if m not in renewed and
-                      peers.acquire(self.store, m, self.id, now, self.duration)}
+            renewed = peers.renew(self.store, self.id, {m: self.synced(m) for m in self.held},
+                                  now, self.duration, account=self.account)
+            gained = {m for m in self.mailboxes if m not in renewed and peers.acquire(
+                self.store, m, self.id, now, self.duration, account=self.account)}
         except StoreUnavailableError:
             if self.clock.monotonic() - self._renewed < self.duration.total_seconds():
                 raise

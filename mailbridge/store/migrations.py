@@ -302,6 +302,30 @@ def _v12_instance_problems(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE instances ADD COLUMN problems TEXT NOT NULL DEFAULT ''"))
 
 
+def _v13_lease_account(conn: Connection) -> None:
+    """mailbox_leases keyed by the account as well as the mailbox, so that instances of
+    different accounts sharing one store do not compete for one "INBOX". Rows from before
+    name no account (""): nobody renews them under that key, so they expire within the
+    lease timeout and go when their holder stops or is reaped."""
+    conn.execute(text("ALTER TABLE mailbox_leases RENAME TO mailbox_leases_v12"))
+    md = MetaData()
+    Table(
+        "mailbox_leases", md,
+        Column("account", String, primary_key=True),
+        Column("mailbox", String, primary_key=True),
+        Column("holder", String, nullable=False),
+        Column("acquired_at", UTCDateTime(), nullable=False),
+        Column("expires_at", UTCDateTime(), nullable=False),
+        Column("synced_at", UTCDateTime()),
+    )
+    md.create_all(conn)
+    conn.execute(text(
+        "INSERT INTO mailbox_leases (account, mailbox, holder, acquired_at, expires_at, "
+        "synced_at) SELECT '', mailbox, holder, acquired_at, expires_at, synced_at "
+        "FROM mailbox_leases_v12"))
+    conn.execute(text("DROP TABLE mailbox_leases_v12"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -322,6 +346,7 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
      _v11_queue),
     (12, "instances: the degraded parts each reports with its heartbeat",
      _v12_instance_problems),
+    (13, "mailbox leases: keyed by the IMAP account as well as the mailbox", _v13_lease_account),
 )
 
 LATEST = MIGRATIONS[-1][0]

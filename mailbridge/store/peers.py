@@ -3,7 +3,8 @@
 Public API: `InstanceRow`, `LeaseRow`, `register`, `heartbeat`, `acquire`, `renew`,
 `release`, `reap`, `instances`, `leases`, `forget_stopped`.
 
-A lease is a row per mailbox with a holder and an expiry, the same on SQLite and
+A lease is a row per mailbox of an account (`account`: the IMAP user, host and port; ""
+where there is none) with a holder and an expiry, the same on SQLite and
 PostgreSQL: the holder renews it, anyone may take it once it has expired, and taking
 it is one conditional UPDATE (or an INSERT that the primary key lets only one
 instance win), so two instances never both believe they hold it at the same time
@@ -54,6 +55,8 @@ class LeaseRow:
     acquired_at: datetime
     expires_at: datetime
     synced_at: datetime | None
+    account: str = ""
+    """Whose mailbox: `user@host:port` of the IMAP account (no secret), "" for none."""
 
 
 def register(store: Store, me: InstanceRow) -> None:
@@ -79,33 +82,36 @@ def heartbeat(store: Store, instance: str, now: datetime, problems: str = "") ->
 
 
 def acquire(store: Store, mailbox: str, holder: str, now: datetime,
-            duration: timedelta) -> bool:
-    """Take (or keep) the lease on `mailbox` if it is free, expired or already ours."""
+            duration: timedelta, *, account: str = "") -> bool:
+    """Take (or keep) the lease on `account`'s `mailbox` if it is free, expired or already
+    ours."""
     lease = LEASES.c
+    this = (lease.account == account, lease.mailbox == mailbox)
     try:
         with store.transaction() as tx:
             conn = tx.session.connection()
             taken = conn.execute(
                 update(LEASES)
-                .where(lease.mailbox == mailbox,
-                       or_(lease.holder == holder, lease.expires_at < now))
+                .where(*this, or_(lease.holder == holder, lease.expires_at < now))
                 .values(holder=holder, expires_at=now + duration,
                         acquired_at=case((lease.holder == holder, lease.acquired_at),
                                          else_=now)))
             if taken.rowcount:
                 return True
-            if conn.execute(select(lease.mailbox).where(lease.mailbox == mailbox)).first():
+            if conn.execute(select(lease.mailbox).where(*this)).first():
                 return False
-            conn.execute(insert(LEASES).values(mailbox=mailbox, holder=holder, acquired_at=now,
-                                               expires_at=now + duration, synced_at=None))
+            conn.execute(insert(LEASES).values(account=account, mailbox=mailbox, holder=holder,
+                                               acquired_at=now, expires_at=now + duration,
+                                               synced_at=None))
             return True
     except IntegrityError:  # another instance inserted it first
         return False
 
 
 def renew(store: Store, holder: str, synced: Mapping[str, datetime | None], now: datetime,
-          duration: timedelta) -> set[str]:
-    """Extend the leases `holder` still holds among `synced`'s mailboxes; return those.
+          duration: timedelta, *, account: str = "") -> set[str]:
+    """Extend the leases `holder` still holds among `synced`'s mailboxes of `account`;
+    return those.
 
     `synced` maps each mailbox to the watcher's last sync, shown by `mailbridge status`.
     A lease that expired is not extended, even if nobody took it yet: its watcher stops
@@ -120,19 +126,22 @@ def renew(store: Store, holder: str, synced: Mapping[str, datetime | None], now:
             if synced_at is not None:
                 values["synced_at"] = synced_at
             done = conn.execute(update(LEASES).where(
-                lease.mailbox == mailbox, lease.holder == holder, lease.expires_at >= now,
+                lease.account == account, lease.mailbox == mailbox, lease.holder == holder,
+                lease.expires_at >= now,
             ).values(**values))
             if done.rowcount:
                 held.add(mailbox)
     return held
 
 
-def release(store: Store, holder: str, mailboxes: Sequence[str] | None = None) -> None:
-    """Give up `holder`'s leases (all, or these), so that a peer takes them at once."""
+def release(store: Store, holder: str, mailboxes: Sequence[str] | None = None, *,
+            account: str = "") -> None:
+    """Give up `holder`'s leases (all, or these of `account`), so that a peer takes them at
+    once."""
     lease = LEASES.c
     query = delete(LEASES).where(lease.holder == holder)
     if mailboxes is not None:
-        query = query.where(lease.mailbox.in_(list(mailboxes)))
+        query = query.where(lease.account == account, lease.mailbox.in_(list(mailboxes)))
     with store.transaction() as tx:
         tx.session.connection().execute(query)
 
@@ -194,7 +203,7 @@ def leases(store: Store) -> list[LeaseRow]:
     with store.transaction() as tx:
         rows = tx.session.connection().execute(
             select(lease.mailbox, lease.holder, lease.acquired_at, lease.expires_at,
-                   lease.synced_at).order_by(lease.mailbox)).all()
+                   lease.synced_at, lease.account).order_by(lease.account, lease.mailbox)).all()
     return [LeaseRow(*row) for row in rows]
 
 

@@ -234,10 +234,14 @@ class Instance(SQLModel, table=True):
 
 
 class MailboxLease(SQLModel, table=True):
-    """Which instance watches a mailbox, until when; the holder renews it while alive."""
+    """Which instance watches a mailbox of an account, until when; the holder renews it
+    while alive."""
 
     __tablename__ = "mailbox_leases"
 
+    account: str = Field(primary_key=True)
+    """`user@host:port` of the IMAP account (never a secret), "" where there is none:
+    instances of different accounts sharing a store each watch their own INBOX."""
     mailbox: str = Field(primary_key=True)
     holder: str
     """`Instance.id` of the watcher."""

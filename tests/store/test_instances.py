@@ -11,8 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from mailbridge.clock import FakeClock, SystemClock
-from mailbridge.config import SmtpSettings, load_config
-from mailbridge.daemon.membership import Membership
+from mailbridge.config import ImapSettings, SmtpSettings, load_config
+from mailbridge.config.values import Secret
+from mailbridge.daemon.membership import Change, Membership, lease_account
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.errors import ConfigError
 from mailbridge.io.smtp_sender import SmtpTransport
@@ -228,3 +229,46 @@ def test_an_idle_sender_finds_mail_another_instance_queued(store_url: str) -> No
     assert {(i.state, i.claimed_by) for i in other.outbox()} == {("sent", "ours")}
     other.close()
     ours.close()
+
+
+def test_leases_are_per_account_and_the_key_holds_no_secret(store: Store) -> None:
+    """Two accounts' INBOX are two leases; one account's is one, whichever instance of it
+    asks; the key is the same for every instance of an account and names no password."""
+    def imap(username: str, host: str, port: int = 993) -> ImapSettings:
+        return ImapSettings(host=host, port=port, username=username, password=Secret("hunter2"))
+
+    support = lease_account(imap("support@example.com", "IMAP.example.com"))
+    assert support == "support@example.com@imap.example.com:993"
+    billing = lease_account(imap("billing@example.com", "imap.example.com"))
+    other_host = lease_account(imap("support@example.com", "imap.example.com", 1993))
+    assert len({support, billing, other_host}) == 3
+    assert lease_account(imap("u", "::1", 143)) == "u@[::1]:143"
+    assert "hunter2" not in support
+
+    assert peers.acquire(store, "INBOX", "a", T0, LEASE, account=support)
+    assert peers.acquire(store, "INBOX", "b", T0, LEASE, account=billing)
+    assert peers.acquire(store, "INBOX", "c", T0, LEASE, account=other_host)
+    assert not peers.acquire(store, "INBOX", "d", T0, LEASE, account=support)
+    assert peers.renew(store, "a", {"INBOX": T0}, T0, LEASE, account=billing) == set()
+    assert peers.renew(store, "a", {"INBOX": T0}, T0, LEASE, account=support) == {"INBOX"}
+    peers.release(store, "a", ["INBOX"], account=billing)  # not its lease there: kept
+    assert {(x.account, x.holder) for x in peers.leases(store)} == {
+        (support, "a"), (billing, "b"), (other_host, "c")}
+    peers.release(store, "a", ["INBOX"], account=support)
+    assert peers.acquire(store, "INBOX", "d", T0, LEASE, account=support)
+
+
+def test_instances_of_two_accounts_each_watch_their_inbox(store: Store) -> None:
+    """Instances of different accounts on one store each hold their INBOX; a second
+    instance of an account waits for the first, and takes over once it leaves."""
+    clock = FakeClock(T0)
+    support = [Membership(store, clock, mailboxes=["INBOX"], lease_timeout=LEASE,
+                          account="support@example.com@127.0.0.1:993") for _ in range(2)]
+    billing = Membership(store, clock, mailboxes=["INBOX"], lease_timeout=LEASE,
+                         account="billing@example.com@127.0.0.1:993")
+    assert support[0].join().gained == {"INBOX"}
+    assert billing.join().gained == {"INBOX"}
+    assert support[1].join().gained == frozenset()
+    support[0].leave()
+    assert support[1].tick().gained == {"INBOX"}
+    assert billing.tick() == Change()

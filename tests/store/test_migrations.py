@@ -154,6 +154,7 @@ NEW_COLUMN_VALUES: dict[tuple[str, str], Expect] = {
     ("instances", "machine_id"): lambda row, _: "",
     ("instances", "boot_id"): lambda row, _: "",
     ("instances", "problems"): lambda row, _: "",
+    ("mailbox_leases", "account"): lambda row, _: "",
 }
 
 

@@ -12,7 +12,7 @@ from mailbridge.cli import main
 from mailbridge.cli.status import EXIT_UNWATCHED, gather
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.daemon.membership import Membership
+from mailbridge.daemon.membership import Membership, lease_account
 from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem, Thread
 from tests.configs import MINIMAL
@@ -36,19 +36,27 @@ state_dir = "{tmp_path}"
     return path
 
 
+def _account(config: Path) -> str:
+    imap = load_config(config).imap
+    assert imap is not None
+    return lease_account(imap)
+
+
 def test_status_shows_instances_watchers_outbox_and_next_deadline(
         store: Store, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two instances, one watching both mailboxes; an ack pending and one of unknown outcome;
     a deadline ahead."""
     config = _config(tmp_path, store_url)
+    account = _account(config)
     clock = SystemClock()
     now = clock.now()
     here = Membership(store, clock, mailboxes=["INBOX", "Sent"],
-                      lease_timeout=timedelta(seconds=20), synced=lambda m: now)
+                      lease_timeout=timedelta(seconds=20), synced=lambda m: now,
+                      account=account)
     here.join()
     here.tick()  # records the watchers' last sync on the leases
     peer = Membership(store, clock, mailboxes=["INBOX", "Sent"],
-                      lease_timeout=timedelta(seconds=20), host="other-host",
+                      lease_timeout=timedelta(seconds=20), host="other-host", account=account,
                       files=host_files(tmp_path / "other", machine=CLONE, boot=BOOT_2))
     peer.join()
     due = now + timedelta(hours=3)
@@ -112,7 +120,8 @@ def test_status_shows_what_a_live_instance_reports_degraded(
     problems = ["oauth2 (mailbox INBOX, sender): the OAuth2 grant was refused (invalid_grant)"
                 f" ...: run `mailbridge oauth2-login --config {config}` again"]
     here = Membership(store, SystemClock(), mailboxes=["INBOX", "Sent"],
-                      lease_timeout=timedelta(seconds=20), problems=lambda: list(problems))
+                      lease_timeout=timedelta(seconds=20), problems=lambda: list(problems),
+                      account=lease_account(load_config(config).imap))  # type: ignore[union-attr]
     here.join()
     assert main(["status", "--config", str(config)]) == 0
     assert f"degraded: {here.id}: {problems[0]}\n" in capsys.readouterr().out
@@ -128,3 +137,34 @@ def test_status_shows_what_a_live_instance_reports_degraded(
     here.leave()
     main(["status", "--config", str(config)])
     assert "degraded" not in capsys.readouterr().out  # a stopped instance reports nothing
+
+
+def test_status_names_another_accounts_mailbox_with_its_account(
+        store: Store, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An instance of another account on the same store watches its own INBOX: status shows
+    this account's INBOX by its name and the other's with its account (no password), and
+    warns about each one nobody watches."""
+    config = _config(tmp_path, store_url)
+    clock = SystemClock()
+    here = Membership(store, clock, mailboxes=["INBOX", "Sent"],
+                      lease_timeout=timedelta(seconds=20),
+                      account=lease_account(load_config(config).imap))  # type: ignore[union-attr]
+    other = Membership(store, clock, mailboxes=["INBOX"], lease_timeout=timedelta(seconds=20),
+                       account="billing@example.com@127.0.0.1:993")
+    assert here.join().gained == {"INBOX", "Sent"}
+    assert other.join().gained == {"INBOX"}
+    assert main(["status", "--config", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert f"  INBOX: watched by {here.id}" in text
+    assert f"  INBOX of billing@example.com@127.0.0.1:993: watched by {other.id}" in text
+    assert "mailboxes: INBOX of billing@example.com@127.0.0.1:993  " in text
+    assert "password" not in text
+    main(["status", "--config", str(config), "--json"])
+    rows = {(m["mailbox"], m["account"]) for m in json.loads(capsys.readouterr().out)["mailboxes"]}
+    assert rows == {("INBOX", "support@example.com@127.0.0.1:993"),
+                    ("Sent", "support@example.com@127.0.0.1:993"),
+                    ("INBOX", "billing@example.com@127.0.0.1:993")}
+    other.leave()
+    here.leave()
+    assert main(["status", "--config", str(config), "--json"]) == EXIT_UNWATCHED
+    assert json.loads(capsys.readouterr().out)["unwatched"] == ["INBOX", "Sent"]
