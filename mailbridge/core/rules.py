@@ -1,7 +1,7 @@
 """Who gets an automatic acknowledgement, and why not when not.
 
 Public API: `RulePolicy`, `RuleContext`, `evaluate(message, context) -> Verdict`,
-`recipient(message, policy)`, `RULES`.
+`recipient(message, policy)`, `RULES`, `MESSAGE_RULES`, `CAP_RULES`.
 
 A message gets an acknowledgement only when it starts a new thread from a
 person. Each rule is a small named function that returns a reason sentence when
@@ -312,15 +312,21 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("sender_cap", sender_cap),
     ("global_cap", global_cap),
 )
+MESSAGE_RULES, CAP_RULES = RULES[:-2], RULES[-2:]
+"""`RULES` without the caps, and the caps, which come last and read only the counts. A caller
+that counts in the store runs `MESSAGE_RULES` first and, only when they pass, counts and runs
+`CAP_RULES`: the same verdict as `RULES` on the full context, each rule run once."""
 AUTOMATIC_RULES = frozenset({"auto_submitted", "loop", "bounce", "list", "bulk", "auto_reply",
                              "robot_sender", "bounce_text", "challenge", "calendar_reply",
                              "spam", "dmarc_fail", "null_return_path"})
 """Rules that say the message did not come from a person."""
 
 
-def evaluate(message: InboundMessage, context: RuleContext) -> Verdict:
-    """Decide whether `message` gets an acknowledgement; the verdict names the rule."""
-    for name, rule in RULES:
+def evaluate(message: InboundMessage, context: RuleContext,
+             checks: tuple[tuple[str, Rule], ...] = RULES) -> Verdict:
+    """Decide whether `message` gets an acknowledgement; the verdict names the rule.
+    `checks` runs a part of `RULES` in its order (`MESSAGE_RULES`, `CAP_RULES`)."""
+    for name, rule in checks:
         reason = rule(message, context)
         if reason is not None:
             return Verdict(reply=False, rule=name, detail=reason)

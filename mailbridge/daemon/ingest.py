@@ -280,12 +280,12 @@ class Ingestor:
             policy=self.policy, thread=thread_id, thread_link=link,
             duplicate=seen == "in" or (seen == "agent" and bool(unverified)),
             own_message=seen == "out" or is_notice(seen), unverified_staff=unverified)
-        verdict = rules.evaluate(message, context)
-        if verdict.reply:  # only now count for the global cap: most mail never gets here
+        verdict = rules.evaluate(message, context, rules.MESSAGE_RULES)
+        if verdict.reply:  # only now count for the caps: most mail never gets here
             since = received - self.config.rules.sender_cap_window
             context = replace(context, sender_acks=sum(t.created_at >= since for t in recent),
                               acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
-            verdict = rules.evaluate(message, context)
+            verdict = rules.evaluate(message, context, rules.CAP_RULES)
         agent = due = ack_to = ack_id = choice = ahead = None
         queued = 0
         if verdict.reply:

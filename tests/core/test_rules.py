@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailbridge.core.model import Address, InboundMessage
-from mailbridge.core.rules import AUTOMATIC_RULES, RuleContext, RulePolicy, evaluate, recipient
+from mailbridge.core.rules import (
+    AUTOMATIC_RULES,
+    CAP_RULES,
+    MESSAGE_RULES,
+    RULES,
+    RuleContext,
+    RulePolicy,
+    evaluate,
+    recipient,
+)
 
 POLICY = RulePolicy(support_addresses=frozenset({"support@example.com", "help@example.com"}))
 ANA = Address("Ana", "ana@example.org")
@@ -190,6 +199,28 @@ def test_caps() -> None:
     assert rule_of(message(), sender_acks=3) == "sender_cap"
     assert rule_of(message(), acks_last_minute=119) == "new_thread"
     assert rule_of(message(), acks_last_minute=120) == "global_cap"
+
+
+@pytest.mark.parametrize(("msg", "context", "rule"), [
+    (message(), RuleContext(POLICY), "new_thread"),
+    (message(), RuleContext(POLICY, sender_acks=3), "sender_cap"),
+    (message(), RuleContext(POLICY, acks_last_minute=120), "global_cap"),
+    (message(), RuleContext(POLICY, sender_acks=3, acks_last_minute=120), "sender_cap"),
+    (message(), RuleContext(POLICY, thread="K7M2QD", sender_acks=3), "follow_up"),
+    (message(headers=(("precedence", "bulk"),)), RuleContext(POLICY, acks_last_minute=120),
+     "bulk"),
+])
+def test_caps_apart_give_the_verdict_of_all_rules(msg: InboundMessage, context: RuleContext,
+                                                   rule: str) -> None:
+    """The message's rules and then, only when they pass, the caps (as the ingestor runs
+    them, each rule once) decide as all the rules at once: the caps are last."""
+    assert tuple(name for name, _ in CAP_RULES) == ("sender_cap", "global_cap")
+    assert MESSAGE_RULES + CAP_RULES == RULES
+    whole = evaluate(msg, context)
+    apart = evaluate(msg, context, MESSAGE_RULES)
+    if apart.reply:
+        apart = evaluate(msg, context, CAP_RULES)
+    assert apart == whole and whole.rule == rule
 
 
 def test_missing_from_and_duplicates() -> None:
