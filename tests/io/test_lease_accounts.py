@@ -1,0 +1,100 @@
+"""Two IMAP accounts on one PostgreSQL store: each account's INBOX is watched by one
+instance of that account, instead of one "INBOX" lease shared by both."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailbridge.store import peers
+from tests.daemon import REPO, Daemon, write_config
+from tests.mails import customer_mail
+from tests.servers import Dovecot, SmtpPeer, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+class BillingDovecot(Dovecot):
+    """A second mail server, for the billing@ account."""
+
+    username = "billing@example.com"
+
+
+@pytest.fixture
+def billing(tmp_path: Path) -> Iterator[Dovecot]:
+    with BillingDovecot(tmp_path / "billing-dovecot") as server:
+        yield server
+
+
+def _status(config: Path) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "mailbridge", "status", "--config", str(config),
+                           "--json"], capture_output=True, text=True, cwd=REPO, check=False)
+    assert done.returncode in (0, 3), done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def test_two_accounts_on_one_store_each_watch_their_inbox(
+        tmp_path: Path, postgres_url: str, dovecot: Dovecot, billing: Dovecot,
+        smtp_peer: SmtpPeer) -> None:
+    """support@ (two instances) and billing@ (one) share a store: mail to both INBOXes is
+    acknowledged, support@'s INBOX is watched by one of its two instances, status names each
+    account's mailbox (with no password), and metric labels name the bare folder."""
+    support_config = write_config(tmp_path / "support-1", dovecot, smtp_peer,
+                                  store_url=postgres_url)
+    twin_config = write_config(tmp_path / "support-2", dovecot, smtp_peer,
+                               store_url=postgres_url)
+    billing_config = write_config(tmp_path / "billing", billing, smtp_peer,
+                                  store_url=postgres_url)
+    with Daemon(support_config) as support, Daemon(billing_config) as bill, \
+            Daemon(twin_config) as twin:
+        dovecot.deliver(customer_mail(1, addr="ana@example.org", subject="Support question"),
+                        sender="ana@example.org")
+        billing.deliver(customer_mail(2, addr="ben@example.org", subject="Invoice question"),
+                        sender="ben@example.org")
+        acks = smtp_peer.wait_for_count(2, timeout=30)
+        assert sorted(rcpt for ack in acks for rcpt in ack.rcpt_tos) == [
+            "ana@example.org", "ben@example.org"]
+
+        store = support.store()
+        try:
+            inbox = {lease.account: lease.holder for lease in peers.leases(store)
+                     if lease.mailbox == "INBOX"}
+        finally:
+            store.close()
+        support_account = f"support@example.com@127.0.0.1:{dovecot.port}"
+        billing_account = f"billing@example.com@127.0.0.1:{billing.port}"
+        assert set(inbox) == {support_account, billing_account}
+        status = _status(support_config)
+        holders = {i["id"]: i["mailboxes"] for i in status["instances"]}
+        # One support instance holds its INBOX and Sent; the twin of that account none.
+        assert sorted(map(sorted, holders.values())) == [
+            [], ["INBOX", "Sent"], [f"INBOX of {billing_account}", f"Sent of {billing_account}"]]
+        rows = {(m["mailbox"], m["account"]): m["holder"]
+                for m in status["mailboxes"]}
+        assert rows[("INBOX", support_account)] == inbox[support_account]
+        assert rows[("INBOX", billing_account)] == inbox[billing_account]
+        assert "password" not in json.dumps(status)
+
+        for daemon in (support, twin, bill):
+            text = daemon.metrics()
+            assert "billing@example.com" not in text and "support@example.com" not in text
+        watching = [d for d in (support, twin)
+                    if d.metric("mailbridge_imap_connected", mailbox="INBOX") == 1]
+        assert len(watching) == 1
+        assert bill.metric("mailbridge_imap_connected", mailbox="INBOX") == 1
+
+        # The instance watching support@'s INBOX stops: its twin takes over, at once.
+        watching[0].stop()
+        other = twin if watching[0] is support else support
+        wait_for(lambda: other.metric("mailbridge_imap_connected", mailbox="INBOX") == 1,
+                 timeout=30, message=lambda: other.log()[-3000:])
+        dovecot.deliver(customer_mail(3, addr="cai@example.org", subject="Another question"),
+                        sender="cai@example.org")
+        assert "cai@example.org" in smtp_peer.wait_for_count(3, timeout=30)[-1].rcpt_tos
