@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,16 @@ class BillingDovecot(Dovecot):
 
 
 @pytest.fixture
-def billing(tmp_path: Path) -> Iterator[Dovecot]:
+def billing(tmp_path: Path, dovecot: Dovecot) -> Iterator[Dovecot]:
+    """Started in a later second than `dovecot`, so that its INBOX's UIDVALIDITY (Dovecot
+    takes the creation time) differs: recorded messages and cursors still name the folder
+    alone, and two accounts' INBOX with one UIDVALIDITY would be taken for one."""
+    with dovecot.connect() as client:
+        first = int(client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"])
+    wait_for(lambda: time.time() >= first + 1, timeout=3)
     with BillingDovecot(tmp_path / "billing-dovecot") as server:
+        with server.connect() as client:
+            assert client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"] != first
         yield server
 
 
