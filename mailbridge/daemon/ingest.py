@@ -187,6 +187,8 @@ class Ingestor:
         and `record_failure`, which decide each again and keep a bad one apart.
         """
         with self.store.transaction() as tx:
+            tx.read_known_ids([key for item in items if item.message is not None
+                               for key in self._linked_keys(item.message)])
             outcomes = [self._record_one(tx, item, now) for item in items]
             self._advance(tx, [item.source for item in items], now)
             return outcomes
@@ -240,6 +242,13 @@ class Ingestor:
                       defects="")
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
+    @staticmethod
+    def _linked_keys(message: InboundMessage) -> list[str]:
+        """The keys a message may be known by: its Message-ID, those it refers to, and its
+        Thread-Index key."""
+        index_key = threads.thread_index_key(message.header("thread-index"))
+        return [k for k in (message.message_id, *threads.linked_ids(message), index_key) if k]
+
     def _is_staff(self, sender: str, source: Source) -> bool:
         """Mail from an agent or a lead (anywhere), or from the support address in a Sent
         folder: never acknowledged, and a response only when it answers the thread."""
@@ -254,7 +263,7 @@ class Ingestor:
         customer = author.addr.lower() if author else ""
         mid = message.message_id
         index_key = threads.thread_index_key(message.header("thread-index"))
-        known = tx.known_ids([k for k in (mid, *threads.linked_ids(message), index_key) if k])
+        known = tx.known_ids(self._linked_keys(message))
         staff = relayed is not None or self._is_staff(customer, source)
         # Staff mail in the INBOX counts as theirs only when our mail server vouches for it.
         unverified = self.trust.unverified(message, customer, source.mailbox) \

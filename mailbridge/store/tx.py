@@ -26,6 +26,7 @@ from mailbridge.store.statements import (
     COUNTER,
     COUNTERS,
     CURSOR,
+    KNOWN_IDS,
     LAST_AGENT,
     MESSAGES,
     MOVE_CURSOR,
@@ -43,6 +44,8 @@ from mailbridge.store.statements import (
 )
 from mailbridge.store.tables import Cursor, Thread, ThreadEvent, table_of
 
+KNOWN_IDS_AT_ONCE = 100
+"""Keys `Tx.read_known_ids` asks for in one statement (a handful per message)."""
 RECORDED_WINDOW = 64
 """UIDs `Tx.source_recorded` reads at once: more than a batch of a mailbox catching up."""
 ROUND_ROBIN = "round_robin"
@@ -85,6 +88,10 @@ class Tx:
         self._recorded: dict[tuple[str, int], tuple[int, set[int]]] = {}
         """`source_recorded`'s window per (mailbox, UIDVALIDITY): its first UID, the UIDs in
         it recorded."""
+        self._known: dict[str, tuple[str, str]] = {}
+        self._known_read: set[str] = set()
+        """Keys `read_known_ids` read (and known ids this transaction stored): `known_ids`
+        answers for them from `_known` without asking the database."""
         self._turn: int | None = None
         self._turns_taken = 0
         self.committed: list[Callable[[], None]] = []
@@ -174,7 +181,22 @@ class Tx:
         """For each of `keys` we stored (Message-IDs, Thread-Index keys): (thread, direction)."""
         if not keys:
             return {}
-        unique = list(dict.fromkeys(keys))
+        if self._known_read.issuperset(keys):
+            return {key: self._known[key] for key in keys if key in self._known}
+        return self._read_known(list(dict.fromkeys(keys)))
+
+    def read_known_ids(self, keys: Sequence[str]) -> None:
+        """Read `keys` at once and keep what they say for the transaction, with the known ids
+        it stores: the messages of a batch then ask `known_ids` without a round trip each.
+        An id another instance stores meanwhile is refused by the primary key, as between a
+        message's own read and its insert before."""
+        unique = [key for key in dict.fromkeys(keys) if key not in self._known_read]
+        for start in range(0, len(unique), KNOWN_IDS_AT_ONCE):
+            chunk = unique[start:start + KNOWN_IDS_AT_ONCE]
+            self._known.update(self._read_known(chunk))
+            self._known_read.update(chunk)
+
+    def _read_known(self, unique: list[str]) -> dict[str, tuple[str, str]]:
         rows = self._rows(known_ids_query(len(unique)),
                           {f"key{i}": k for i, k in enumerate(unique)})
         return {message_id: (thread_id, direction) for message_id, thread_id, direction in rows}
@@ -389,6 +411,9 @@ class Tx:
             window = self._recorded.get((values["mailbox"], values["uidvalidity"]))
             if window is not None:
                 window[1].add(values["uid"])
+        if table is KNOWN_IDS:
+            self._known[values["message_id"]] = (values["thread_id"], values["direction"])
+            self._known_read.add(values["message_id"])
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()

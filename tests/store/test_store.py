@@ -14,7 +14,7 @@ from sqlmodel import SQLModel
 from mailbridge.store.db import Store
 from mailbridge.store.migrations import MIGRATIONS, current_version, migrate
 from mailbridge.store.outbox import Finished
-from mailbridge.store.tables import OutboxItem, Thread
+from mailbridge.store.tables import KnownId, OutboxItem, Thread
 from tests.outbox import T0, outbox_item
 
 
@@ -72,6 +72,21 @@ def test_the_per_message_path_writes_what_the_models_read(store: Store) -> None:
     with pytest.raises(IntegrityError), store.transaction() as tx:
         tx.insert(OutboxItem, **outbox_item("ABCDEF").model_dump(exclude={"id"}))
     assert len(store.outbox()) == 1
+
+
+def test_known_ids_read_for_a_batch_answer_as_the_table_does(store: Store) -> None:
+    """Keys read at once for a batch (`Tx.read_known_ids`) answer like the table: ids stored
+    before, ids the batch stores itself, ids nobody stored; keys not read are asked."""
+    with store.transaction() as tx:
+        tx.insert(KnownId, message_id="<a@x>", thread_id="AAAAAA", direction="in")
+    with store.transaction() as tx:
+        tx.read_known_ids(["<a@x>", "<b@x>", "<c@x>", "<a@x>"])
+        assert tx.known_ids(["<a@x>", "<b@x>"]) == {"<a@x>": ("AAAAAA", "in")}
+        tx.insert(KnownId, message_id="<b@x>", thread_id="BBBBBB", direction="out")
+        assert tx.known_ids(["<b@x>", "<c@x>"]) == {"<b@x>": ("BBBBBB", "out")}
+        assert tx.known_ids(["<d@x>", "<a@x>"]) == {"<a@x>": ("AAAAAA", "in")}
+    with store.transaction() as tx:
+        assert tx.known_ids(["<b@x>", "<c@x>"]) == {"<b@x>": ("BBBBBB", "out")}
 
 
 def test_the_next_due_time_is_the_earliest_aware_time(store: Store) -> None:
