@@ -65,11 +65,21 @@ INSTALL_HINT = ("run the project's test command, `./scripts/test`, which install
 # --------------------------------------------------------------------------- polling helpers
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback TCP port that the OS reports as free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+    """Return a loopback TCP port that the OS reports as free right now, and that this
+    process has not handed out before: a port handed out but not yet bound (a daemon's
+    [http] listen written into its config before the Dovecot that pushes to it starts) is
+    free to the OS, which may offer it again."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(
