@@ -46,11 +46,12 @@ class Desk:
             return found
 
 
-@pytest.fixture
-def desk(tmp_path: Path) -> Iterator[Desk]:
+def open_desk(tmp_path: Path, desk_section: str = MINIMAL) -> Iterator[Desk]:
+    """A desk on SQLite whose mail server vouches for its agents' mail: `desk_section`
+    ([support] and [[agents]]), escalations to lead@, the Sent folder watched."""
     config_file = tmp_path / "mailbridge.toml"
     config_file.write_text(f"""
-{MINIMAL}[sla]
+{desk_section}[sla]
 escalate_to = "lead@example.com"
 {TRUSTED_RULES}[imap]
 host = "mail.example.com"
@@ -63,6 +64,11 @@ state_dir = "{tmp_path}"
     store = Store.open("sqlite://")
     yield Desk(Ingestor.create(load_config(config_file), store, SystemClock()), store)
     store.close()
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    yield from open_desk(tmp_path)
 
 
 def reply(original: bytes, body: str, *, sender: str = "Dana Whitfield <dana@example.com>",

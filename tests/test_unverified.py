@@ -15,21 +15,16 @@ import pytest
 from sqlmodel import select
 
 from mailbridge.cli import main
-from mailbridge.clock import SystemClock
-from mailbridge.config import load_config
-from mailbridge.daemon.ingest import Ingestor
 from mailbridge.daemon.unverified import NOTICES_MAILBOX
-from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem
 from tests.configs import MAILBOX, MINIMAL
 from tests.mails import OUR_MX, TRUSTED_RULES, VOUCHED
-from tests.test_staff import T0, Desk, opened, reply
+from tests.test_staff import T0, Desk, open_desk, opened, reply
 
 
 @pytest.fixture
 def desk(tmp_path: Path) -> Iterator[Desk]:
-    config_file = tmp_path / "mailbridge.toml"
-    config_file.write_text(f"""
+    yield from open_desk(tmp_path, """
 [support]
 address = "support@example.com"
 name = "Example Support"
@@ -37,19 +32,7 @@ leads = ["boss@example.com"]
 [[agents]]
 name = "Dana Whitfield"
 email = "dana@example.com"
-[sla]
-escalate_to = "lead@example.com"
-{TRUSTED_RULES}[imap]
-host = "mail.example.com"
-username = "support@example.com"
-password = "unused"
-sent_folders = ["Sent"]
-[daemon]
-state_dir = "{tmp_path}"
 """)
-    store = Store.open("sqlite://")
-    yield Desk(Ingestor.create(load_config(config_file), store, SystemClock()), store)
-    store.close()
 
 
 def forged(original: bytes, body: str = "#close\nDone.", *, results: str | None = None,
