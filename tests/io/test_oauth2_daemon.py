@@ -28,7 +28,7 @@ import pytest
 
 from mailbridge.cli import main
 from tests.daemon import Daemon, write_config
-from tests.io.test_smtp_oauth2 import _OAuth2Handler
+from tests.io.test_smtp_oauth2 import _OAuth2Handler, oauth2_peer
 from tests.mails import customer_mail
 from tests.oauth2_server import TokenIssuer
 from tests.oauth2_token_endpoint import TokenEndpoint
@@ -59,10 +59,8 @@ def oauth2_dovecot(tmp_path: Path, endpoint: TokenEndpoint) -> Iterator[Dovecot]
 @pytest.fixture
 def peer(endpoint: TokenEndpoint) -> Iterator[tuple[SmtpPeer, _OAuth2Handler]]:
     """The XOAUTH2-only SMTP peer of `tests.io.test_smtp_oauth2`, trusting this endpoint."""
-    smtp = SmtpPeer(tls=True)
-    handler = smtp._handler = _OAuth2Handler(smtp, endpoint)
-    with smtp:
-        yield smtp, handler
+    with oauth2_peer(endpoint) as running:
+        yield running
 
 
 def _config(tmp_path: Path, dovecot: Dovecot, smtp: SmtpPeer, endpoint: TokenEndpoint) -> Path:

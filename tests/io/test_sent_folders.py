@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +14,7 @@ from mailbridge.store.tables import Thread
 from tests.daemon import run_service, write_config
 from tests.io.test_sla_e2e import agent_reply
 from tests.mails import customer_mail
-from tests.servers import Dovecot, SmtpPeer
+from tests.servers import Dovecot, SmtpPeer, until
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +26,6 @@ class SentItemsDovecot(Dovecot):
         text = super()._config()
         assert "  mailbox Sent {" in text
         return text.replace("  mailbox Sent {", '  mailbox "Sent Items" {', 1)
-
-
-async def until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        await asyncio.sleep(0.02)
 
 
 def test_an_agent_reply_in_a_special_use_sent_items_stops_the_clock(

@@ -6,8 +6,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -26,7 +24,7 @@ from mailbridge.store.db import Store
 from mailbridge.store.tables import KnownId, Thread, ThreadEvent
 from tests.daemon import REPO, Daemon, write_config
 from tests.mails import OUR_MX, TRUSTED_RULES, VOUCHED, customer_mail, mta_headers
-from tests.servers import Dovecot, SmtpPeer, wait_for
+from tests.servers import Dovecot, SmtpPeer, until, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -79,14 +77,6 @@ def test_an_agent_reply_in_sent_stops_the_clock_and_shows_in_threads(
     assert len(smtp_peer.messages) == 1, "an agent's reply is never acknowledged"
 
 
-async def _until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        await asyncio.sleep(0.02)
-
-
 def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
         tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer) -> None:
     """With a fake clock past the deadline: one status update, one escalation, one breach."""
@@ -102,15 +92,15 @@ def test_an_unanswered_thread_gets_one_update_one_escalation_one_breach(
         try:
             assert service.scheduler is not None
             dovecot.append(customer_mail(1, addr="ana@example.org", subject="Still broken"))
-            await _until(lambda: len(smtp_peer.messages) == 1, 10, "no ack")
+            await until(lambda: len(smtp_peer.messages) == 1, 10, "no ack")
             # 3h35m: the update (and the agent's nudge); 4h05m: breach and escalation;
             # a day later: nothing more.
             for minutes, expected in ((215, 3), (245, 4), (24 * 60, 4)):
                 clock.set(start + timedelta(minutes=minutes))
                 service.scheduler.wake()
-                await _until(lambda n=expected: len(smtp_peer.messages) >= n, 10,
+                await until(lambda n=expected: len(smtp_peer.messages) >= n, 10,
                              f"expected {expected} messages at +{minutes} min")
-            await _until(lambda: service.store is not None and
+            await until(lambda: service.store is not None and
                          service.store.next_due_time() is None, 10, "work left due")
         finally:
             service.request_stop()
@@ -176,13 +166,13 @@ def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
         try:
             dovecot.append(customer_mail(1, addr="ana@example.org", subject="Still broken"))
             dovecot.append(customer_mail(2, addr="bo@example.org", subject="Locked out"))
-            await _until(lambda: len(smtp_peer.messages) == 2, 10, "no acks")
+            await until(lambda: len(smtp_peer.messages) == 2, 10, "no acks")
             by_customer = {t.customer: t for t in rows(Thread)}
             ana, bo = by_customer["ana@example.org"], by_customer["bo@example.org"]
             # 3h35m: a status update to each customer and a nudge to each agent.
             clock.set(start + timedelta(minutes=215))
             service.scheduler.wake()
-            await _until(lambda: len(smtp_peer.messages) == 6, 10, "no nudges")
+            await until(lambda: len(smtp_peer.messages) == 6, 10, "no nudges")
             [nudge] = [m for m in to(ana.agent_email) if m["X-Mailbridge-Thread"] == ana.id]
             assert str(nudge["Reply-To"]) == "Example Support <support@example.com>"
             known = {k.message_id: (k.thread_id, k.direction) for k in rows(KnownId)}
@@ -190,19 +180,19 @@ def test_replies_to_a_nudge_and_an_escalation_are_notes_and_commands(
 
             agent = f"{ana.agent_name} <{ana.agent_email}>"
             reply_to_notice(dovecot, nudge, agent, "#pending\n\nOn it, calling her now.\n")
-            await _until(lambda: any(m.rule == "notice_reply" for m in store.messages()), 10,
+            await until(lambda: any(m.rule == "notice_reply" for m in store.messages()), 10,
                          "the reply to the nudge was not recorded")
             # 4h05m: bo's deadline passes: the lead is told, and reassigns by replying.
             clock.set(start + timedelta(minutes=245))
             service.scheduler.wake()
-            await _until(lambda: len(to("lead@example.com")) == 1, 10, "no escalation")
+            await until(lambda: len(to("lead@example.com")) == 1, 10, "no escalation")
             [escalation] = to("lead@example.com")
             assert escalation["X-Mailbridge-Thread"] == bo.id
             other = "Sam Okafor" if bo.agent_name == "Dana Whitfield" else "Dana Whitfield"
             first_name = other.partition(" ")[0]
             reply_to_notice(dovecot, escalation, "Lee Lead <lead@example.com>",
                             f"#assign {first_name}\n\nPlease take this.\n")
-            await _until(lambda: sum(m.rule == "notice_reply" for m in store.messages()) == 2,
+            await until(lambda: sum(m.rule == "notice_reply" for m in store.messages()) == 2,
                          10, "the lead's reply was not recorded")
             seen.update(threads={t.id: t for t in rows(Thread)}, other=other, ana=ana.id,
                         bo=bo.id, events=[(e.thread_id, e.kind, e.detail)

@@ -9,6 +9,7 @@ Our clock is a `FakeClock`: it decides when the source refreshes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import stat
 import threading
@@ -68,12 +69,19 @@ def endpoint() -> Iterator[TokenEndpoint]:
     endpoint.stop()
 
 
-@pytest.fixture
-def peer(endpoint: TokenEndpoint) -> Iterator[tuple[SmtpPeer, _OAuth2Handler]]:
+@contextlib.contextmanager
+def oauth2_peer(endpoint: TokenEndpoint) -> Iterator[tuple[SmtpPeer, _OAuth2Handler]]:
+    """An SMTP peer over TLS that takes only XOAUTH2 with a live token of `endpoint`."""
     peer = SmtpPeer(tls=True)
     handler = peer._handler = _OAuth2Handler(peer, endpoint)
     with peer:
         yield peer, handler
+
+
+@pytest.fixture
+def peer(endpoint: TokenEndpoint) -> Iterator[tuple[SmtpPeer, _OAuth2Handler]]:
+    with oauth2_peer(endpoint) as running:
+        yield running
 
 
 @pytest.fixture
