@@ -131,8 +131,8 @@ def wording(message: InboundMessage, *, in_thread: bool) -> Wording | None:
     """Whether the words of the message, with what backs them, are those of software
     (a delivery failure, an automatic reply, a complaint report, a challenge request).
 
-    Kept for the last few messages: three rules ask it of each message, and ingest
-    evaluates the rules twice for one that gets an acknowledgement (about 70 µs a time)."""
+    Kept for the last few messages: three rules (auto_reply, bounce_text, challenge) and
+    `core.bounces` ask it of the same message (about 70 µs a time)."""
     own = phrases.own_text(message.text)
     body = phrases.text_phrase(own)
     if body is not None and body.kind == phrases.CHALLENGE:
