@@ -38,6 +38,8 @@ from mailbridge.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
+FLOOD_WINDOW = timedelta(minutes=1)
+"""The global cap counts the threads started in this window before a message arrived."""
 RACE_ATTEMPTS = 3
 """How often one message is decided again after losing a race to another instance."""
 
@@ -186,9 +188,12 @@ class Ingestor:
         then committed, and the caller records them one at a time with `ingest`
         and `record_failure`, which decide each again and keep a bad one apart.
         """
+        messages = [item.message for item in items if item.message is not None]
         with self.store.transaction() as tx:
-            tx.read_known_ids([key for item in items if item.message is not None
-                               for key in self._linked_keys(item.message)])
+            tx.read_known_ids([key for message in messages for key in self._linked_keys(message)])
+            tx.reads.start_batch(
+                [message.author.addr.lower() for message in messages if message.author],
+                [item.received.astimezone(UTC) - FLOOD_WINDOW for item in items])
             outcomes = [self._record_one(tx, item, now) for item in items]
             self._advance(tx, [item.source for item in items], now)
             return outcomes
@@ -293,7 +298,7 @@ class Ingestor:
         if verdict.reply:  # only now count for the caps: most mail never gets here
             since = received - self.config.rules.sender_cap_window
             context = replace(context, sender_acks=sum(t.created_at >= since for t in recent),
-                              acks_last_minute=tx.threads_started(received - timedelta(minutes=1)))
+                              acks_last_minute=tx.threads_started(received - FLOOD_WINDOW))
             verdict = rules.evaluate(message, context, rules.CAP_RULES)
         agent = due = ack_to = ack_id = choice = ahead = None
         queued = 0

@@ -82,10 +82,9 @@ class Opener:
         return Opened(thread_id, choice, due, ack_id, ahead)
 
     def _new_thread_id(self, tx: Tx) -> str:
-        while True:
-            candidate = threads.make_ref(self.entropy(threads.REF_LENGTH))
-            if tx.thread_customer(candidate) is None:
-                return candidate
+        return tx.reads.free_thread_id(
+            lambda count: [threads.make_ref(self.entropy(threads.REF_LENGTH))
+                           for _ in range(count)])
 
     def _choose(self, tx: Tx, message: InboundMessage, customer: str, new: NewThread, *,
                 received: datetime, now: datetime) -> Choice:

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from mailbridge.core.threads import RecentThread
+from mailbridge.store.batch_reads import BatchReads
 from mailbridge.store.direct import Direct, Prepared
 from mailbridge.store.statements import (
     ADD_TO_COUNTER,
@@ -27,18 +28,15 @@ from mailbridge.store.statements import (
     COUNTERS,
     CURSOR,
     KNOWN_IDS,
-    LAST_AGENT,
     MESSAGES,
     MOVE_CURSOR,
     OPEN_STATES,
     OUTBOX,
     QUEUE_AHEAD,
-    RECENT_THREADS,
     RECORDED_UIDS,
     TAKE_TURN,
     THREAD_CUSTOMER,
     THREADS,
-    THREADS_STARTED,
     insert_query,
     known_ids_query,
 )
@@ -97,6 +95,8 @@ class Tx:
         self.committed: list[Callable[[], None]] = []
         self._open_counts: dict[str, int] | None = None
         self._responses: dict[tuple[str, datetime], list[float]] = {}
+        self.reads = BatchReads(self._rows)
+        """The thread reads of a batch of new messages, asked once (`store.batch_reads`)."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this transaction has committed (never if it rolls back)."""
@@ -104,13 +104,16 @@ class Tx:
 
     @property
     def session(self) -> Session:
-        """The transaction's session, with the rows `insert` holds back written first."""
+        """The transaction's session, with the rows `insert` holds back written first. What
+        it changes is not seen by `reads`, which asks the database again from then on."""
         self.flush()
+        self.reads.forget()
         return self._session
 
     @property
     def _conn(self) -> Connection:
-        return self.session.connection()
+        self.flush()
+        return self._session.connection()
 
     def flush(self) -> None:
         """Write the rows `insert` holds back. A constraint violation among them raises
@@ -203,9 +206,7 @@ class Tx:
 
     def recent_threads(self, customer: str, since: datetime) -> list[RecentThread]:
         """The customer's threads started since `since`, newest first (`RECENT_LIMIT`)."""
-        rows = self._rows(RECENT_THREADS, {"customer": customer, "since": since})
-        return [RecentThread(ref, key, created_at, state == "resolved")
-                for ref, key, created_at, state in rows]
+        return self.reads.recent_threads(customer, since)
 
     def thread_customer(self, thread_id: str) -> str | None:
         """The customer address of a thread, or None when there is no such thread."""
@@ -214,9 +215,7 @@ class Tx:
 
     def threads_started(self, since: datetime) -> int:
         """How many threads were started (acknowledged) since `since`."""
-        row = self._first_plain(THREADS_STARTED, {"since": since})
-        assert row is not None
-        return int(row[0])
+        return self.reads.threads_started(since)
 
     def thread(self, thread_id: str) -> Thread | None:
         """The thread, locked until this transaction ends: its clock is read, changed and
@@ -226,6 +225,7 @@ class Tx:
 
     def update_thread(self, thread_id: str, **values: Any) -> None:
         self._conn.execute(update(THREADS).where(THREADS.c.id == thread_id).values(**values))
+        self.reads.forget()
         if "state" in values or "agent_email" in values:
             self._open_counts = None  # counted again when next asked
 
@@ -324,8 +324,7 @@ class Tx:
 
     def last_agent(self, customer: str) -> tuple[str, datetime] | None:
         """(agent address, start) of the customer's latest thread; None for a new customer."""
-        row = self._first_plain(LAST_AGENT, {"customer": customer})
-        return None if row is None else (str(row[0]), row[1])
+        return self.reads.last_agent(customer)
 
     def open_counts(self) -> dict[str, int]:
         """Open threads (awaiting an agent or the customer) per agent address, lower case.
@@ -354,6 +353,7 @@ class Tx:
                         func.lower(t.agent_email).not_in(list(available)),
                         or_(t.next_due_at.is_(None), t.next_due_at > now))
                  .values(next_due_at=now))
+        self.reads.forget()
         return int(self._conn.execute(query).rowcount or 0)
 
     def queue_ahead(self, agent_email: str, *, due: datetime, since: datetime,
@@ -369,6 +369,8 @@ class Tx:
         do not count each other's thread until it is written, which costs at most a place
         promised one too early in that moment.
         """
+        if self.reads.batched:
+            return self.reads.queue_ahead(agent_email.lower(), due=due, since=since)
         row = self._first_plain(QUEUE_AHEAD, {"agent": agent_email.lower(), "due": due,
                                               "since": since, "thread_id": thread_id})
         assert row is not None
@@ -414,6 +416,8 @@ class Tx:
         if table is KNOWN_IDS:
             self._known[values["message_id"]] = (values["thread_id"], values["direction"])
             self._known_read.add(values["message_id"])
+        if table is THREADS:
+            self.reads.thread_opened(values)
         if table is THREADS and self._open_counts is not None \
                 and values.get("state") in OPEN_STATES:
             agent = str(values.get("agent_email", "")).lower()
