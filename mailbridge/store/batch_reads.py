@@ -19,9 +19,10 @@ ORM session) calls `forget`: later questions go to the database again, one by on
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, bindparam, case, func, select
@@ -33,6 +34,7 @@ from mailbridge.store.statements import LAST_AGENT, RECENT_LIMIT, RECENT_THREADS
 Rows = Callable[[Any, dict[str, Any]], list[tuple[Any, ...]]]
 """Runs a prebuilt statement with its named values in the transaction (`Tx._rows`)."""
 
+NEVER = datetime.max.replace(tzinfo=UTC)
 AT_ONCE = 64
 """Customers, windows or references asked for in one statement."""
 
@@ -73,6 +75,14 @@ def taken_query(count: int) -> Select[Any]:
     return select(_t.id).where(_t.id.in_([bindparam(f"id{i}") for i in range(count)]))
 
 
+def _place(due: datetime, since: datetime | None) -> tuple[datetime, datetime]:
+    """A waiting thread's key in its agent's queue: the threads ahead of one due at `due`
+    and waiting since `since` are those whose key is at most `(due, since)`, as
+    `statements.QUEUE_AHEAD` counts them (one waiting since no time is never ahead of an
+    equal deadline)."""
+    return due, NEVER if since is None else since
+
+
 class _Customer:
     """A customer's newest threads, newest first: (thread, agent address)."""
 
@@ -94,7 +104,9 @@ class BatchReads:
         self._started: dict[datetime, int] = {}
         self._opened: list[datetime] = []
         """Start of each thread this transaction opened, for `threads_started`."""
-        self._queues: dict[str, list[tuple[datetime, datetime | None]]] = {}
+        self._queues: dict[str, list[tuple[datetime, datetime]]] = {}
+        """Each agent's queue head as read, with the threads this transaction opened for
+        them, as sorted `_place` keys."""
         self._free_ids: list[str] = []
         self.batched = False
         """Whether `start_batch` was called (and nothing forgotten since): only then is each
@@ -170,16 +182,11 @@ class BatchReads:
     def queue_ahead(self, agent: str, *, due: datetime, since: datetime) -> int:
         """How many threads awaiting `agent` (lower case) come before one due at `due` and
         waiting since `since`, at most `QUEUE_CAP` (see `Tx.queue_ahead`)."""
-        head = self._queue(agent)
-        return min(QUEUE_CAP, sum(1 for d, s in head
-                                  if d < due or (d == due and s is not None and s <= since)))
-
-    def _queue(self, agent: str) -> list[tuple[datetime, datetime | None]]:
         head = self._queues.get(agent)
         if head is None:
-            head = self._queues[agent] = [(d, s) for d, s in self._rows(QUEUE_HEAD,
-                                                                         {"agent": agent})]
-        return head
+            head = self._queues[agent] = sorted(
+                _place(due, since) for due, since in self._rows(QUEUE_HEAD, {"agent": agent}))
+        return min(QUEUE_CAP, bisect.bisect_right(head, (due, since)))
 
     def thread_opened(self, values: dict[str, Any]) -> None:
         """The transaction inserted this thread row."""
@@ -189,12 +196,12 @@ class BatchReads:
             customer.add(RecentThread(values["id"], values.get("subject_key", ""),
                                       values["created_at"], values.get("state") == "resolved"),
                          str(values.get("agent_email", "")))
-        # Counted beside the queue's head as read: if fewer than QUEUE_CAP of its threads
-        # come first, none of those behind it does, so the sum is exact up to the cap.
+        # Kept beside the queue's head as read: if fewer than QUEUE_CAP of its threads come
+        # first, none of those behind it does, so the count is exact up to the cap.
         agent = str(values.get("agent_email", "")).lower()
         due = values.get("response_due_at")
         if values.get("state") == "awaiting_agent" and due is not None and agent in self._queues:
-            self._queues[agent].append((due, values.get("waiting_since")))
+            bisect.insort(self._queues[agent], _place(due, values.get("waiting_since")))
 
     def free_thread_id(self, candidates: Callable[[int], list[str]]) -> str:
         """A thread id no thread has: one checked before in this transaction, else one of
