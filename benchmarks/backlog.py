@@ -98,6 +98,10 @@ class Outcome:
     missing: int
     cpu_s: list[float]
     """CPU time (user + system) each daemon process used until the last ack."""
+    busy_cores: float
+    """The machine's busy CPU time (every process: daemons, Dovecot, the SMTP peer, the
+    database server, anything else running) over the same span, in cores: near the core
+    count, the run was bound by CPU and a second instance has little left to use."""
 
 
 def customer(n: int | str) -> str:
@@ -139,6 +143,13 @@ def status_mib(pid: int, field: str) -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024  # kB
     return 0.0
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processors spent busy since boot (/proc/stat: all but idle and iowait)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0]
+             .split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -209,10 +220,11 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                 maildir_deliver(dovecot, make_mail(n), f"{n}.M{n}P{os.getpid()}.bench",
                                 folders[n % mailboxes])
             with RssSampler(daemons) as sampler:
-                started = time.monotonic()
+                started, busy = time.monotonic(), machine_busy_seconds()
                 start_together(daemons)
                 peer.wait_for_count(count, timeout=ACK_TIMEOUT_S)
                 seconds = time.monotonic() - started
+                busy = machine_busy_seconds() - busy
                 cpu = [cpu_seconds(pid) for pid in pids(daemons)]
                 time.sleep(IDLE_S)  # a settling period, not a wait on a condition
                 idle = [status_mib(pid, "VmRSS") for pid in pids(daemons)]
@@ -225,7 +237,8 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                 if daemon.process is not None:
                     daemon.stop()
     return Outcome(label, count, seconds, sampler.peak, hwm, idle, sent_by,
-                   max(acks.values(), default=0), len(customers - set(acks)), cpu)
+                   max(acks.values(), default=0), len(customers - set(acks)), cpu,
+                   busy / seconds)
 
 
 def peer_rate(count: int = 2000, *, pipelining: bool = True) -> float:
@@ -271,12 +284,14 @@ def mib(values: list[float]) -> str:
 def table(outcomes: list[Outcome]) -> str:
     lines = ["| run | messages | process start to last ack | acks/s | most acks to one "
              "customer / customers without | acks sent per instance | daemon CPU per message | "
-             "peak VmRSS (sampled) | VmHWM | idle VmRSS |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"machine busy (of {os.cpu_count()} cores) | peak VmRSS (sampled) | VmHWM | "
+             "idle VmRSS |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(f"| {o.label} | {o.count:,} | {o.seconds:.1f} s | {o.count / o.seconds:.0f} "
                      f"| {o.most_acks} / {o.missing} | {' / '.join(map(str, o.sent_by))} | "
-                     f"{sum(o.cpu_s) / o.count * 1000:.2f} ms | {mib(o.peak_mib)} MiB | "
+                     f"{sum(o.cpu_s) / o.count * 1000:.2f} ms | {o.busy_cores:.2f} | "
+                     f"{mib(o.peak_mib)} MiB | "
                      f"{mib(o.hwm_mib)} MiB | {mib(o.idle_mib)} MiB |")
     return "\n".join(lines) + "\n"
 
@@ -335,7 +350,8 @@ def main() -> int:
             outcomes.append(outcome)
             print(f"{run.label}: {run.messages:,} acks in {outcome.seconds:.1f} s "
                   f"({run.messages / outcome.seconds:.0f}/s), daemon CPU "
-                  f"{sum(outcome.cpu_s) / run.messages * 1000:.2f} ms per message, peak VmRSS "
+                  f"{sum(outcome.cpu_s) / run.messages * 1000:.2f} ms per message, machine "
+                  f"busy {outcome.busy_cores:.2f} cores, peak VmRSS "
                   f"{mib(outcome.peak_mib)} MiB", flush=True)
     for o in outcomes:
         if o.most_acks != 1 or o.missing:
