@@ -5,7 +5,8 @@
   due outbox items and recording their outcomes. `tables`: the schema as SQLModel classes;
   `statements`: their Core handles and the per-message statements, built once;
   `migrations`: the versioned schema. `direct`: the hot statements, compiled once, run
-  on the driver's cursor.
+  on the driver's cursor. `batch_reads`: the thread reads of a batch of new messages,
+  asked once for the batch.
   `writelock`: SQLite writers' fair queue. `peers`: instances and their mailbox leases.
   `snapshot`: the aggregate reads of a metrics scrape. `summaries`: threads for people
   (`replay`, `threads`). `codec`: a thread's SLA clock as stored JSON. `access`: whether a
