@@ -90,14 +90,15 @@ class Service:
                  on_outcome: Callable[[Outcome], None] | None = None,
                  on_sent: Callable[[OutboxRow], None] | None = None,
                  relay_transport: Transport | None = None,
-                 open_store: Callable[[str], Store] = Store.open,
+                 open_store: Callable[[str], Store] | None = None,
                  restart_backoff: Callable[[], Backoff] = default_backoff,
                  list_folders: Callable[[ImapSettings], list[Folder]] = discover_folders,
                  ) -> None:
         self.config = config
         self.list_folders = list_folders
         """The server's folders, asked once at start for the Sent folders."""
-        self.open_store = open_store
+        self.open_store = open_store or functools.partial(
+            Store.open, idle_in_transaction=config.store.lease_timeout.total_seconds() / 2)
         self.clock = clock or SystemClock()
         self.registry = registry or CollectorRegistry()
         mailboxes = [config.imap.mailbox] if config.imap else []  # Sent folders: startup()

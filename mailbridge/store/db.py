@@ -15,7 +15,13 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, func
-from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlmodel import Session, col, select
 
 from mailbridge.errors import StoreError, StoreUnavailableError
@@ -28,6 +34,10 @@ from mailbridge.store.statements import THREADS
 from mailbridge.store.tables import Cursor, Message, OutboxItem
 from mailbridge.store.tx import Tx
 from mailbridge.store.writelock import FairLock
+
+ENDED_IDLE = "25P03"
+"""PostgreSQL's idle_in_transaction_session_timeout ended the transaction (and its
+connection): this process was stopped or starved in the middle of it (`engine_for`)."""
 
 
 class Store:
@@ -46,7 +56,8 @@ class Store:
         self._direct = Direct(engine.dialect)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
+    def open(cls, url: str, *, migrate: bool = True,
+             idle_in_transaction: float | None = None) -> Store:
         """The store at `url`, whose schema version is the one this code knows.
 
         `migrate`: create the database (and a SQLite file's folder, mode 0700) or bring it
@@ -54,6 +65,7 @@ class Store:
         a store newer than the code is refused. A url that cannot be used raises
         `StoreError`: one line naming `[store] url` and the reason, never a driver's error;
         a PostgreSQL server that does not answer yet, `StoreUnavailableError`.
+        `idle_in_transaction`: see `engine_for` (the daemon: half its lease timeout).
         """
         access.make_directory(url)
         path = access.sqlite_file(url)
@@ -63,7 +75,7 @@ class Store:
         if reason is not None:
             raise StoreError(access.describe(url, reason))
         try:
-            store = cls(engine_for(url))
+            store = cls(engine_for(url, idle_in_transaction=idle_in_transaction))
         except (ArgumentError, ValueError) as exc:
             raise access.unusable(url, exc) from exc
         try:
@@ -101,7 +113,9 @@ class Store:
                 tx = Tx(session, self._direct)
                 yield tx
                 tx.finish()
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, InternalError) as exc:
+            if isinstance(exc, InternalError) and getattr(exc.orig, "sqlstate", "") != ENDED_IDLE:
+                raise
             raise StoreUnavailableError(
                 f"the database is unavailable: {access.driver_reason(exc)}") from exc
         for callback in tx.committed:

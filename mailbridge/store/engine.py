@@ -13,26 +13,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.pool import StaticPool
 
 READ_ONLY = "mailbridge_read_only"
 """The execution option that makes a SQLite transaction begin as a reader."""
 
 
-def engine_for(url: str, *, connect_timeout: int | None = None) -> Engine:
+def engine_for(url: str, *, connect_timeout: int | None = None,
+               idle_in_transaction: float | None = None) -> Engine:
     """An engine for a sqlite:// or postgresql:// URL, tuned for this workload.
 
     `connect_timeout`: seconds a PostgreSQL connection attempt may take (default: the
-    url's own `connect_timeout`, else libpq's, which waits for the operating system)."""
+    url's own `connect_timeout`, else libpq's, which waits for the operating system).
+    `idle_in_transaction`: seconds after which the PostgreSQL server ends a transaction of
+    ours that sends nothing (`idle_in_transaction_session_timeout`): a process stopped in
+    the middle of one then holds its row locks no longer than that."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        timeout = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        args: dict[str, Any] = {} if connect_timeout is None \
+            else {"connect_timeout": connect_timeout}
+        if idle_in_transaction is not None:
+            given = make_url(url).query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            setting = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction * 1000)}"
+            args["options"] = f"{given} {setting}".strip()  # after the url's own options
         # Positional parameters (%s), as SQLite's are (?): `store.direct` runs the hot
         # statements straight on psycopg's cursor, which takes either style.
-        return create_engine(url, pool_pre_ping=True, connect_args=timeout,
-                             paramstyle="format")
+        return create_engine(url, pool_pre_ping=True, connect_args=args, paramstyle="format")
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mailbridge.config import ImapSettings, SmtpSettings, load_config
 from mailbridge.config.values import Secret
 from mailbridge.daemon.membership import Change, Membership, lease_account
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
-from mailbridge.errors import ConfigError
+from mailbridge.errors import ConfigError, StoreUnavailableError
 from mailbridge.io.smtp_sender import SmtpTransport
 from mailbridge.metrics.families import Metrics
 from mailbridge.store import peers
@@ -272,3 +273,31 @@ def test_instances_of_two_accounts_each_watch_their_inbox(store: Store) -> None:
     support[0].leave()
     assert support[1].tick().gained == {"INBOX"}
     assert billing.tick() == Change()
+
+
+@pytest.mark.usefixtures("postgresql_only")
+def test_a_frozen_holder_does_not_keep_its_lease(store_url: str) -> None:
+    """An instance stopped (SIGSTOP, a frozen VM) inside a transaction that renewed its
+    lease holds that row's lock: the server ends its transaction once it has been idle for
+    `idle_in_transaction` seconds, so another instance takes the expired lease over instead
+    of waiting behind the lock for as long as the holder is frozen. The holder finds its
+    transaction gone when it wakes (a store outage, retried) and its store works again."""
+    frozen = Store.open(store_url, idle_in_transaction=1.0)
+    other = Store.open(store_url)
+    assert peers.acquire(frozen, "INBOX", "a", T0, LEASE)
+    renewing = frozen.transaction()
+    tx = renewing.__enter__()
+    tx.session.connection().execute(
+        peers.LEASES.update().where(peers.LEASES.c.mailbox == "INBOX")
+        .values(expires_at=T0 + LEASE))
+    with ThreadPoolExecutor(1) as pool:
+        later = T0 + 2 * LEASE
+        taking = pool.submit(peers.acquire, other, "INBOX", "b", later, LEASE)
+        try:
+            assert taking.result(timeout=30), "the other instance took the expired lease"
+        finally:
+            with pytest.raises(StoreUnavailableError):
+                renewing.__exit__(None, None, None)
+    assert [(lease.mailbox, lease.holder) for lease in peers.leases(frozen)] == [("INBOX", "b")]
+    frozen.close()
+    other.close()
