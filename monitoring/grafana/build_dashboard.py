@@ -223,6 +223,19 @@ def health_panels(y: int) -> list[dict[str, Any]]:
              "[$__rate_interval])) > 0", "{{reason}}")], unit="short", x=12, y=y + 17, w=12,
             stack=True, description="invalid_grant: the grant was revoked or expired; run "
                                     "`mailbridge oauth2-login` again (/healthz says so)."),
+        series("Pushes from the mail server, by outcome", [
+            ("sum by (outcome) (increase(mailbridge_push_notifications_total"
+             "[$__rate_interval])) > 0", "{{outcome}}")], unit="short", x=0, y=y + 25, w=12,
+            stack=True, description="Dovecot's push at /push/dovecot: woken (a watcher looked "
+                                    "at once), not_watched, ignored_event; unauthorized or "
+                                    "malformed mean its url or password do not match [http] "
+                                    "push_username / push_password_file, and new mail waits "
+                                    "for IDLE."),
+        series("Copies in the Sent folder, by outcome", [
+            ("sum by (outcome) (increase(mailbridge_sent_copies_total[$__rate_interval])) > 0",
+             "{{outcome}}")], unit="short", x=12, y=y + 25, w=12, stack=True,
+            description="Copies of what customers were sent, appended to the Sent folder so "
+                        "that agents see them in their mail client; failed ones are retried."),
     ]
 
 
