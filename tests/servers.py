@@ -452,6 +452,18 @@ class Dovecot:
         with smtplib.LMTP(self.host, self.lmtp_port, timeout=10) as client:
             client.sendmail(sender, [recipient or self.username], raw)
 
+    def uidvalidity(self, folder: str = "INBOX") -> int:
+        """Return the UIDVALIDITY of ``folder``."""
+        with self.connect() as client:
+            return int(client.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    def set_uidvalidity(self, value: int, folder: str = "INBOX") -> None:
+        """Give ``folder`` the UIDVALIDITY ``value`` (``doveadm mailbox update``), as another
+        server's folder may have: Dovecot takes the folder's creation second otherwise."""
+        self.doveadm("mailbox", "update", "--uid-validity", str(value), "-u", self.username,
+                     folder)
+        assert self.uidvalidity(folder) == value
+
     def uids(self, folder: str = "INBOX") -> list[int]:
         """Return the UIDs of all messages in ``folder``, ascending."""
         with self.connect() as client:

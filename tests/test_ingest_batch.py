@@ -78,7 +78,7 @@ def test_a_batch_decides_as_one_message_at_a_time_does(tmp_path: Path) -> None:
         agents = [row[1] for row in shape(got)[:5]]
         assert {agents.count("Dana Whitfield"), agents.count("Sam Okafor")} == {2, 3}
         assert len(batched.outbox()) == 5
-        assert batched.cursor("INBOX") == (7, 11)
+        assert batched.cursor("", "INBOX") == (7, 11)
         assert len(batched.messages()) == 11
         with batched.transaction() as tx:
             thread = tx.thread(got[0].thread or "")
@@ -100,7 +100,7 @@ def test_a_batch_fetched_again_records_only_what_is_new(tmp_path: Path) -> None:
         assert [o.recorded for o in again] == [False] * 3 + [True] * (len(items) - 3) + [False]
         assert {o.verdict.rule for o in again if not o.recorded} == {"already_recorded"}
         assert len(store.messages()) == len(items)
-        assert store.cursor("INBOX") == (7, len(items))
+        assert store.cursor("", "INBOX") == (7, len(items))
     finally:
         store.close()
 
@@ -126,6 +126,6 @@ def test_a_batch_that_fails_records_nothing(tmp_path: Path, monkeypatch: pytest.
             desk.ingestor.ingest_many(backlog(), now=START)
         with store.transaction() as tx:
             assert tx.session.exec(select(Message)).all() == []
-        assert store.outbox() == [] and store.cursor("INBOX") is None
+        assert store.outbox() == [] and store.cursor("", "INBOX") is None
     finally:
         store.close()

@@ -26,7 +26,6 @@ from mailbridge.clock import SystemClock
 from mailbridge.config import Config, load_config
 from mailbridge.config.values import mask_url
 from mailbridge.daemon.identity import Identity
-from mailbridge.daemon.membership import lease_account
 from mailbridge.store import peers
 from mailbridge.store.db import Store
 from mailbridge.store.migrations import current_version
@@ -136,7 +135,7 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
     and boot `here` (read from the system when not given)."""
     host = host or socket.gethostname()
     here = here or Identity.read()
-    account = lease_account(config.imap) if config.imap else ""
+    account = config.imap.account if config.imap else ""
     leases = {(lease.account, lease.mailbox): lease for lease in peers.leases(store)}
     held: dict[str, list[str]] = {}
     for lease in leases.values():
@@ -161,9 +160,9 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
             o.state.in_(["pending", "sending", "failed", "unknown"])).group_by(o.state)).all())
         due = conn.execute(select(t.next_due_at, t.id).where(t.next_due_at.is_not(None))
                            .order_by(t.next_due_at).limit(1)).first()
-        cursors = {row.mailbox: row for row in conn.execute(
-            select(c.mailbox, c.uidvalidity, c.last_uid, c.updated_at)
-            .where(c.mailbox.in_([m for a, m in names if a == account])))}
+        cursors = {(row.account, row.mailbox): row for row in conn.execute(
+            select(c.account, c.mailbox, c.uidvalidity, c.last_uid, c.updated_at)
+            .where(c.mailbox.in_([m for _, m in names])))}
         version = current_version(conn)
         e = EVENTS.c
         bounced = tuple(conn.execute(
@@ -173,8 +172,9 @@ def gather(store: Store, config: Config, now: datetime, host: str | None = None,
     for owner, name in names:
         found = leases.get((owner, name))
         live = found is not None and found.expires_at >= now
-        # Cursors name the folder alone: only this account's are shown.
-        cursor = cursors.get(name) if owner == account else None
+        # Until its watcher adopts it, the cursor from before cursors named their account.
+        cursor = cursors.get((owner, name)) or (cursors.get(("", name)) if owner == account
+                                                else None)
         mailboxes.append(MailboxStatus(
             name, found.holder if live and found else None,
             found.expires_at if live and found else None,

@@ -114,6 +114,16 @@ class ImapSettings(_Section):
     """Append what customers are sent to the Sent folder (`daemon.sent_copies`)."""
 
     @property
+    def account(self) -> str:
+        """`user@host:port`: which account a mailbox belongs to, the same for every instance
+        configured for it and with no secret in it. It keys the mailbox leases, the recorded
+        messages' sources and the cursors (several accounts may share one store), and is
+        shown by `mailbridge status`, never a metric label. Host names are
+        case-insensitive; user names are kept as configured."""
+        host = self.host.lower()
+        return f"{self.username}@{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
     def sent_names(self) -> tuple[str, ...]:
         """The Sent folders: as configured, or (`"auto"` not yet resolved against the
         server, as in offline tools) the usual names."""

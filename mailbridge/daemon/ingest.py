@@ -62,6 +62,8 @@ class Source:
     uidvalidity: int | None = None
     uid: int | None = None
     label: str = ""
+    account: str = ""
+    """The IMAP account of `mailbox` (`ImapSettings.account`); "" for none (relay, files)."""
 
     def describe(self) -> str:
         if self.label:
@@ -203,7 +205,7 @@ class Ingestor:
         if item.message is None:
             return self._failure_row(tx, source, item.error, size=item.size, received=received,
                                      now=now)
-        if tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
+        if tx.source_recorded(source.account, source.mailbox, source.uidvalidity, source.uid):
             verdict = Verdict(False, "already_recorded", "this UID was recorded before")
             return Outcome(source, item.message.message_id, verdict, None, None, None, None,
                            None, received, recorded=False)
@@ -212,13 +214,13 @@ class Ingestor:
     @staticmethod
     def _advance(tx: Tx, sources: Sequence[Source], now: datetime) -> None:
         """Move each mailbox's cursor past the last of `sources` it holds."""
-        last: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, str, int], int] = {}
         for source in sources:
             if source.uid is not None and source.uidvalidity is not None:
-                key = (source.mailbox, source.uidvalidity)
+                key = (source.account, source.mailbox, source.uidvalidity)
                 last[key] = max(last.get(key, 0), source.uid)
-        for (mailbox, uidvalidity), uid in last.items():
-            tx.advance_cursor(mailbox, uidvalidity, uid, now)
+        for (account, mailbox, uidvalidity), uid in last.items():
+            tx.advance_cursor(account, mailbox, uidvalidity, uid, now)
 
     def relay(self, message: InboundMessage, relayed: Relayed, *, received: datetime,
               now: datetime) -> Outcome:
@@ -239,12 +241,13 @@ class Ingestor:
     def _failure_row(tx: Tx, source: Source, error: str, *, size: int, received: datetime,
                      now: datetime) -> Outcome:
         verdict = Verdict(False, "internal_error", f"could not be processed: {error}"[:500])
-        if not tx.source_recorded(source.mailbox, source.uidvalidity, source.uid):
-            tx.insert(Message, source=source.describe(), mailbox=source.mailbox,
-                      uidvalidity=source.uidvalidity, uid=source.uid, message_id=None,
-                      sender="", subject="", size=size, received_at=received, recorded_at=now,
-                      thread_id=None, action="ignore", rule=verdict.rule, reason=verdict.detail,
-                      defects="")
+        if not tx.source_recorded(source.account, source.mailbox, source.uidvalidity,
+                                  source.uid):
+            tx.insert(Message, source=source.describe(), account=source.account,
+                      mailbox=source.mailbox, uidvalidity=source.uidvalidity, uid=source.uid,
+                      message_id=None, sender="", subject="", size=size, received_at=received,
+                      recorded_at=now, thread_id=None, action="ignore", rule=verdict.rule,
+                      reason=verdict.detail, defects="")
         return Outcome(source, None, verdict, None, None, None, None, None, received)
 
     @staticmethod
@@ -320,7 +323,7 @@ class Ingestor:
                 tx.update_thread(thread_id, customer_offset=minutes(offset))
         bounced = None if verdict.reply else record_bounce(tx, message, verdict, received=received)
         tx.insert(
-            Message, source=source.describe(), mailbox=source.mailbox,
+            Message, source=source.describe(), account=source.account, mailbox=source.mailbox,
             uidvalidity=source.uidvalidity, uid=source.uid, message_id=mid, sender=customer,
             subject=message.subject, received_at=received, recorded_at=now, size=message.size,
             thread_id=thread_id, action="acknowledge" if verdict.reply else "ignore",
@@ -352,6 +355,6 @@ class Ingestor:
         result = self.staff.record(
             tx, message, source.mailbox, source.describe(), received=received, now=now,
             thread_id=thread_id, duplicate=duplicate, relayed=relayed,
-            uidvalidity=source.uidvalidity, uid=source.uid)
+            uidvalidity=source.uidvalidity, uid=source.uid, account=source.account)
         return Outcome(source, message.message_id, result.verdict, thread_id, None, None, None,
                        None, received, queued=result.queued)

@@ -1,7 +1,6 @@
 """This instance among its peers: its heartbeat, its mailbox leases, and the dead's cleanup.
 
-Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`,
-`lease_account`.
+Public API: `Membership` (`join`, `tick`, `run`, `leave`), `Change`, `presumed_dead`.
 
 Every instance registers in the store under a random id, with its machine id and boot id
 (`identity`), and renews a heartbeat and its mailbox leases every quarter of `[store]
@@ -11,9 +10,9 @@ older than `lease_timeout`, or when it provably ended: it ran on this machine be
 current boot, or it held this state directory before us (its lock there is gone). Host
 names and PIDs prove nothing (containers repeat both). The dead are reaped: their leases
 freed and the mail they were sending recorded as failed (never sent twice). On SQLite the
-same path runs with one instance. Leases name the IMAP account (`lease_account`) as well as
-the mailbox: instances of different accounts sharing a store each watch their own INBOX,
-and instances of one account compete for it.
+same path runs with one instance. Leases name the IMAP account (`ImapSettings.account`) as
+well as the mailbox: instances of different accounts sharing a store each watch their own
+INBOX, and instances of one account compete for it.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ from pathlib import Path
 
 from mailbridge import __version__
 from mailbridge.clock import Clock
-from mailbridge.config import ImapSettings
 from mailbridge.daemon.identity import HostFiles, Identity, StateLock
 from mailbridge.daemon.waiting import sleep_until
 from mailbridge.errors import StoreUnavailableError, TransientError
@@ -42,14 +40,6 @@ log = logging.getLogger(__name__)
 
 FORGET_AFTER = timedelta(days=7)
 """Stopped instances stay listed by `mailbridge status` this long."""
-
-
-def lease_account(imap: ImapSettings) -> str:
-    """`user@host:port`: which account a lease's mailbox belongs to, the same for every
-    instance configured for it and with no secret in it (shown by `mailbridge status`, never
-    a metric label). Host names are case-insensitive; user names are kept as configured."""
-    host = imap.host.lower()
-    return f"{imap.username}@{f'[{host}]' if ':' in host else host}:{imap.port}"
 
 
 def presumed_dead(peer: peers.InstanceRow, *, me: str, here: Identity, now: datetime,
@@ -87,7 +77,7 @@ class Membership:
         machine and boot ids are read, and `state_dir` holds the lock that tells a
         restarted instance its predecessor there has ended. `problems` are what this
         instance reports degraded with each heartbeat, shown by `mailbridge status`.
-        `account` (`lease_account`) qualifies the mailboxes' leases."""
+        `account` (`ImapSettings.account`) qualifies the mailboxes' leases."""
         self.store = store
         self.account = account
         self.clock = clock

@@ -61,10 +61,12 @@ class Recorder:
         self.wake_scheduler = wake_scheduler
         self.on_outcome = on_outcome
 
-    def deliver(self, mailbox: str, batch: Sequence[Fetched]) -> None:
-        """A watcher's fetched batch, in transactions of `MESSAGES_PER_TRANSACTION`; when one
-        fails (a bug in one message, a race with another instance), one at a time."""
-        items = [Incoming(Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid),
+    def deliver(self, mailbox: str, batch: Sequence[Fetched], *, account: str) -> None:
+        """A watcher's fetched batch from `account`'s `mailbox`, in transactions of
+        `MESSAGES_PER_TRANSACTION`; when one fails (a bug in one message, a race with another
+        instance), one at a time."""
+        items = [Incoming(Source(mailbox=mailbox, uidvalidity=item.uidvalidity, uid=item.uid,
+                                 account=account),
                           item.message, item.internaldate or self.clock.now(), item.size,
                           item.error) for item in batch]
         for start in range(0, len(items), MESSAGES_PER_TRANSACTION):

@@ -40,7 +40,7 @@ from mailbridge.daemon.deadlines import Deadlines
 from mailbridge.daemon.folders import resolve_sent_folders
 from mailbridge.daemon.health import degraded
 from mailbridge.daemon.ingest import Ingestor, Outcome, Source
-from mailbridge.daemon.membership import Change, Membership, lease_account
+from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.notify import sd_notify, watchdog_interval
 from mailbridge.daemon.policies import build_policies
 from mailbridge.daemon.push import push_receiver
@@ -178,7 +178,7 @@ class Service:
         # run) left `sending`, and takes the free mailboxes.
         self.membership = Membership(self.store, self.clock, mailboxes=self._mailboxes(),
                                      lease_timeout=config.store.lease_timeout,
-                                     account=lease_account(config.imap) if config.imap else "",
+                                     account=config.imap.account if config.imap else "",
                                      synced=self._last_sync,
                                      state_dir=config.daemon.state_dir,
                                      problems=self.degraded)
@@ -289,8 +289,8 @@ class Service:
         if imap is None or self.store is None:
             return
         for mailbox in sorted(change.gained):
-            watcher = ImapWatcher(imap, mailbox=mailbox, store=self.store,
-                                  deliver=functools.partial(self.recorder.deliver, mailbox),
+            deliver = functools.partial(self.recorder.deliver, mailbox, account=imap.account)
+            watcher = ImapWatcher(imap, mailbox=mailbox, store=self.store, deliver=deliver,
                                   clock=self.clock, metrics=self.metrics,
                                   supervision=self.supervisor.reporter(f"watcher {mailbox}",
                                                                        "watcher"),

@@ -109,7 +109,7 @@ class StaffMail:
     def record(self, tx: Tx, message: InboundMessage, mailbox: str, source: str, *,
                received: datetime, now: datetime, thread_id: str | None, duplicate: bool,
                relayed: Relayed | None = None, uidvalidity: int | None = None,
-               uid: int | None = None) -> StaffResult:
+               uid: int | None = None, account: str = "") -> StaffResult:
         """Decide and record one message from staff; queue what it causes."""
         author = message.author
         notice = thread_id is not None and not duplicate and _answers_notice(tx, message,
@@ -154,8 +154,8 @@ class StaffMail:
             in_thread = True
             verdict = self._in_thread(tx, thread_id, parsed, plan, received=received, name=name)
         tx.insert(
-            Message, source=source, mailbox=mailbox, uidvalidity=uidvalidity, uid=uid,
-            message_id=message.message_id, sender=author.addr.lower() if author else "",
+            Message, source=source, account=account, mailbox=mailbox, uidvalidity=uidvalidity,
+            uid=uid, message_id=message.message_id, sender=author.addr.lower() if author else "",
             subject=message.subject, received_at=received, recorded_at=now, size=message.size,
             thread_id=thread_id if in_thread else None, action="ignore", rule=verdict.rule,
             reason=verdict.detail, defects="\n".join(message.defects))

@@ -60,7 +60,7 @@ class StatusUpdates:
             since = waiting.get(source.thread_id)
             if since is not None and source.received_at >= since:
                 wanted.setdefault(source.thread_id, []).append(
-                    (source.mailbox, source.uidvalidity, source.uid))
+                    (source.account, source.mailbox, source.uidvalidity, source.uid))
         flags = self.seen([item for items in wanted.values() for item in items])
         found: dict[str, bool] = {}
         for thread_id, items in wanted.items():

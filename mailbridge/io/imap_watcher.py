@@ -7,9 +7,9 @@ imapclient blocks, so the watcher runs in its own thread (not `asyncio.to_thread
 a cancelled task cannot stop a thread). It fetches headers, the structure and the
 first text part only, never attachments; of a delivery report also its delivery-status
 part and the header of the message it returns (bounded), so that a bounce of our own
-mail is known as one. A durable cursor (UIDVALIDITY, last UID)
-lives in the store and advances in the same transaction as each message, so a
-restart neither misses nor repeats mail. Any connection trouble ends the session;
+mail is known as one. A durable cursor (UIDVALIDITY, last UID) of the account's
+(`ImapSettings.account`) mailbox lives in the store and advances in the same transaction as
+each message, so a restart neither misses nor repeats mail. Any connection trouble ends the session;
 the watcher reconnects with capped exponential backoff and jitter. Anything else (a bug)
 ends the session too and is reported to its `Supervision`, which logs it with its
 traceback and counts the restart; the backoff then grows until a session has caught up.
@@ -316,8 +316,14 @@ class ImapWatcher:
 
     def _start_point(self, client: IMAPClient, uidvalidity: int) -> int:
         """The last UID already handled; on a first sync or a new UIDVALIDITY, the
-        messages older than the backfill window are left alone."""
-        cursor = self.store.cursor(self.mailbox)
+        messages older than the backfill window are left alone. What was recorded before
+        sources named their account is this account's if its UIDVALIDITY is this one's."""
+        account = self.settings.account
+        adopted = self.store.adopt_unnamed(account, self.mailbox, uidvalidity)
+        if adopted:
+            log.info("imap %s", fields(event="adopted", mailbox=self.mailbox,
+                                       uidvalidity=uidvalidity, messages=adopted))
+        cursor = self.store.cursor(account, self.mailbox)
         if cursor is not None and cursor[0] == uidvalidity:
             return cursor[1]
         if cursor is not None:
@@ -333,7 +339,7 @@ class ImapWatcher:
                 break
             start = uid
         older = sum(1 for uid in uids if uid <= start)
-        self.store.reset_cursor(self.mailbox, uidvalidity, start, self.clock.now())
+        self.store.reset_cursor(account, self.mailbox, uidvalidity, start, self.clock.now())
         log.info("imap %s", fields(event="first_sync", mailbox=self.mailbox, messages=len(uids),
                                    left_alone=older, backfill=str(self.settings.backfill)))
         return start

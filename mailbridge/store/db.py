@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func
+from sqlalchemy import Connection, Engine, exists, func, update
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
@@ -30,7 +30,7 @@ from mailbridge.store.direct import Direct
 from mailbridge.store.engine import READ_ONLY, engine_for
 from mailbridge.store.migrations import current_version
 from mailbridge.store.outbox import Finished, OutboxRow, claim_due, fail_interrupted, record
-from mailbridge.store.statements import THREADS
+from mailbridge.store.statements import CURSORS, MESSAGES, THREADS
 from mailbridge.store.tables import Cursor, Message, OutboxItem
 from mailbridge.store.tx import Tx
 from mailbridge.store.writelock import FairLock
@@ -131,21 +131,46 @@ class Store:
 
     # -- cursors -------------------------------------------------------------
 
-    def cursor(self, mailbox: str) -> tuple[int, int] | None:
-        """(UIDVALIDITY, last UID recorded) for a mailbox, or None before its first sync."""
+    def cursor(self, account: str, mailbox: str) -> tuple[int, int] | None:
+        """(UIDVALIDITY, last UID recorded) for an account's mailbox, or None before its
+        first sync."""
         with self.transaction() as tx:
-            found = tx.session.get(Cursor, mailbox)
+            found = tx.session.get(Cursor, (account, mailbox))
             return (found.uidvalidity, found.last_uid) if found else None
 
-    def reset_cursor(self, mailbox: str, uidvalidity: int, last_uid: int, now: datetime) -> None:
+    def reset_cursor(self, account: str, mailbox: str, uidvalidity: int, last_uid: int,
+                     now: datetime) -> None:
         """Set where a mailbox starts: its first sync, or a new UIDVALIDITY (RFC 3501 2.3.1.1)."""
         with self.transaction() as tx:
-            found = tx.session.get(Cursor, mailbox)
+            found = tx.session.get(Cursor, (account, mailbox))
             if found is None:
-                tx.session.add(Cursor(mailbox=mailbox, uidvalidity=uidvalidity,
+                tx.session.add(Cursor(account=account, mailbox=mailbox, uidvalidity=uidvalidity,
                                       last_uid=last_uid, updated_at=now))
             else:
                 found.uidvalidity, found.last_uid, found.updated_at = uidvalidity, last_uid, now
+
+    def adopt_unnamed(self, account: str, mailbox: str, uidvalidity: int) -> int:
+        """Make what was recorded of `mailbox` at `uidvalidity` before sources named their
+        account (schema version 14: account "") the account's: its messages, and its cursor
+        unless the account has one there. Returns how many messages; 0 once adopted.
+
+        Called as a watcher opens the folder, before it reads its cursor: an upgraded
+        single-account desk goes on where it was. The folder's UIDVALIDITY tells accounts
+        apart where they differ; where several accounts shared a store before and one
+        UIDVALIDITY, the first to look takes the rows (they could not be told apart)."""
+        m, c = MESSAGES.c, CURSORS.c
+        taken = MESSAGES.alias("taken")
+        with self.transaction() as tx:
+            conn = tx.session.connection()
+            if tx.session.get(Cursor, (account, mailbox)) is None:
+                conn.execute(update(CURSORS).where(c.account == "", c.mailbox == mailbox,
+                                                   c.uidvalidity == uidvalidity)
+                             .values(account=account))
+            return int(conn.execute(update(MESSAGES).where(
+                m.account == "", m.mailbox == mailbox, m.uidvalidity == uidvalidity,
+                ~exists().where(taken.c.account == account, taken.c.mailbox == mailbox,
+                                taken.c.uidvalidity == uidvalidity, taken.c.uid == m.uid),
+            ).values(account=account)).rowcount or 0)
 
     # -- outbox --------------------------------------------------------------
 

@@ -326,6 +326,43 @@ def _v13_lease_account(conn: Connection) -> None:
     conn.execute(text("DROP TABLE mailbox_leases_v12"))
 
 
+def _v14_source_account(conn: Connection) -> None:
+    """messages.account and cursors.account: a recorded message's source and a mailbox's
+    cursor name the IMAP account as well as the folder, so that two accounts' INBOX with
+    one UIDVALIDITY are not taken for one (`uq_message_source` and the cursors' key).
+    Rows from before name no account (""): the first watcher of an account to open that
+    folder at that UIDVALIDITY adopts them (`Store.adopt_unnamed`), so an upgraded desk
+    neither acknowledges again nor loses its place."""
+    if conn.dialect.name == "postgresql":
+        for table in ("messages", "cursors"):
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN account TEXT NOT NULL "
+                              "DEFAULT ''"))
+        conn.execute(text("ALTER TABLE messages DROP CONSTRAINT uq_message_source"))
+        conn.execute(text("ALTER TABLE messages ADD CONSTRAINT uq_message_source "
+                          "UNIQUE (account, mailbox, uidvalidity, uid)"))
+        conn.execute(text("ALTER TABLE cursors DROP CONSTRAINT cursors_pkey"))
+        conn.execute(text("ALTER TABLE cursors ADD PRIMARY KEY (account, mailbox)"))
+        return
+    # SQLite changes no key in place: each table is made anew, as it was plus the account
+    # (in the cursors' key), and its rows copied.
+    for name in ("messages", "cursors"):
+        old = Table(name, MetaData(), autoload_with=conn)
+        conn.execute(text(f"ALTER TABLE {name} RENAME TO {name}_v13"))
+        Table(name, MetaData(),
+              Column("account", Text, nullable=False, server_default="",
+                     primary_key=name == "cursors"),
+              *(Column(c.name, c.type, nullable=c.nullable, primary_key=c.primary_key,
+                       server_default=c.server_default) for c in old.columns),
+              *([UniqueConstraint("account", "mailbox", "uidvalidity", "uid",
+                                  name="uq_message_source")] if name == "messages" else []),
+              ).create(conn)
+        kept = ", ".join(c.name for c in old.columns)
+        conn.execute(text(f"INSERT INTO {name} ({kept}) SELECT {kept} FROM {name}_v13"))
+        conn.execute(text(f"DROP TABLE {name}_v13"))  # and its indexes, made again:
+    for column in ("message_id", "thread_id"):
+        conn.execute(text(f"CREATE INDEX ix_messages_{column} ON messages ({column})"))
+
+
 MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (1, "messages, threads, known ids, outbox, cursors, counters", _v1_initial),
     (2, "threads.subject_key and indexes for subject, burst and cap matching",
@@ -347,6 +384,8 @@ MIGRATIONS: tuple[tuple[int, str, Migration], ...] = (
     (12, "instances: the degraded parts each reports with its heartbeat",
      _v12_instance_problems),
     (13, "mailbox leases: keyed by the IMAP account as well as the mailbox", _v13_lease_account),
+    (14, "messages and cursors: keyed by the IMAP account as well as the mailbox",
+     _v14_source_account),
 )
 
 LATEST = MIGRATIONS[-1][0]

@@ -31,10 +31,12 @@ OUTBOX = table_of(OutboxItem)
 OPEN_STATES = ("awaiting_agent", "awaiting_customer")
 
 _m, _t, _k, _c = MESSAGES.c, THREADS.c, KNOWN_IDS.c, CURSORS.c
-RECORDED_UIDS = select(_m.uid).where(_m.mailbox == bindparam("mailbox"),
+RECORDED_UIDS = select(_m.uid).where(_m.account == bindparam("account"),
+                                    _m.mailbox == bindparam("mailbox"),
                                     _m.uidvalidity == bindparam("uidvalidity"),
                                     _m.uid >= bindparam("low"), _m.uid < bindparam("high"))
-"""The recorded UIDs of a mailbox in [low, high): a range of uq_message_source's index."""
+"""The recorded UIDs of an account's mailbox in [low, high): a range of uq_message_source's
+index."""
 RECENT_LIMIT = 50
 RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
                   .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))
@@ -60,8 +62,9 @@ QUEUE_AHEAD = select(func.count()).select_from(_AHEAD)
 """Threads awaiting an agent (lower case) ahead of thread `thread_id`, due at `due` and
 waiting since `since`: by deadline, then arrival (ix_threads_agent_queue); up to
 `QUEUE_CAP`, so that a long backlog costs an acknowledgement no more than that."""
-CURSOR = select(_c.uidvalidity, _c.last_uid).where(_c.mailbox == bindparam("box"))
-MOVE_CURSOR = update(CURSORS).where(_c.mailbox == bindparam("box")).values(
+_box = and_(_c.account == bindparam("owner"), _c.mailbox == bindparam("box"))
+CURSOR = select(_c.uidvalidity, _c.last_uid).where(_box)
+MOVE_CURSOR = update(CURSORS).where(_box).values(
     uidvalidity=bindparam("validity"), last_uid=bindparam("uid"), updated_at=bindparam("at"))
 
 

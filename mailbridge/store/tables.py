@@ -62,10 +62,14 @@ class Message(SQLModel, table=True):
     """Every inbound message, with what was decided and why."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_message_source"),)
+    __table_args__ = (UniqueConstraint("account", "mailbox", "uidvalidity", "uid",
+                                       name="uq_message_source"),)
 
     id: int | None = Field(default=None, primary_key=True)
     source: str
+    account: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    """The IMAP account of `mailbox` (`ImapSettings.account`); "" for mail from no account
+    (the relay, files)."""
     mailbox: str
     uidvalidity: int | None = _big(nullable=True, default=None)
     uid: int | None = _big(nullable=True, default=None)
@@ -195,6 +199,8 @@ class Cursor(SQLModel, table=True):
 
     __tablename__ = "cursors"
 
+    account: str = Field(primary_key=True)
+    """The IMAP account (`ImapSettings.account`): two accounts' INBOX are two cursors."""
     mailbox: str = Field(primary_key=True)
     uidvalidity: int = _big()
     last_uid: int = _big()

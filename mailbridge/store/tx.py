@@ -61,6 +61,7 @@ class CustomerSource(NamedTuple):
     mailbox: str
     uidvalidity: int
     uid: int
+    account: str
 
 
 class Tx:
@@ -83,9 +84,9 @@ class Tx:
         self._writes: list[tuple[Prepared, tuple[Any, ...]]] = []
         """Rows `insert` has yet to write: they go in one batch before anything else is
         run (`flush`), on PostgreSQL in one round trip."""
-        self._recorded: dict[tuple[str, int], tuple[int, set[int]]] = {}
-        """`source_recorded`'s window per (mailbox, UIDVALIDITY): its first UID, the UIDs in
-        it recorded."""
+        self._recorded: dict[tuple[str, str, int], tuple[int, set[int]]] = {}
+        """`source_recorded`'s window per (account, mailbox, UIDVALIDITY): its first UID, the
+        UIDs in it recorded."""
         self._known: dict[str, tuple[str, str]] = {}
         self._known_read: set[str] = set()
         """Keys `read_known_ids` read (and known ids this transaction stored): `known_ids`
@@ -161,23 +162,25 @@ class Tx:
             self._cursor = connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         return self._cursor
 
-    def source_recorded(self, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
-        """Whether the message at this mailbox's UID was recorded. The recorded UIDs of a
+    def source_recorded(self, account: str, mailbox: str, uidvalidity: int | None,
+                        uid: int | None) -> bool:
+        """Whether the message at this UID of the account's mailbox was recorded. The UIDs of a
         window of `RECORDED_WINDOW` from the one asked are read at once and kept for the
         transaction (with those it records): a batch of a mailbox catching up asks once."""
         if uid is None:
             return False
         if uidvalidity is None:
             m = MESSAGES.c
-            return self._first(select(m.id).where(
-                m.mailbox == mailbox, m.uidvalidity.is_(None), m.uid == uid)) is not None
-        window = self._recorded.get((mailbox, uidvalidity))
+            return self._first(select(m.id).where(m.account == account, m.mailbox == mailbox,
+                                                  m.uidvalidity.is_(None), m.uid == uid)) \
+                is not None
+        window = self._recorded.get((account, mailbox, uidvalidity))
         if window is not None and window[0] <= uid < window[0] + RECORDED_WINDOW:
             return uid in window[1]
         found = {int(row[0]) for row in self._rows(RECORDED_UIDS, {
-            "mailbox": mailbox, "uidvalidity": uidvalidity, "low": uid,
+            "account": account, "mailbox": mailbox, "uidvalidity": uidvalidity, "low": uid,
             "high": uid + RECORDED_WINDOW})}
-        self._recorded[(mailbox, uidvalidity)] = (uid, found)
+        self._recorded[(account, mailbox, uidvalidity)] = (uid, found)
         return uid in found
 
     def known_ids(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -311,7 +314,8 @@ class Tx:
             return []
         m = MESSAGES.c
         rows = self._conn.execute(
-            sqlalchemy.select(m.thread_id, m.received_at, m.mailbox, m.uidvalidity, m.uid)
+            sqlalchemy.select(m.thread_id, m.received_at, m.mailbox, m.uidvalidity, m.uid,
+                              m.account)
             .where(m.thread_id.in_(list(thread_ids)), m.rule.in_(CUSTOMER_RULES),
                    m.uid.is_not(None), m.uidvalidity.is_not(None)))
         return [CustomerSource(*row) for row in rows]
@@ -410,7 +414,8 @@ class Tx:
         table = table_of(model)
         self._write(insert_query(table), values)
         if table is MESSAGES and values.get("uid") is not None:
-            window = self._recorded.get((values["mailbox"], values["uidvalidity"]))
+            window = self._recorded.get((values.get("account", ""), values["mailbox"],
+                                         values["uidvalidity"]))
             if window is not None:
                 window[1].add(values["uid"])
         if table is KNOWN_IDS:
@@ -426,12 +431,12 @@ class Tx:
     def add(self, row: SQLModel) -> None:
         self.session.add(row)
 
-    def advance_cursor(self, mailbox: str, uidvalidity: int, uid: int, now: datetime) -> None:
-        row = self._first_plain(CURSOR, {"box": mailbox})
+    def advance_cursor(self, account: str, mailbox: str, uidvalidity: int, uid: int,
+                       now: datetime) -> None:
+        row = self._first_plain(CURSOR, key := {"owner": account, "box": mailbox})
         if row is None:
-            self.insert(Cursor, mailbox=mailbox, uidvalidity=uidvalidity, last_uid=uid,
-                        updated_at=now)
+            self.insert(Cursor, account=account, mailbox=mailbox, uidvalidity=uidvalidity,
+                        last_uid=uid, updated_at=now)
         elif row[0] != uidvalidity or uid > row[1]:
-            self._conn.execute(MOVE_CURSOR, {"box": mailbox, "validity": uidvalidity,
-                                             "uid": uid, "at": now})
+            self._conn.execute(MOVE_CURSOR, {**key, "validity": uidvalidity, "uid": uid, "at": now})
 

@@ -1,12 +1,13 @@
 """Two IMAP accounts on one PostgreSQL store: each account's INBOX is watched by one
-instance of that account, instead of one "INBOX" lease shared by both."""
+instance of that account, instead of one "INBOX" lease shared by both, and the messages
+recorded and the cursors kept name the account, so two INBOXes with one UIDVALIDITY (and so
+the same UIDs) are never taken for one."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,11 @@ class BillingDovecot(Dovecot):
 
 @pytest.fixture
 def billing(tmp_path: Path, dovecot: Dovecot) -> Iterator[Dovecot]:
-    """Started in a later second than `dovecot`, so that its INBOX's UIDVALIDITY (Dovecot
-    takes the creation time) differs: recorded messages and cursors still name the folder
-    alone, and two accounts' INBOX with one UIDVALIDITY would be taken for one."""
-    with dovecot.connect() as client:
-        first = int(client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"])
-    wait_for(lambda: time.time() >= first + 1, timeout=3)
+    """A second mail server whose INBOX and Sent have the UIDVALIDITY of `dovecot`'s, as two
+    servers' folders made in one second have: only the account tells their UIDs apart."""
     with BillingDovecot(tmp_path / "billing-dovecot") as server:
-        with server.connect() as client:
-            assert client.folder_status("INBOX", ["UIDVALIDITY"])[b"UIDVALIDITY"] != first
+        for folder in ("INBOX", "Sent"):
+            server.set_uidvalidity(dovecot.uidvalidity(folder), folder)
         yield server
 
 
@@ -107,3 +104,60 @@ def test_two_accounts_on_one_store_each_watch_their_inbox(
         dovecot.deliver(customer_mail(3, addr="cai@example.org", subject="Another question"),
                         sender="cai@example.org")
         assert "cai@example.org" in smtp_peer.wait_for_count(3, timeout=30)[-1].rcpt_tos
+
+
+def _ack_recipients(peer: SmtpPeer) -> list[str]:
+    return sorted(rcpt for ack in peer.messages for rcpt in ack.rcpt_tos)
+
+
+def test_two_accounts_inboxes_with_one_uidvalidity_are_kept_apart(
+        tmp_path: Path, postgres_url: str, dovecot: Dovecot, billing: Dovecot,
+        smtp_peer: SmtpPeer) -> None:
+    """support@ and billing@ share a store and one INBOX UIDVALIDITY: billing@'s UID 1 is
+    acknowledged after support@'s UID 1 was, and after each daemon restarts (mail having come
+    meanwhile), each goes on from its own cursor: every customer gets exactly one ack."""
+    validity = dovecot.uidvalidity()
+    assert billing.uidvalidity() == validity
+    support_config = write_config(tmp_path / "support", dovecot, smtp_peer,
+                                  store_url=postgres_url)
+    billing_config = write_config(tmp_path / "billing", billing, smtp_peer,
+                                  store_url=postgres_url)
+    support_account = f"support@example.com@127.0.0.1:{dovecot.port}"
+    billing_account = f"billing@example.com@127.0.0.1:{billing.port}"
+
+    def deliver(server: Dovecot, number: int, customer: str) -> None:
+        server.deliver(customer_mail(number, addr=f"{customer}@example.org"),
+                       sender=f"{customer}@example.org")
+
+    with Daemon(support_config) as support, Daemon(billing_config) as bill:
+        deliver(dovecot, 1, "ana")
+        deliver(dovecot, 2, "cai")
+        smtp_peer.wait_for_count(2, timeout=30)
+        deliver(billing, 3, "ben")  # UID 1 of billing@'s INBOX, as ana's is of support@'s
+        smtp_peer.wait_for_count(3, timeout=30)
+        assert _ack_recipients(smtp_peer) == [
+            "ana@example.org", "ben@example.org", "cai@example.org"]
+
+        bill.stop()  # billing@'s cursor is at UID 1, support@'s at 2
+        deliver(billing, 4, "dan")  # billing@'s UID 2, while no one watches
+        bill.start()
+        smtp_peer.wait_for_count(4, timeout=30)
+        support.stop()
+        deliver(dovecot, 5, "eve")  # support@'s UID 3
+        support.start()
+        smtp_peer.wait_for_count(5, timeout=30)
+
+        store = support.store()
+        try:
+            recorded = sorted((m.account, m.uid) for m in store.messages()
+                              if m.mailbox == "INBOX")
+            cursors = {account: store.cursor(account, "INBOX")
+                       for account in (support_account, billing_account, "")}
+        finally:
+            store.close()
+    assert _ack_recipients(smtp_peer) == [
+        "ana@example.org", "ben@example.org", "cai@example.org", "dan@example.org",
+        "eve@example.org"]
+    assert recorded == [(billing_account, 1), (billing_account, 2), (support_account, 1),
+                        (support_account, 2), (support_account, 3)]
+    assert cursors == {support_account: (validity, 3), billing_account: (validity, 2), "": None}

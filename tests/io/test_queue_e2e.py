@@ -158,7 +158,8 @@ def test_the_flags_of_messages_the_mailbox_cannot_vouch_for_are_unknown(
         tmp_path: Path, dovecot: Dovecot, smtp_peer: SmtpPeer,
         caplog: pytest.LogCaptureFixture) -> None:
     """\\Seen is read without marking anything; a message of an older UIDVALIDITY, one
-    that is gone, and every message of an unreachable server are left out, not unseen."""
+    that is gone, one of another account, and every message of an unreachable server are
+    left out, not unseen."""
     imap = load_config(write_config(tmp_path / "mb", dovecot, smtp_peer)).imap
     assert imap is not None
     uid = dovecot.append(customer_mail(1))
@@ -166,12 +167,14 @@ def test_the_flags_of_messages_the_mailbox_cannot_vouch_for_are_unknown(
         validity = int(client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"])
     assert uid is not None
     flags = SeenFlags(imap)
-    wanted = [("INBOX", validity, uid), ("INBOX", validity - 1, uid),
-              ("INBOX", validity, uid + 100)]
-    assert flags(wanted) == {("INBOX", validity, uid): False}
+    ours = (imap.account, "INBOX", validity, uid)
+    wanted = [ours, (imap.account, "INBOX", validity - 1, uid),
+              (imap.account, "INBOX", validity, uid + 100),
+              (f"billing@example.com@127.0.0.1:{dovecot.port}", "INBOX", validity, uid)]
+    assert flags(wanted) == {ours: False}
     assert b"\\Seen" not in dovecot.flags(uid), "looking marked the message read"
     mark_seen(dovecot, "customer1@example.org")
-    assert flags(wanted) == {("INBOX", validity, uid): True}
-    gone = SeenFlags(imap.model_copy(update={"port": free_port()}))
-    assert gone(wanted) == {}
+    assert flags(wanted) == {ours: True}
+    unreachable = imap.model_copy(update={"port": free_port()})
+    assert SeenFlags(unreachable)([(unreachable.account, *ours[1:])]) == {}
     assert any("flags_unavailable" in r.getMessage() for r in caplog.records)

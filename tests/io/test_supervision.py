@@ -56,9 +56,9 @@ class FaultyStore(Store):
         self._fault("next_due_time")
         return super().next_due_time()
 
-    def cursor(self, mailbox: str) -> tuple[int, int] | None:
+    def cursor(self, account: str, mailbox: str) -> tuple[int, int] | None:
         self._fault("cursor")
-        return super().cursor(mailbox)
+        return super().cursor(account, mailbox)
 
 
 def slow_restarts() -> Backoff:

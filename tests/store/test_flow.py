@@ -146,7 +146,7 @@ def test_hostile_text_and_large_uids_are_stored(desk: Desk, store: Store) -> Non
     [row] = store.messages()
     assert (row.uidvalidity, row.uid) == (4294967295, 4294967295)
     assert "\U0001f600" in row.subject and "\x00" not in row.subject
-    assert store.cursor("INBOX") == (4294967295, 4294967295)
+    assert store.cursor("", "INBOX") == (4294967295, 4294967295)
 
 
 def _race(desk: Desk, store_url: str, monkeypatch: pytest.MonkeyPatch,
@@ -157,8 +157,9 @@ def _race(desk: Desk, store_url: str, monkeypatch: pytest.MonkeyPatch,
     first_look = threading.local()
     original = Tx.source_recorded
 
-    def source_recorded(tx: Tx, mailbox: str, uidvalidity: int | None, uid: int | None) -> bool:
-        found = original(tx, mailbox, uidvalidity, uid)
+    def source_recorded(tx: Tx, account: str, mailbox: str, uidvalidity: int | None,
+                        uid: int | None) -> bool:
+        found = original(tx, account, mailbox, uidvalidity, uid)
         if not getattr(first_look, "done", False):
             first_look.done = True
             gate.wait()

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from mailbridge.clock import FakeClock, SystemClock
 from mailbridge.config import ImapSettings, SmtpSettings, load_config
 from mailbridge.config.values import Secret
-from mailbridge.daemon.membership import Change, Membership, lease_account
+from mailbridge.daemon.membership import Change, Membership
 from mailbridge.daemon.sender import OutboxSender, RetryPolicy
 from mailbridge.errors import ConfigError, StoreUnavailableError
 from mailbridge.io.smtp_sender import SmtpTransport
@@ -238,12 +238,12 @@ def test_leases_are_per_account_and_the_key_holds_no_secret(store: Store) -> Non
     def imap(username: str, host: str, port: int = 993) -> ImapSettings:
         return ImapSettings(host=host, port=port, username=username, password=Secret("hunter2"))
 
-    support = lease_account(imap("support@example.com", "IMAP.example.com"))
+    support = imap("support@example.com", "IMAP.example.com").account
     assert support == "support@example.com@imap.example.com:993"
-    billing = lease_account(imap("billing@example.com", "imap.example.com"))
-    other_host = lease_account(imap("support@example.com", "imap.example.com", 1993))
+    billing = imap("billing@example.com", "imap.example.com").account
+    other_host = imap("support@example.com", "imap.example.com", 1993).account
     assert len({support, billing, other_host}) == 3
-    assert lease_account(imap("u", "::1", 143)) == "u@[::1]:143"
+    assert imap("u", "::1", 143).account == "u@[::1]:143"
     assert "hunter2" not in support
 
     assert peers.acquire(store, "INBOX", "a", T0, LEASE, account=support)

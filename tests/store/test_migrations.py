@@ -99,7 +99,8 @@ ROWS: dict[str, list[dict[str, Any]]] = {
                    "started_at": T0, "last_seen_at": T0 + H, "stopped_at": T0 + H,
                    "stop_reason": "stopped", "machine_id": "m" * 32, "boot_id": "b" * 32}],
     "mailbox_leases": [{"mailbox": "INBOX", "holder": "i-old", "acquired_at": T0,
-                        "expires_at": T0 + H, "synced_at": T0 + H}],
+                        "expires_at": T0 + H, "synced_at": T0 + H,
+                        "account": "support@example.com@imap.example.com:993"}],  # v13
 }
 
 KEYS = {"messages": ("message_id",), "threads": ("id",), "known_ids": ("message_id",),
@@ -155,6 +156,9 @@ NEW_COLUMN_VALUES: dict[tuple[str, str], Expect] = {
     ("instances", "boot_id"): lambda row, _: "",
     ("instances", "problems"): lambda row, _: "",
     ("mailbox_leases", "account"): lambda row, _: "",
+    # Named by the first watcher of its account to look (`Store.adopt_unnamed`).
+    ("messages", "account"): lambda row, _: "",
+    ("cursors", "account"): lambda row, _: "",
 }
 
 
@@ -244,7 +248,7 @@ def test_a_store_at_each_earlier_version_migrates_with_its_rows(store_url: str,
                                                         "Undelivered"]
         claimed = store.claim_outbox(T0 + H, claimer="i-new")
         assert claimed is not None and claimed.recipient == "a@example.org"
-        assert store.cursor("INBOX") == (3_000_000_000, 4_000_000_001)
+        assert store.cursor("", "INBOX") == (3_000_000_000, 4_000_000_001)
         assert [i.id for i in peers.instances(store)] == (["i-old"] if version >= 5 else [])
         with store.reading() as conn:
             assert current_version(conn) == LATEST
@@ -254,3 +258,20 @@ def test_a_store_at_each_earlier_version_migrates_with_its_rows(store_url: str,
     assert migrate(engine) == LATEST, "a second migration changes nothing"
     engine.dispose()
     Store.open(store_url, migrate=False).close()
+
+
+def test_an_upgraded_desk_goes_on_where_it_was(store_url: str) -> None:
+    """A store at version 13 (messages and cursor naming the folder alone) migrates, and its
+    account adopts them as its watcher opens the folder: the UIDs it recorded stay recorded
+    (no second acknowledgement) and its cursor stays where it was."""
+    _build_at(store_url, 13)
+    account = "support@example.com@imap.example.com:993"
+    store = Store.open(store_url)
+    try:
+        assert store.adopt_unnamed(account, "INBOX", 3_000_000_000) == 2
+        assert store.cursor(account, "INBOX") == (3_000_000_000, 4_000_000_001)
+        with store.transaction() as tx:
+            assert [uid for uid in range(4_000_000_000, 4_000_000_003) if tx.source_recorded(
+                account, "INBOX", 3_000_000_000, uid)] == [4_000_000_000, 4_000_000_001]
+    finally:
+        store.close()

@@ -12,7 +12,7 @@ from mailbridge.cli import main
 from mailbridge.cli.status import EXIT_UNWATCHED, gather
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
-from mailbridge.daemon.membership import Membership, lease_account
+from mailbridge.daemon.membership import Membership
 from mailbridge.store.db import Store
 from mailbridge.store.tables import OutboxItem, Thread
 from tests.configs import MINIMAL
@@ -39,7 +39,7 @@ state_dir = "{tmp_path}"
 def _account(config: Path) -> str:
     imap = load_config(config).imap
     assert imap is not None
-    return lease_account(imap)
+    return imap.account
 
 
 def test_status_shows_instances_watchers_outbox_and_next_deadline(
@@ -69,7 +69,7 @@ def test_status_shows_instances_watchers_outbox_and_next_deadline(
         tx.add(OutboxItem(thread_id="GHIJKL", kind="ack", mailbox="INBOX", message_id="<b@x>",
                           envelope_from="", recipient="b@x", body=b"x", next_attempt_at=now,
                           created_at=now, arrived_at=now, state="unknown"))
-        tx.advance_cursor("INBOX", 9, 41, now)
+        tx.advance_cursor(_account(config), "INBOX", 9, 41, now)
         tx.event("ABCDEF", now, "ack_bounced", "a delivery failure came back about our mail")
 
     status = gather(store, load_config(config), clock.now())
@@ -121,7 +121,7 @@ def test_status_shows_what_a_live_instance_reports_degraded(
                 f" ...: run `mailbridge oauth2-login --config {config}` again"]
     here = Membership(store, SystemClock(), mailboxes=["INBOX", "Sent"],
                       lease_timeout=timedelta(seconds=20), problems=lambda: list(problems),
-                      account=lease_account(load_config(config).imap))  # type: ignore[union-attr]
+                      account=_account(config))
     here.join()
     assert main(["status", "--config", str(config)]) == 0
     assert f"degraded: {here.id}: {problems[0]}\n" in capsys.readouterr().out
@@ -148,7 +148,7 @@ def test_status_names_another_accounts_mailbox_with_its_account(
     clock = SystemClock()
     here = Membership(store, clock, mailboxes=["INBOX", "Sent"],
                       lease_timeout=timedelta(seconds=20),
-                      account=lease_account(load_config(config).imap))  # type: ignore[union-attr]
+                      account=_account(config))
     other = Membership(store, clock, mailboxes=["INBOX"], lease_timeout=timedelta(seconds=20),
                        account="billing@example.com@127.0.0.1:993")
     assert here.join().gained == {"INBOX", "Sent"}

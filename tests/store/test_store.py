@@ -167,17 +167,6 @@ def test_a_batch_of_outcomes_records_each_on_its_own_item(store: Store) -> None:
     assert by_thread["RETRY1"].next_attempt_at == later
 
 
-def test_cursor_only_moves_forward(store: Store) -> None:
-    """The mailbox cursor keeps the highest UID and resets on a new UIDVALIDITY."""
-    assert store.cursor("INBOX") is None
-    for uid in (5, 3, 9):
-        with store.transaction() as tx:
-            tx.advance_cursor("INBOX", 100, uid, T0)
-    assert store.cursor("INBOX") == (100, 9)
-    store.reset_cursor("INBOX", 200, 4, T0)
-    assert store.cursor("INBOX") == (200, 4)
-
-
 def test_round_robin_counter_is_durable(store: Store) -> None:
     """Turns keep counting across transactions."""
     turns = []
