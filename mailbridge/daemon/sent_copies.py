@@ -57,7 +57,7 @@ class SentCopier:
     def __init__(self, store: Store, folder: Folder, clock: Clock, metrics: Metrics, *,
                  backoff: Backoff | None = None, idle_poll: float | None = None,
                  claimer_lease: timedelta = CLAIM_LEASE, horizon: timedelta = COPY_HORIZON,
-                 batch: int = COPY_BATCH) -> None:
+                 batch: int = COPY_BATCH, account: str = "") -> None:
         self.store = store
         self.folder = folder
         self.clock = clock
@@ -69,6 +69,8 @@ class SentCopier:
         self.lease = claimer_lease
         self.horizon = horizon
         self.batch = batch
+        self.account = account
+        """`folder`'s IMAP account (`ImapSettings.account`): whose customers' copies it takes."""
         self.problem: str | None = None
         """The reason copies fail now, as last logged; None while they go through."""
         self._wake = asyncio.Event()
@@ -101,7 +103,7 @@ class SentCopier:
     async def _next_in(self) -> float | None:
         now = self.clock.now()
         next_at = await asyncio.to_thread(next_copy_time, self.store,
-                                          since=now - self.horizon)
+                                          since=now - self.horizon, account=self.account)
         timeout = self.idle_poll
         if next_at is not None:
             due_in = max(0.0, (next_at - now).total_seconds())
@@ -113,7 +115,7 @@ class SentCopier:
         went through (more may be waiting). Blocking."""
         now = self.clock.now()
         items = claim_copies(self.store, now, since=now - self.horizon, lease=self.lease,
-                             limit=self.batch)
+                             limit=self.batch, account=self.account)
         appended = []
         for index, item in enumerate(items):
             if not item.body:  # erased (`mailbridge forget`): nothing left to copy

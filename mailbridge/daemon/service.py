@@ -305,7 +305,7 @@ class Service:
             return None
         folder = SentFolder(imap, fallback=(*imap.sent_names, "Sent")[0],
                             tokens=self._imap_tokens)
-        return SentCopier(self.store, folder, self.clock, self.metrics,
+        return SentCopier(self.store, folder, self.clock, self.metrics, account=imap.account,
                           idle_poll=SHARED_COPY_POLL if self.store.shared else None)
 
     def _wire(self, deadlines: Deadlines) -> None:

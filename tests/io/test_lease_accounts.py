@@ -9,6 +9,8 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +112,26 @@ def _ack_recipients(peer: SmtpPeer) -> list[str]:
     return sorted(rcpt for ack in peer.messages for rcpt in ack.rcpt_tos)
 
 
+def _copied_to(server: Dovecot, count: int) -> list[str]:
+    """The recipients of the `count` copies in the server's Sent folder, once there."""
+    wait_for(lambda: len(server.uids("Sent")) >= count, timeout=30)
+    return sorted(addr for uid in server.uids("Sent") for _, addr in getaddresses(
+        message_from_bytes(server.fetch_raw(uid, "Sent")).get_all("To", [])))
+
+
 def test_two_accounts_inboxes_with_one_uidvalidity_are_kept_apart(
         tmp_path: Path, postgres_url: str, dovecot: Dovecot, billing: Dovecot,
         smtp_peer: SmtpPeer) -> None:
     """support@ and billing@ share a store and one INBOX UIDVALIDITY: billing@'s UID 1 is
     acknowledged after support@'s UID 1 was, and after each daemon restarts (mail having come
-    meanwhile), each goes on from its own cursor: every customer gets exactly one ack."""
+    meanwhile), each goes on from its own cursor: every customer gets exactly one ack, and
+    its copy is in the Sent folder of the account the customer wrote to."""
     validity = dovecot.uidvalidity()
     assert billing.uidvalidity() == validity
     support_config = write_config(tmp_path / "support", dovecot, smtp_peer,
-                                  store_url=postgres_url)
+                                  store_url=postgres_url, copy_sent=True)
     billing_config = write_config(tmp_path / "billing", billing, smtp_peer,
-                                  store_url=postgres_url)
+                                  store_url=postgres_url, copy_sent=True)
     support_account = f"support@example.com@127.0.0.1:{dovecot.port}"
     billing_account = f"billing@example.com@127.0.0.1:{billing.port}"
 
@@ -146,6 +156,9 @@ def test_two_accounts_inboxes_with_one_uidvalidity_are_kept_apart(
         deliver(dovecot, 5, "eve")  # support@'s UID 3
         support.start()
         smtp_peer.wait_for_count(5, timeout=30)
+        assert _copied_to(dovecot, 3) == ["ana@example.org", "cai@example.org",
+                                          "eve@example.org"]
+        assert _copied_to(billing, 2) == ["ben@example.org", "dan@example.org"]
 
         store = support.store()
         try:
