@@ -65,21 +65,37 @@ INSTALL_HINT = ("run the project's test command, `./scripts/test`, which install
 # --------------------------------------------------------------------------- polling helpers
 
 
-_HANDED_OUT: set[int] = set()
+PORTS = range(20000, 32000)
+"""Where test servers listen: below Linux's ephemeral range (32768 and up), so a port handed
+out is never taken meanwhile by an outgoing connection or another process's bind to 0."""
+PORTS_PER_WORKER = 1500
+_next_port = 0
+
+
+def _worker() -> int:
+    """This test process's number: pytest-xdist's worker gwN is N, a plain run 0."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name[2:].isdigit() else 0
 
 
 def free_port() -> int:
-    """Return a loopback TCP port that the OS reports as free right now, and that this
-    process has not handed out before: a port handed out but not yet bound (a daemon's
-    [http] listen written into its config before the Dovecot that pushes to it starts) is
-    free to the OS, which may offer it again."""
-    while True:
+    """Return a loopback TCP port that is free right now and that no other test process
+    hands out: each pytest-xdist worker takes its ports from its own slice of `PORTS`, in
+    turn, so a port handed out but not yet bound (a daemon's [http] listen written into its
+    config before the Dovecot that pushes to it starts) is not offered again until the
+    whole slice has been."""
+    global _next_port
+    first = PORTS.start + (_worker() * PORTS_PER_WORKER) % len(PORTS)
+    for _ in range(PORTS_PER_WORKER):
+        port = first + _next_port % PORTS_PER_WORKER
+        _next_port += 1
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((LOOPBACK, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:  # in use, or still closing
+                continue
+        return port
+    raise AssertionError(f"no free port among {PORTS_PER_WORKER} from {first}")
 
 
 def wait_for(
