@@ -20,6 +20,7 @@ import email
 import email.policy
 import functools
 import grp
+import itertools
 import os
 import pwd
 import re
@@ -69,7 +70,7 @@ PORTS = range(20000, 32000)
 """Where test servers listen: below Linux's ephemeral range (32768 and up), so a port handed
 out is never taken meanwhile by an outgoing connection or another process's bind to 0."""
 PORTS_PER_WORKER = 1500
-_next_port = 0
+_turns = itertools.count()
 
 
 def _worker() -> int:
@@ -84,11 +85,9 @@ def free_port() -> int:
     turn, so a port handed out but not yet bound (a daemon's [http] listen written into its
     config before the Dovecot that pushes to it starts) is not offered again until the
     whole slice has been."""
-    global _next_port
     first = PORTS.start + (_worker() * PORTS_PER_WORKER) % len(PORTS)
     for _ in range(PORTS_PER_WORKER):
-        port = first + _next_port % PORTS_PER_WORKER
-        _next_port += 1
+        port = first + next(_turns) % PORTS_PER_WORKER
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((LOOPBACK, port))
