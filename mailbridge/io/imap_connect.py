@@ -114,8 +114,10 @@ class TokenSource(Protocol):
 def open_client(settings: ImapSettings, factory: type[IMAPClient] = IMAPClient) -> Any:
     """A connected, not yet logged-in client (`factory`: IMAPClient or a subclass)."""
     s = settings
-    context = client_context(verify=s.verify_tls, ca_file=s.ca_file)
-    return factory(s.host, port=s.port, ssl=s.tls == "implicit", ssl_context=context,
+    # A context only for TLS: loading the system's CA certificates costs tens of ms CPU.
+    implicit = s.tls == "implicit"
+    context = client_context(verify=s.verify_tls, ca_file=s.ca_file) if implicit else None
+    return factory(s.host, port=s.port, ssl=implicit, ssl_context=context,
                    timeout=SocketTimeout(connect=s.connect_timeout, read=s.read_timeout))
 
 

@@ -32,7 +32,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -392,17 +392,16 @@ class ImapWatcher:
             size = int(data.get(b"RFC822.SIZE", 0))
             arrived = _aware(data.get(b"INTERNALDATE"))
             try:
+                # The parts the robot rules read, from BODYSTRUCTURE: they are never fetched.
+                structure = imap_parts(data[b"BODYSTRUCTURE"]) \
+                    if b"BODYSTRUCTURE" in data else None
                 message = parse_parts(
                     data.get(b"BODY[HEADER]", b""), texts.get(uid),
                     transfer_encoding=section.encoding if section else None,
                     charset=section.charset if section else None,
                     subtype=section.subtype if section else None,
                     text_size=section.size if section else None, size=size,
-                    report=reports.get(uid))
-                if b"BODYSTRUCTURE" in data:  # the parts the robot rules read, unfetched
-                    structure = imap_parts(data[b"BODYSTRUCTURE"])
-                    message = replace(message, parts=structure.parts,
-                                      calendar_method=structure.calendar_method)
+                    report=reports.get(uid), structure=structure)
             except Exception as exc:  # a poison message must not stall the mailbox
                 log.exception("imap %s", fields(event="parse_failed", uid=uid))
                 fetched.append(Fetched(uid, uidvalidity, None, arrived, size,

@@ -26,8 +26,8 @@ from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import TypeVar
 
-from mailbridge.core.model import Address, InboundMessage
-from mailbridge.mail.bodystructure import MAX_PARTS
+from mailbridge.core.model import Address, InboundMessage, Report
+from mailbridge.mail.bodystructure import MAX_PARTS, Structure
 from mailbridge.mail.defects import Defects, excerpt, guard
 from mailbridge.mail.headers import PLAIN_ADDR_SPEC, CachedHeaderRegistry
 from mailbridge.mail.structure import message_parts
@@ -103,8 +103,11 @@ def bound_fields(raw: bytes, defects: Defects) -> bytes:
 # --- headers -----------------------------------------------------------------------
 
 
-def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> InboundMessage:
-    """The header fields of `msg`, with `text` and `size` as given; each bad field a problem."""
+def build_message(msg: Message, *, text: str, size: int, defects: Defects,
+                  structure: Structure | None = None,
+                  report: Report | None = None) -> InboundMessage:
+    """The header fields of `msg`, with `text`, `size` and `report` as given; each bad field
+    a problem. The parts are `structure`'s when given (IMAP's BODYSTRUCTURE), else `msg`'s."""
     items = [(str(name), str(value)) for name, value in msg.raw_items()]
     index: dict[str, list[str]] = {}
     for name, value in items:
@@ -114,7 +117,8 @@ def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> In
         return guard(defects, f"{name} header", default, read)
 
     guard(defects, "MIME structure", None, lambda: _mime_defects(msg, defects))
-    structure = message_parts(msg)
+    if structure is None:
+        structure = message_parts(msg)
     return InboundMessage(
         message_id=field("Message-ID", None, lambda: _message_id(index, defects)),
         from_=field("From", (), lambda: _from(index, defects)),
@@ -134,21 +138,26 @@ def build_message(msg: Message, *, text: str, size: int, defects: Defects) -> In
         size=size,
         parts=structure.parts,
         calendar_method=structure.calendar_method,
+        report=report,
     )
 
 
-def empty_message(size: int, defects: Defects) -> InboundMessage:
-    """A message of which nothing could be read: only `size` and the problems."""
+def empty_message(size: int, defects: Defects,
+                  structure: Structure | None = None) -> InboundMessage:
+    """A message of which nothing could be read: only `size`, the problems and the parts
+    `structure` gives (IMAP's BODYSTRUCTURE, read apart)."""
+    structure = structure or Structure()
     return InboundMessage(
         message_id=None, from_=(), sender=None, reply_to=(), to=(), cc=(),
         return_path=None, subject="", date=None, in_reply_to=(), references=(),
-        defects=defects.result(), size=size,
+        defects=defects.result(), size=size, parts=structure.parts,
+        calendar_method=structure.calendar_method,
     )  # fmt: skip
 
 
 def _unicode(value: str, name: str, defects: Defects) -> str:
     """A raw header value as text: unfolded, 8-bit bytes read as UTF-8 or windows-1252."""
-    value = re.sub(r"\r\n|\r|\n", "", value)
+    value = value.replace("\r", "").replace("\n", "")
     if value.isascii():
         return value
     data = value.encode("utf-8", "surrogateescape")

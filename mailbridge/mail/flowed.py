@@ -16,12 +16,14 @@ a flowed reader shows it (soft breaks joined, stuffing removed), for tools and t
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 WIDTH = 72
 """Columns, the soft break's space included; RFC 3676 asks for at most 78."""
 
 _SIGNATURE_SEPARATOR = "-- "
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def flowed(text: str, width: int = WIDTH) -> str:
@@ -59,7 +61,7 @@ def _wrapped(line: str, width: int) -> list[str]:
 def _last_space(text: str, width: int) -> int | None:
     """The index of the last space after which the text before it (the space included) fits
     in `width` columns; a space at index 0 does not count (it would leave an empty piece)."""
-    if text.isascii():  # one column a character: the last space before column `width`
+    if _one_column(text):  # the last space before column `width`
         index = text.rfind(" ", 1, width)
         return None if index == -1 else index
     found, used = None, 0
@@ -77,9 +79,14 @@ def _stuffed(line: str) -> str:
 
 
 def _columns(text: str) -> int:
-    if text.isascii():  # nearly all text: no wide characters, no combining marks
-        return len(text)
-    return sum(_char_columns(char) for char in text)
+    # Nearly all text is ASCII, or has a few other characters (quotes, accents): only those
+    # are looked up.
+    return len(text) + sum(_char_columns(char) - 1 for char in _NOT_ASCII.findall(text))
+
+
+def _one_column(text: str) -> bool:
+    """No wide characters and no combining marks in `text`."""
+    return all(_char_columns(char) == 1 for char in _NOT_ASCII.findall(text))
 
 
 def _char_columns(char: str) -> int:

@@ -40,7 +40,6 @@ collected by `mailbridge.mail.defects`.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
@@ -49,6 +48,7 @@ from mailbridge.core.model import InboundMessage, Report
 from mailbridge.mail.bodystructure import (
     MAX_DEPTH,
     MAX_PARTS,
+    Structure,
     TextSection,
     choose,
     first_text_section,
@@ -101,8 +101,7 @@ def parse_message(raw: bytes, *, max_text: int = 65536) -> InboundMessage:
         if not text and size > MAX_PARSE_BYTES:
             defects.add(f"no text found in the first {MAX_PARSE_BYTES // 1048576} MiB")
         report = report_of(msg) if msg.get_content_maintype().lower() == "multipart" else None
-        message = build_message(msg, text=text, size=size, defects=defects)
-        return replace(message, report=report) if report is not None else message
+        return build_message(msg, text=text, size=size, defects=defects, report=report)
     except Exception as exc:  # the last line of defence: a parser must never fail
         defects.add(f"message could not be read ({type(exc).__name__})")
         return empty_message(size, defects)
@@ -119,6 +118,7 @@ def parse_parts(
     text_size: int | None = None,
     max_text: int = 65536,
     report: Report | None = None,
+    structure: Structure | None = None,
 ) -> InboundMessage:
     """Read a message from its header block and the raw bytes of its first text part.
 
@@ -130,8 +130,9 @@ def parse_parts(
     BODYSTRUCTURE: when `text` is shorter (a partial fetch such as
     `BODY.PEEK[1]<0.N>`), its cut end is not reported as damage. Gives the same
     result as `parse_message` on the whole message, except `size`, which is the
-    given one, and `parts`, which the caller takes from BODYSTRUCTURE
-    (`mailbridge.mail.structure.imap_parts`). `report` is what `mailbridge.mail.reports`
+    given one, and the parts, which are `structure`'s: the caller reads them from
+    BODYSTRUCTURE (`mailbridge.mail.structure.imap_parts`); without it, those of the header
+    block alone. `report` is what `mailbridge.mail.reports`
     read from the report parts the watcher fetched (`report_sections`), if any. Never
     raises.
     """
@@ -158,11 +159,11 @@ def parse_parts(
                     cut=cut,
                 ),
             )
-        message = build_message(msg, text=body, size=size, defects=defects)
-        return replace(message, report=report) if report is not None else message
+        return build_message(msg, text=body, size=size, defects=defects, structure=structure,
+                             report=report)
     except Exception as exc:
         defects.add(f"message could not be read ({type(exc).__name__})")
-        return empty_message(size, defects)
+        return empty_message(size, defects, structure)
 
 
 # --- the MIME structure --------------------------------------------------------

@@ -34,12 +34,15 @@ def environment(templates_dir: Path | None, language: str, *,
     packaged = [PACKAGE_TEMPLATES / language]
     if language != DEFAULT_LANGUAGE:
         packaged.append(PACKAGE_TEMPLATES / DEFAULT_LANGUAGE)
+    # Loaded once: a change to the files takes effect on a reload (SIGHUP), which builds new
+    # environments, not by a stat of each frame a template extends at every mail rendered.
     if templates_dir is None:
         return jinja2.Environment(
             loader=jinja2.FileSystemLoader(packaged),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(["html", "html.j2"]),
             keep_trailing_newline=True,
+            auto_reload=False,
         )
     own = [templates_dir / language, *([templates_dir] if top_level else [])]
     return ImmutableSandboxedEnvironment(
@@ -47,6 +50,7 @@ def environment(templates_dir: Path | None, language: str, *,
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(["html", "html.j2"]),
         keep_trailing_newline=True,
+        auto_reload=False,
     )
 
 
