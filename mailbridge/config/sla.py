@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import holidays
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from mailbridge.config.problems import describe, show, unknown
@@ -82,6 +81,8 @@ class HolidaySettings(_Table):
     @field_validator("country")
     @classmethod
     def _known_country(cls, country: str) -> str:
+        import holidays  # here: only a desk with public holidays needs it (20 ms to import)
+
         supported = holidays.list_supported_countries()
         if country in supported:
             return country
@@ -96,6 +97,8 @@ class HolidaySettings(_Table):
         country = info.data.get("country")
         if subdivision is None or country is None:
             return subdivision
+        import holidays
+
         try:
             holidays.country_holidays(country, subdiv=subdivision)
         except NotImplementedError:

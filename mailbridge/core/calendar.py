@@ -36,8 +36,6 @@ from functools import lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import holidays
-
 Interval = tuple[time, time]
 WeekHours = Mapping[int, tuple[Interval, ...]]
 
@@ -375,6 +373,8 @@ def _local_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
 
 @lru_cache(maxsize=256)
 def _holiday_dates(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    import holidays  # here: only a desk with public holidays needs it (20 ms to import)
+
     return frozenset(holidays.country_holidays(country, subdiv=subdivision, years=year))
 
 
@@ -383,6 +383,8 @@ def _check_holiday_region(name: str, country: str | None, subdivision: str | Non
         if subdivision is not None:
             raise ValueError(f"calendar {name}: holiday_subdivision needs a holiday_country")
         return
+    import holidays  # here: only a desk with public holidays needs it (20 ms to import)
+
     try:
         holidays.country_holidays(country, subdiv=subdivision)
     except NotImplementedError as exc:
