@@ -44,10 +44,13 @@ def flowed(text: str, width: int = WIDTH) -> str:
 def _wrapped(line: str, width: int) -> list[str]:
     """`line` in pieces of at most `width` columns, each but the last ending in a space; a
     piece that no space lets fit is as short as its first word allows."""
+    # Nearly always every character takes one column (ASCII, accents, curly quotes): then a
+    # piece's length is its width, and the characters are not looked up piece after piece.
+    columns = len if _one_column(line) else _columns
     pieces: list[str] = []
     rest = line
-    while _columns(rest) > (room := width - 1 if _stuffed(rest) != rest else width):
-        cut = _last_space(rest, room)
+    while columns(rest) > (room := width - 1 if _stuffed(rest) != rest else width):
+        cut = _last_space(rest, room, one_column=columns is len)
         if cut is None:
             cut = rest.find(" ", 1)
             if cut == -1:
@@ -58,10 +61,11 @@ def _wrapped(line: str, width: int) -> list[str]:
     return pieces
 
 
-def _last_space(text: str, width: int) -> int | None:
+def _last_space(text: str, width: int, *, one_column: bool) -> int | None:
     """The index of the last space after which the text before it (the space included) fits
-    in `width` columns; a space at index 0 does not count (it would leave an empty piece)."""
-    if _one_column(text):  # the last space before column `width`
+    in `width` columns; a space at index 0 does not count (it would leave an empty piece).
+    `one_column`: every character of `text` takes one column."""
+    if one_column:  # the last space before column `width`
         index = text.rfind(" ", 1, width)
         return None if index == -1 else index
     found, used = None, 0
@@ -79,14 +83,14 @@ def _stuffed(line: str) -> str:
 
 
 def _columns(text: str) -> int:
-    # Nearly all text is ASCII, or has a few other characters (quotes, accents): only those
-    # are looked up.
-    return len(text) + sum(_char_columns(char) - 1 for char in _NOT_ASCII.findall(text))
+    return sum(_char_columns(char) for char in text)
 
 
 def _one_column(text: str) -> bool:
-    """No wide characters and no combining marks in `text`."""
-    return all(_char_columns(char) == 1 for char in _NOT_ASCII.findall(text))
+    """No wide characters and no combining marks in `text`: only its few non-ASCII
+    characters, if any, are looked up."""
+    return text.isascii() or all(_char_columns(char) == 1
+                                 for char in _NOT_ASCII.findall(text))
 
 
 def _char_columns(char: str) -> int:
