@@ -4,10 +4,11 @@ Run: `.venv/bin/python benchmarks/backlog.py [--messages N] [--attachments-count
 [--attachment-every K] [--skip-postgresql] [--skip-attachments] [--no-pipelining]
 [--no-record]`
 
-Each run has its own Dovecot, SMTP peer and store. The daemon starts once on the empty
-mailbox (that creates the Maildir and the store's tables) and stops; then messages from
-distinct customers are delivered into the INBOX Maildir, as an MDA does, and the daemon
-starts again. Timed: from process start to the last ack at the SMTP peer. Meanwhile a
+Each run has its own Dovecot, SMTP peer and store. The daemon starts on the empty mailbox
+(that creates the Maildir and the store's tables) and stops, then starts and stops there once
+more for its start-up CPU time (process start to healthy, `Outcome.start_cpu_s`); then
+messages from distinct customers are delivered into the INBOX Maildir, as an MDA does, and
+the daemon starts again. Timed: from process start to the last ack at the SMTP peer. Meanwhile a
 thread reads each daemon's VmRSS from /proc every 0.2 s; VmHWM (the kernel's own peak)
 and the idle VmRSS are read IDLE_S seconds after the last ack, before the daemon stops.
 The daemon's CPU time (user + system, from /proc) at the last ack, per message, varies
@@ -56,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.results import append
 from mailbridge.config import SmtpSettings
 from mailbridge.io.smtp_sender import SmtpTransport
-from tests.daemon import Daemon, maildir_deliver, write_config
+from tests.daemon import REPO, Daemon, maildir_deliver, write_config
 from tests.mails import customer_mail
 from tests.servers import Dovecot, SmtpPeer
 
@@ -102,6 +103,9 @@ class Outcome:
     """The machine's busy CPU time (every process: daemons, Dovecot, the SMTP peer, the
     database server, anything else running) over the same span, in cores: near the core
     count, the run was bound by CPU and a second instance has little left to use."""
+    start_cpu_s: list[float]
+    """CPU time each daemon used until healthy, started on the empty mailbox and the store
+    its first start made."""
 
 
 def customer(n: int | str) -> str:
@@ -199,14 +203,16 @@ def pids(daemons: list[Daemon]) -> list[int]:
 
 def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instances: int = 1,
             store_url: str | None = None, pipelining: bool = True,
-            mailboxes: int = 1) -> Outcome:
+            mailboxes: int = 1, source: Path = REPO) -> Outcome:
+    """One run; `source` is the tree whose package the daemons run (another one for A/B)."""
     folders = FOLDERS[:mailboxes]
     with Dovecot(root / "dovecot") as dovecot, SmtpPeer(pipelining=pipelining) as peer:
         # The benchmark measures throughput, not the flood cap: lift the cap.
         daemons = [Daemon(write_config(
             root / f"mb{i}", dovecot, peer, store_url=store_url,
             extra_imap=f'backfill = "1d"\nmailbox = "{folders[i % mailboxes] or "INBOX"}"',
-            extra_rules="global_cap_per_minute = 1000000")) for i in range(instances)]
+            extra_rules="global_cap_per_minute = 1000000"), source=source)
+            for i in range(instances)]
         if any(folders):  # each mailbox exists before its watcher starts
             with dovecot.connect() as client:
                 for folder in filter(None, folders):
@@ -216,6 +222,7 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                 daemon.start()
             for daemon in daemons:
                 daemon.stop()
+            start_cpu = [start_cpu_seconds(daemon) for daemon in daemons]
             for n in range(count):
                 maildir_deliver(dovecot, make_mail(n), f"{n}.M{n}P{os.getpid()}.bench",
                                 folders[n % mailboxes])
@@ -238,7 +245,16 @@ def backlog(root: Path, label: str, count: int, make_mail: MakeMail, *, instance
                     daemon.stop()
     return Outcome(label, count, seconds, sampler.peak, hwm, idle, sent_by,
                    max(acks.values(), default=0), len(customers - set(acks)), cpu,
-                   busy / seconds)
+                   busy / seconds, start_cpu)
+
+
+def start_cpu_seconds(daemon: Daemon) -> float:
+    """The CPU time `daemon` takes from its start until it is healthy; stops it."""
+    daemon.start()
+    assert daemon.process is not None
+    cpu = cpu_seconds(daemon.process.pid)
+    daemon.stop()
+    return cpu
 
 
 def peer_rate(count: int = 2000, *, pipelining: bool = True) -> float:
@@ -350,7 +366,8 @@ def main() -> int:
             outcomes.append(outcome)
             print(f"{run.label}: {run.messages:,} acks in {outcome.seconds:.1f} s "
                   f"({run.messages / outcome.seconds:.0f}/s), daemon CPU "
-                  f"{sum(outcome.cpu_s) / run.messages * 1000:.2f} ms per message, machine "
+                  f"{sum(outcome.cpu_s) / run.messages * 1000:.2f} ms per message (start-up "
+                  f"{' / '.join(f'{c:.2f}' for c in outcome.start_cpu_s)} s), machine "
                   f"busy {outcome.busy_cores:.2f} cores, peak VmRSS "
                   f"{mib(outcome.peak_mib)} MiB", flush=True)
     for o in outcomes:
