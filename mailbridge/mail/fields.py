@@ -170,6 +170,8 @@ def _unicode(value: str, name: str, defects: Defects) -> str:
 
 def _tidy(text: str) -> str:
     """Header text without control characters, surrogates or repeated whitespace."""
+    if text.isascii() and text.isprintable():  # nearly every value: nothing to drop
+        return " ".join(text.split())
     text = _SURROGATES.sub("\ufffd", text.replace("\t", " "))
     return " ".join(_HEADER_CONTROLS.sub("", text).split())
 
