@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import os
 import shutil
 import statistics
 import subprocess
@@ -92,6 +93,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="mb-cpu-") as tmp:
         root = Path(tmp)
         trees = [Tree(f"before ({args.before})", compiled(copy_revision(args.before,
@@ -105,7 +107,9 @@ def main() -> int:
                 print(f"round {i + 1}, {tree.label}: {outcome.count / outcome.seconds:.0f} "
                       f"acks/s, {sum(outcome.cpu_s) / outcome.count * 1000:.2f} ms CPU per "
                       f"message, start-up {sum(outcome.start_cpu_s):.2f} s", flush=True)
-    text = table(trees)
+    load.append(os.getloadavg()[0])
+    text = table(trees) + (f"\nLoad average (1 min) {load[0]:.1f} at the start, {load[1]:.1f} at "
+                           f"the end, on {os.cpu_count()} CPUs shared with other work.\n")
     print("\n" + text)
     if not args.no_record:
         command = (f"python benchmarks/daemon_cpu.py --before {args.before} --messages "
