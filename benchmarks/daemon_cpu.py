@@ -74,14 +74,16 @@ def spread(values: list[float], fmt: str) -> str:
 
 def table(trees: list[Tree]) -> str:
     lines = ["| tree | rounds | acks/s | daemon CPU per message, start-up included | "
-             "start-up CPU (to healthy) | most acks to one customer / customers without |",
-             "|---|---|---|---|---|---|"]
+             "start-up CPU (to healthy) | machine busy | most acks to one customer / "
+             "customers without |",
+             "|---|---|---|---|---|---|---|"]
     for tree in trees:
         runs = tree.outcomes
         lines.append(
             f"| {tree.label} | {len(runs)} | {spread([o.count / o.seconds for o in runs], '.0f')}"
             f" | {spread([sum(o.cpu_s) / o.count * 1000 for o in runs], '.2f')} ms"
             f" | {spread([sum(o.start_cpu_s) for o in runs], '.2f')} s"
+            f" | {spread([o.busy_cores for o in runs], '.2f')} cores"
             f" | {max(o.most_acks for o in runs)} / {max(o.missing for o in runs)} |")
     return "\n".join(lines) + "\n"
 
