@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,16 @@ class InboundMessage:
 
     def header(self, name: str) -> str | None:
         """The first value of a header, or None."""
-        wanted = name.lower()
+        return self._first_values.get(name.lower())
+
+    @cached_property
+    def _first_values(self) -> dict[str, str]:
+        """Each header's first value by name, made once: the rules ask for about thirty
+        headers of each message, each a scan of the whole list before."""
+        first: dict[str, str] = {}
         for key, value in self.headers:
-            if key == wanted:
-                return value
-        return None
+            first.setdefault(key, value)
+        return first
 
     def header_all(self, name: str) -> tuple[str, ...]:
         wanted = name.lower()
