@@ -1,6 +1,7 @@
 """Versioned schema migrations, the same on SQLite and PostgreSQL.
 
-Public API: `MIGRATIONS`, `LATEST`, `migrate(engine) -> int`, `current_version(conn)`.
+Public API: `MIGRATIONS`, `LATEST`, `migrate(engine, target=LATEST) -> int`,
+`current_version(conn)`.
 
 Each migration is frozen history: it defines the tables as they were at that
 version with SQLAlchemy Core, never by importing today's models, so an old
@@ -402,8 +403,9 @@ def current_version(conn: Connection) -> int:
     return int(found or 0)
 
 
-def migrate(engine: Engine) -> int:
-    """Apply every pending migration, each in its own transaction; return the version.
+def migrate(engine: Engine, *, target: int = LATEST) -> int:
+    """Apply every pending migration up to `target` (an earlier one: to build an old store),
+    each in its own transaction; return the version.
 
     Raises `StoreError` for a database at a version newer than `LATEST`: the code that
     made it must not be undone by older code (`Store.open` says so with the url first).
@@ -419,7 +421,7 @@ def migrate(engine: Engine) -> int:
             "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
         ))
     version = 0
-    for number, description, step in MIGRATIONS:
+    for number, description, step in MIGRATIONS[:target]:
         with engine.begin() as conn:
             if engine.dialect.name == "postgresql":
                 # Two instances starting at once must not both migrate.
