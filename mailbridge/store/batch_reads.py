@@ -29,7 +29,13 @@ from sqlalchemy import Select, bindparam, case, func, select
 
 from mailbridge.core.standing import QUEUE_CAP
 from mailbridge.core.threads import RecentThread
-from mailbridge.store.statements import LAST_AGENT, RECENT_LIMIT, RECENT_THREADS, THREADS
+from mailbridge.store.statements import (
+    LAST_AGENT,
+    QUEUE_AHEAD,
+    RECENT_LIMIT,
+    RECENT_THREADS,
+    THREADS,
+)
 
 Rows = Callable[[Any, dict[str, Any]], list[tuple[Any, ...]]]
 """Runs a prebuilt statement with its named values in the transaction (`Tx._rows`)."""
@@ -107,6 +113,9 @@ class BatchReads:
         self._queues: dict[str, list[tuple[datetime, datetime]]] = {}
         """Each agent's queue head as read, with the threads this transaction opened for
         them, as sorted `_place` keys."""
+        self._full: dict[str, tuple[datetime, datetime]] = {}
+        """A place in each agent's queue with `QUEUE_CAP` or more ahead of it: so have all
+        behind it (threads are only added), which then need no reading at all."""
         self._free_ids: list[str] = []
         self.batched = False
         """Whether `start_batch` was called (and nothing forgotten since): only then is each
@@ -126,6 +135,7 @@ class BatchReads:
         self._customers.clear()
         self._started.clear()
         self._queues.clear()
+        self._full.clear()
         self.batched = False
 
     def read_customers(self, customers: Sequence[str]) -> None:
@@ -182,11 +192,21 @@ class BatchReads:
     def queue_ahead(self, agent: str, *, due: datetime, since: datetime) -> int:
         """How many threads awaiting `agent` (lower case) come before one due at `due` and
         waiting since `since`, at most `QUEUE_CAP` (see `Tx.queue_ahead`)."""
+        place = _place(due, since)
+        full = self._full.get(agent)
+        if full is not None and place >= full:
+            return QUEUE_CAP  # behind a place that already had QUEUE_CAP ahead of it
         head = self._queues.get(agent)
         if head is None:
+            if full is None:  # first asked: a long queue is answered by one count
+                (count,), = self._rows(QUEUE_AHEAD, {"agent": agent, "due": due, "since": since,
+                                                     "thread_id": ""})
+                if count >= QUEUE_CAP:
+                    self._full[agent] = place
+                    return QUEUE_CAP
             head = self._queues[agent] = sorted(
                 _place(due, since) for due, since in self._rows(QUEUE_HEAD, {"agent": agent}))
-        return min(QUEUE_CAP, bisect.bisect_right(head, (due, since)))
+        return min(QUEUE_CAP, bisect.bisect_right(head, place))
 
     def thread_opened(self, values: dict[str, Any]) -> None:
         """The transaction inserted this thread row."""

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from mailbridge.clock import SystemClock
 from mailbridge.config import load_config
+from mailbridge.core.standing import QUEUE_CAP
 from mailbridge.daemon.ingest import Incoming, Ingestor, Outcome, Source
+from mailbridge.daemon.recording import MESSAGES_PER_TRANSACTION
 from mailbridge.mail.parse import parse_message
 from mailbridge.store.db import Store
 from tests.mails import TRUSTED_RULES, customer_mail
@@ -98,6 +100,30 @@ def test_a_batch_decides_as_one_at_a_time(tmp_path: Path) -> None:
         assert [(o.verdict.rule, o.agent, o.queue_ahead) for o in got] == \
             [(o.verdict.rule, o.agent, o.queue_ahead) for o in expected]
         assert {o.verdict.rule for o in got} == {"new_thread", "sender_cap"}
+    finally:
+        alone.close()
+        many.close()
+
+
+def test_a_long_queue_is_counted_to_its_cap(tmp_path: Path) -> None:
+    """Past `QUEUE_CAP` requests ahead, acknowledgements say "that many or more": batches of
+    a long backlog promise the same places as one message at a time, up to the cap."""
+    items = [mail(1 + n, f"c{n}@example.org", f"Order {n}", START + timedelta(seconds=n))
+             for n in range(2 * QUEUE_CAP + 30)]
+    alone = Store.open(f"sqlite:///{tmp_path}/alone.sqlite3")
+    many = Store.open(f"sqlite:///{tmp_path}/many.sqlite3")
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        expected = one_by_one(desk(tmp_path / "a", alone), items)
+        batched = desk(tmp_path / "b", many)
+        got = [outcome for start in range(0, len(items), MESSAGES_PER_TRANSACTION)
+               for outcome in batched.ingest_many(items[start:start + MESSAGES_PER_TRANSACTION],
+                                                  now=START)]
+        assert [(o.agent, o.queue_ahead) for o in got] == \
+            [(o.agent, o.queue_ahead) for o in expected]
+        assert got[-1].queue_ahead == QUEUE_CAP
+        assert sorted({o.queue_ahead for o in got}) == list(range(QUEUE_CAP + 1))
     finally:
         alone.close()
         many.close()
