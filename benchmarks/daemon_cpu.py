@@ -1,7 +1,7 @@
 """The daemon's CPU time per acknowledged message and at start-up: a revision against this tree.
 
 Run: `.venv/bin/python benchmarks/daemon_cpu.py --before REV [--messages N] [--rounds R]
-[--no-record]`
+[--postgresql] [--no-record]`
 
 `benchmarks/backlog.py`'s one-instance SQLite run (N messages, 3,000 by default), alternately
 with REV's package and this working tree's, R rounds each (2 by default), so that the load of a
@@ -9,6 +9,7 @@ shared machine falls on both alike. Each tree's `mailbridge/` and `templates/` a
 temporary directory first. Reported per tree, medians with the range: acks per second, the
 daemon's CPU time (user + system) per message until the last ack, start-up included, and its
 CPU time from process start until healthy on the empty mailbox (a restart: its store exists).
+`--postgresql`: the same on a scratch PostgreSQL database for each run (backlog.py's).
 
 Bytecode: an installed package comes with its modules compiled (pip compiles them), but a
 source tree run with $PYTHONDONTWRITEBYTECODE set compiles its modules at every start (0.1 to
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.backlog import Outcome, backlog, plain_mail
+from benchmarks.backlog import Outcome, backlog, database, plain_mail
 from benchmarks.results import append
 from tests.daemon import REPO
 
@@ -93,6 +94,7 @@ def main() -> int:
     parser.add_argument("--before", metavar="REV", required=True)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--postgresql", action="store_true", help="on PostgreSQL, not SQLite")
     parser.add_argument("--no-record", action="store_true", help="print only")
     args = parser.parse_args()
     load = [os.getloadavg()[0]]
@@ -103,8 +105,10 @@ def main() -> int:
                  Tree("after (this tree)", compiled(copy_working_tree(root / "after")))]
         for i in range(args.rounds):
             for tree in trees if i % 2 == 0 else trees[::-1]:
-                outcome = backlog(root / f"run{i}-{trees.index(tree)}", tree.label,
-                                  args.messages, plain_mail, source=tree.source)
+                with database(args.postgresql) as url:
+                    outcome = backlog(root / f"run{i}-{trees.index(tree)}", tree.label,
+                                      args.messages, plain_mail, source=tree.source,
+                                      store_url=url)
                 tree.outcomes.append(outcome)
                 print(f"round {i + 1}, {tree.label}: {outcome.count / outcome.seconds:.0f} "
                       f"acks/s, {sum(outcome.cpu_s) / outcome.count * 1000:.2f} ms CPU per "
@@ -114,11 +118,13 @@ def main() -> int:
                            f"the end, on {os.cpu_count()} CPUs shared with other work.\n")
     print("\n" + text)
     if not args.no_record:
+        backend = "PostgreSQL" if args.postgresql else "SQLite"
         command = (f"python benchmarks/daemon_cpu.py --before {args.before} --messages "
-                   f"{args.messages} --rounds {args.rounds}")
-        append("daemon CPU, before and after", command,
-               "The one-instance SQLite backlog of backlog.py, the trees alternating; medians "
-               "(min–max).\n\n" + text)
+                   f"{args.messages} --rounds {args.rounds}"
+                   + (" --postgresql" if args.postgresql else ""))
+        append(f"daemon CPU on {backend}, before and after", command,
+               f"The one-instance {backend} backlog of backlog.py, the trees alternating; "
+               "medians (min–max).\n\n" + text)
     return 0
 
 
