@@ -31,7 +31,7 @@ from mailbridge.metrics.families import Metrics
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_TRANSACTION = 20
+MESSAGES_PER_TRANSACTION = 50
 """A mailbox catching up records this many messages per transaction: fewer commits, while
 the sender still gets the (SQLite) write lock between them."""
 
