@@ -172,9 +172,14 @@ class Daemon:
 
 def maildir_deliver(dovecot: Dovecot, raw: bytes, name: str, folder: str = "") -> Path:
     """Deliver `raw` into the INBOX Maildir (or an existing `folder`'s) directly, as an MDA
-    does (Dovecot may be down)."""
+    does (Dovecot may be down), making the INBOX's tmp, new and cur first if nobody opened it
+    yet (a daemon healthy and stopped before its watcher got there)."""
     owner = dovecot.mail_dir.stat()
     root = dovecot.mail_dir / f".{folder}" if folder else dovecot.mail_dir  # Maildir++
+    for part in ("tmp", "new", "cur"):
+        if not (root / part).is_dir():
+            (root / part).mkdir(parents=True, exist_ok=True)
+            os.chown(root / part, owner.st_uid, owner.st_gid)
     path = root / "new" / name
     tmp = root / "tmp" / name
     tmp.write_bytes(raw)
