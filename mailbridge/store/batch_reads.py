@@ -8,7 +8,8 @@ threads started in the minute before (the flood cap), whether a new reference is
 and the place in the agent's queue. On PostgreSQL each was a round trip, five of the
 seven per message of a mailbox catching up. `BatchReads` asks each question once for a
 batch (`Ingestor.ingest_many`: all its customers, all its flood-cap windows, a handful of
-references, each agent's queue head) and answers the messages from memory, adding the
+references; each agent's queue counted once, and read up to `QUEUE_CAP` only when shorter
+than that) and answers the messages from memory, adding the
 threads the transaction opens as `Tx.insert` reports them. So a message sees what it saw
 before: the rows committed when its transaction read them, and the threads opened before
 it in the same transaction.
@@ -118,8 +119,8 @@ class BatchReads:
         behind it (threads are only added), which then need no reading at all."""
         self._free_ids: list[str] = []
         self.batched = False
-        """Whether `start_batch` was called (and nothing forgotten since): only then is each
-        agent's queue head read."""
+        """Whether `start_batch` was called (and nothing forgotten since): only then are
+        places in the agents' queues answered here (`queue_ahead`)."""
         self._batch_size = 1
 
     def start_batch(self, customers: Sequence[str], moments: Sequence[datetime]) -> None:
