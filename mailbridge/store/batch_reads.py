@@ -9,10 +9,9 @@ and the place in the agent's queue. On PostgreSQL each was a round trip, five of
 seven per message of a mailbox catching up. `BatchReads` asks each question once for a
 batch (`Ingestor.ingest_many`: all its customers, all its flood-cap windows, a handful of
 references; each agent's queue counted once, and read up to `QUEUE_CAP` only when shorter
-than that) and answers the messages from memory, adding the
-threads the transaction opens as `Tx.insert` reports them. So a message sees what it saw
-before: the rows committed when its transaction read them, and the threads opened before
-it in the same transaction.
+than that) and answers the messages from memory, adding the threads the transaction opens
+as `Tx.insert` reports them. So a message sees what it saw before: the rows committed when
+its transaction read them, and the threads opened before it in the same transaction.
 
 Anything else that changes threads in the transaction (an agent's reply, a command, the
 ORM session) calls `forget`: later questions go to the database again, one by one.
