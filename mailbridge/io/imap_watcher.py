@@ -187,6 +187,9 @@ class ImapWatcher:
         self._client: IMAPClient | None = None
         self._thread: threading.Thread | None = None
         self._backoff = Backoff(initial=1.0, cap=120.0)
+        self._adopted: set[int] = set()
+        """UIDVALIDITYs whose unnamed rows this watcher adopted (`_start_point`): once each,
+        not at every reconnect."""
         self._throttle = Throttle(throttle_backoff)
 
     # -- lifecycle ------------------------------------------------------------
@@ -319,10 +322,12 @@ class ImapWatcher:
         messages older than the backfill window are left alone. What was recorded before
         sources named their account is this account's if its UIDVALIDITY is this one's."""
         account = self.settings.account
-        adopted = self.store.adopt_unnamed(account, self.mailbox, uidvalidity)
-        if adopted:
-            log.info("imap %s", fields(event="adopted", mailbox=self.mailbox,
-                                       uidvalidity=uidvalidity, messages=adopted))
+        if uidvalidity not in self._adopted:
+            adopted = self.store.adopt_unnamed(account, self.mailbox, uidvalidity)
+            self._adopted.add(uidvalidity)
+            if adopted:
+                log.info("imap %s", fields(event="adopted", mailbox=self.mailbox,
+                                           uidvalidity=uidvalidity, messages=adopted))
         cursor = self.store.cursor(account, self.mailbox)
         if cursor is not None and cursor[0] == uidvalidity:
             return cursor[1]
