@@ -189,21 +189,27 @@ class BatchReads:
             self.read_started([since])
         return self._started[since] + sum(opened >= since for opened in self._opened)
 
-    def queue_ahead(self, agent: str, *, due: datetime, since: datetime) -> int:
-        """How many threads awaiting `agent` (lower case) come before one due at `due` and
-        waiting since `since`, at most `QUEUE_CAP` (see `Tx.queue_ahead`)."""
+    def queue_ahead(self, agent: str, *, due: datetime, since: datetime,
+                    thread_id: str) -> int:
+        """How many threads awaiting `agent` (lower case) come before thread `thread_id`,
+        due at `due` and waiting since `since`, at most `QUEUE_CAP` (see `Tx.queue_ahead`).
+
+        One indexed count (`QUEUE_AHEAD`), except in a batch (`start_batch`), whose places
+        are those of new threads, not yet written: there a queue found shorter than
+        `QUEUE_CAP` is read once and its later places counted in memory."""
         place = _place(due, since)
         full = self._full.get(agent)
         if full is not None and place >= full:
             return QUEUE_CAP  # behind a place that already had QUEUE_CAP ahead of it
-        head = self._queues.get(agent)
+        head = self._queues.get(agent) if self.batched else None
         if head is None:
-            if full is None:  # first asked: a long queue is answered by one count
-                (count,), = self._rows(QUEUE_AHEAD, {"agent": agent, "due": due, "since": since,
-                                                     "thread_id": ""})
-                if count >= QUEUE_CAP:
-                    self._full[agent] = place
-                    return QUEUE_CAP
+            (count,), = self._rows(QUEUE_AHEAD, {"agent": agent, "due": due, "since": since,
+                                                 "thread_id": thread_id})
+            if count >= QUEUE_CAP:
+                self._full[agent] = place
+                return QUEUE_CAP
+            if not self.batched:
+                return int(count)
             head = self._queues[agent] = sorted(
                 _place(due, since) for due, since in self._rows(QUEUE_HEAD, {"agent": agent}))
         return min(QUEUE_CAP, bisect.bisect_right(head, place))

@@ -3,7 +3,7 @@
 Public API: the table handles `MESSAGES`, `THREADS`, `KNOWN_IDS`, `COUNTERS`, `CURSORS`,
 `OUTBOX`; `OPEN_STATES` (the thread states that count as open); `RECENT_LIMIT`; the
 prebuilt statements `RECORDED_UIDS`, `RECENT_THREADS`, `THREAD_CUSTOMER`,
-`THREADS_STARTED`, `LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `COUNTER`, `ADD_TO_COUNTER`,
+`LAST_AGENT`, `QUEUE_AHEAD`, `TAKE_TURN`, `COUNTER`, `ADD_TO_COUNTER`,
 `CURSOR`, `MOVE_CURSOR`, with their parameters bound by name; `known_ids_query(count)` and
 `insert_query(table)`, cached.
 
@@ -42,8 +42,6 @@ RECENT_THREADS = (select(_t.id, _t.subject_key, _t.created_at, _t.state)
                   .where(_t.customer == bindparam("customer"), _t.created_at >= bindparam("since"))
                   .order_by(_t.created_at.desc()).limit(RECENT_LIMIT))
 THREAD_CUSTOMER = select(_t.customer).where(_t.id == bindparam("thread_id"))
-THREADS_STARTED = select(func.count()).select_from(THREADS).where(
-    _t.created_at >= bindparam("since"))
 LAST_AGENT = (select(_t.agent_email, _t.created_at).where(_t.customer == bindparam("customer"))
               .order_by(_t.created_at.desc()).limit(1))
 TAKE_TURN = (update(COUNTERS).where(COUNTERS.c.name == bindparam("counter"))

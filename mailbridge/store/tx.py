@@ -32,7 +32,6 @@ from mailbridge.store.statements import (
     MOVE_CURSOR,
     OPEN_STATES,
     OUTBOX,
-    QUEUE_AHEAD,
     RECORDED_UIDS,
     TAKE_TURN,
     THREAD_CUSTOMER,
@@ -373,12 +372,8 @@ class Tx:
         do not count each other's thread until it is written, which costs at most a place
         promised one too early in that moment.
         """
-        if self.reads.batched:
-            return self.reads.queue_ahead(agent_email.lower(), due=due, since=since)
-        row = self._first_plain(QUEUE_AHEAD, {"agent": agent_email.lower(), "due": due,
-                                              "since": since, "thread_id": thread_id})
-        assert row is not None
-        return int(row[0])
+        return self.reads.queue_ahead(agent_email.lower(), due=due, since=since,
+                                      thread_id=thread_id)
 
     def round_robin_turn(self) -> int:
         """The next turn of the round-robin counter, which breaks ties between equally
@@ -423,10 +418,9 @@ class Tx:
             self._known_read.add(values["message_id"])
         if table is THREADS:
             self.reads.thread_opened(values)
-        if table is THREADS and self._open_counts is not None \
-                and values.get("state") in OPEN_STATES:
-            agent = str(values.get("agent_email", "")).lower()
-            self._open_counts[agent] = self._open_counts.get(agent, 0) + 1
+            if self._open_counts is not None and values.get("state") in OPEN_STATES:
+                agent = str(values.get("agent_email", "")).lower()
+                self._open_counts[agent] = self._open_counts.get(agent, 0) + 1
 
     def add(self, row: SQLModel) -> None:
         self.session.add(row)
