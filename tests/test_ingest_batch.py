@@ -54,9 +54,21 @@ def shape(outcomes: list[Outcome]) -> list[tuple[str, str | None, int | None, bo
     return rows
 
 
-def test_a_batch_decides_as_one_message_at_a_time_does(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def batch_store_url(request: pytest.FixtureRequest) -> str:
+    """Where the batch is recorded: SQLite in memory, or a fresh PostgreSQL database (where
+    the batch's reads and its held-back writes take other paths: `store.batch_reads`,
+    psycopg's pipeline)."""
+    if request.param == "sqlite":
+        return "sqlite://"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+def test_a_batch_decides_as_one_message_at_a_time_does(tmp_path: Path,
+                                                       batch_store_url: str) -> None:
     """Same rules, same threads, same spread over the agents, the cursor past the last UID."""
-    alone, batched = Store.open("sqlite://"), Store.open("sqlite://")
+    alone, batched = Store.open("sqlite://"), Store.open(batch_store_url)
     try:
         one, many = Desk(tmp_path, alone), Desk(tmp_path, batched)
         expected = []
