@@ -24,7 +24,6 @@ import argparse
 import compileall
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.backlog import Outcome, backlog, database, plain_mail
-from benchmarks.results import append
+from benchmarks.results import append, spread
 from tests.daemon import REPO
 
 PARTS = ("mailbridge", "templates")
@@ -66,11 +65,6 @@ def compiled(tree: Path) -> Path:
     if not compileall.compile_dir(tree / "mailbridge", quiet=1):
         raise SystemExit(f"{tree}: the package does not compile")
     return tree
-
-
-def spread(values: list[float], fmt: str) -> str:
-    return (f"{statistics.median(values):{fmt}} "
-            f"({min(values):{fmt}}–{max(values):{fmt}})")
 
 
 def table(trees: list[Tree]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,13 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 def machine() -> str:
     return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, {platform.system()} {platform.release()}")
+
+
+def spread(values: list[float], fmt: str, unit: str = "") -> str:
+    """The median of `values` with their range, each as `fmt` says, `unit` after the median:
+    "2.13 ms (1.97–2.14)"."""
+    return (f"{statistics.median(values):{fmt}}{unit} "
+            f"({min(values):{fmt}}–{max(values):{fmt}})")
 
 
 def append(name: str, command: str, body: str) -> str:

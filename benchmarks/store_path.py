@@ -37,7 +37,7 @@ from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.results import append
+from benchmarks.results import append, spread
 from mailbridge.clock import FakeClock
 from mailbridge.config import load_config
 from mailbridge.core.model import InboundMessage
@@ -189,8 +189,7 @@ def table(results: dict[str, list[Round]]) -> str:
         cpu = [r.cpu_ms for r in rounds]
         trips = f"{rounds[0].round_trips:.1f}" if rounds[0].round_trips else "–"
         lines.append(f"| {name} | {len(rounds)} | {rounds[0].statements:.1f} | {trips} | "
-                     f"{rounds[0].commits:.2f} | {statistics.median(cpu):.2f} ms "
-                     f"({min(cpu):.2f}–{max(cpu):.2f}) | "
+                     f"{rounds[0].commits:.2f} | {spread(cpu, '.2f', ' ms')} | "
                      f"{statistics.median(r.wall_ms for r in rounds):.2f} ms |")
     return "\n".join(lines) + "\n"
 
