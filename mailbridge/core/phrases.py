@@ -49,7 +49,18 @@ class Phrase:
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{a})" for a in alternatives), re.IGNORECASE)
+    """One pattern of lower-case alternatives, searched in `_lower` text."""
+    return re.compile("|".join(f"(?:{a})" for a in alternatives))
+
+
+def _lower(text: str) -> str:
+    """`text` in lower case, one character for one (a match's place is the same in both,
+    so the words are given as written). The patterns are written in lower case and match
+    without re.IGNORECASE, which made every search about three times slower."""
+    lowered = text.lower()
+    if len(lowered) == len(text):  # lower() never shortens: each character gave one
+        return lowered
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)  # "İ" -> "i̇"
 
 
 _COLON = r"\s*[:：]"
@@ -203,7 +214,7 @@ _ABSENCE = _words(
 _DIAGNOSTICS = re.compile(
     r"^\s*(?:final-recipient|original-recipient|diagnostic-code|reporting-mta|remote-mta)\s*:"
     r"|\b[45]\d\d[- ][45]\.\d{1,3}\.\d{1,3}\b|^\s*<<<\s*[45]\d\d\b|^\s*>>>\s*rcpt to",
-    re.IGNORECASE | re.MULTILINE)
+    re.MULTILINE)
 _REPLY_PREFIX = re.compile(
     r"^\s*(?:re|aw|sv|antw|vs|odp|ynt|rif|fwd?|wg|tr|doorst|rv|enc|vl|pd|返信|転送|回复|转发)"
     r"\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE)
@@ -215,7 +226,7 @@ _QUOTE_START = re.compile(
     r"|^\s*begin forwarded message|^\s*_{10,}\s*$"
     r"|^.{0,200}\b(?:wrote|schrieb|a écrit|escribió|ha scritto|escreveu|schreef)\s*:\s*$"
     r"|^\s*(?:from|von|de|da|van|差出人)\s*:.*\n\s*(?:sent|gesendet|envoyé|enviado|inviato"
-    r"|verzonden|date|datum|送信日時)\s*:", re.IGNORECASE | re.MULTILINE)
+    r"|verzonden|date|datum|送信日時)\s*:", re.MULTILINE)
 OPENING = 2000
 """How many characters of the sender's own words are searched for phrases."""
 
@@ -231,20 +242,21 @@ def subject_phrase(subject: str) -> Phrase | None:
     if reply_prefix(subject):
         return None
     text = " ".join(subject.split())
+    lowered = _lower(text)
     for kind, pattern in _SET_SUBJECTS:
-        found = pattern.match(text)
+        found = pattern.match(lowered)
         if found:
-            return Phrase(kind, found.group(0).strip(), decisive=True)
+            return Phrase(kind, _written(text, found), decisive=True)
     for kind, pattern in _SUBJECT_HINTS:
-        found = pattern.search(text)
+        found = pattern.search(lowered)
         if found:
-            return Phrase(kind, found.group(0).strip())
+            return Phrase(kind, _written(text, found))
     return None
 
 
 def own_text(text: str) -> str:
     """The sender's own words: the text above the first quoted line or forward marker."""
-    found = _QUOTE_START.search(text)
+    found = _QUOTE_START.search(_lower(text))
     return text[:found.start()] if found else text
 
 
@@ -253,16 +265,23 @@ def text_phrase(text: str) -> Phrase | None:
     own words), challenge requests first; a statement of absence ("I am out of the
     office") last, as a weak phrase."""
     opening = " ".join(text[:OPENING].split())
+    lowered = _lower(opening)
     for kind, pattern in _TEXT:
-        found = pattern.search(opening)
+        found = pattern.search(lowered)
         if found:
-            return Phrase(kind, found.group(0).strip())
-    found = _ABSENCE.search(opening)
-    return Phrase(AUTO_REPLY, found.group(0).strip(), weak=True) if found else None
+            return Phrase(kind, _written(opening, found))
+    found = _ABSENCE.search(lowered)
+    return Phrase(AUTO_REPLY, _written(opening, found), weak=True) if found else None
 
 
 def diagnostics(text: str) -> str:
     """A delivery report's field or an SMTP reply in `text` ("Diagnostic-Code:", "550
     5.1.1"), as written; "" when there is none."""
-    found = _DIAGNOSTICS.search(text[:OPENING * 4])
-    return " ".join(found.group(0).split()) if found else ""
+    opening = text[:OPENING * 4]
+    found = _DIAGNOSTICS.search(_lower(opening))
+    return " ".join(_written(opening, found).split()) if found else ""
+
+
+def _written(text: str, found: re.Match[str]) -> str:
+    """What `found` (a match in `_lower(text)`) matched, as `text` writes it."""
+    return text[found.start():found.end()].strip()

@@ -4,6 +4,7 @@ challenge requests, calendar replies and vendor fields."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -437,3 +438,28 @@ def test_suppress_all_is_no_evidence_beside_a_persons_absence_note() -> None:
 def test_the_new_rules_say_the_mail_is_automatic() -> None:
     """Bounces, challenges and calendar replies by content count as automatic mail."""
     assert {"bounce_text", "challenge", "calendar_reply"} <= AUTOMATIC_RULES
+
+
+# --- how phrases are matched -------------------------------------------------------------
+
+
+def test_phrases_are_reported_as_written_whatever_their_case() -> None:
+    """Phrases match in any case and the reason quotes the mail's own words, also when a
+    letter before them lowers to two ("İ" becomes "i̇")."""
+    text = "İSTANBUL OFFICE. YOUR MESSAGE COULD NOT BE DELIVERED to p.lang@fabrikam.example"
+    rule, detail = decide(message(subject="DELIVERY FAILURE", text=text))
+    assert rule == "bounce_text"
+    assert "text 'YOUR MESSAGE COULD NOT BE DELIVER'" in detail  # the pattern's words
+    assert "subject 'DELIVERY FAILURE'" in detail
+
+
+def test_phrase_patterns_are_written_in_lower_case() -> None:
+    """The patterns match lower-cased text without re.IGNORECASE: an upper-case letter in
+    one could never match."""
+    from mailbridge.core import phrases
+    patterns = [p for _, p in (*phrases._SET_SUBJECTS, *phrases._SUBJECT_HINTS,
+                               *phrases._TEXT)]
+    patterns += [phrases._ABSENCE, phrases._DIAGNOSTICS, phrases._QUOTE_START]
+    for pattern in patterns:
+        letters = re.sub(r"\\.", "", pattern.pattern)  # escapes such as \S are not letters
+        assert letters == letters.lower(), pattern.pattern[:60]
