@@ -19,7 +19,7 @@ from imapclient import IMAPClient
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.dialects import sqlite
 
-from mailbridge.io.imap_watcher import _IdleClient
+from mailbridge.io.imap_client import WatchClient
 from mailbridge.store.direct import Direct
 
 _TABLE = Table("t", MetaData(), Column("id", Integer, primary_key=True),
@@ -74,10 +74,10 @@ def test_imapclient_internals_the_watcher_uses(imap_greeter: int) -> None:
     """The watcher overrides IMAPClient._poll_socket and reads IMAPClient._imap's buffer and
     untagged responses."""
     assert "_poll_socket" in vars(IMAPClient), \
-        "IMAPClient._poll_socket moved: io/imap_watcher.py's _IdleClient overrides it"
+        "IMAPClient._poll_socket moved: io/imap_client.py's WatchClient overrides it"
     params = list(inspect.signature(IMAPClient._poll_socket).parameters)
     assert params[:3] == ["self", "sock", "timeout"], params
-    client = _IdleClient("127.0.0.1", port=imap_greeter, ssl=False, timeout=5)
+    client = WatchClient("127.0.0.1", port=imap_greeter, ssl=False, timeout=5)
     try:
         inner = client._imap
         assert isinstance(inner, imaplib.IMAP4), "IMAPClient._imap is no longer imaplib's"
@@ -85,6 +85,24 @@ def test_imapclient_internals_the_watcher_uses(imap_greeter: int) -> None:
         assert hasattr(inner.file, "peek"), "imaplib's reader is no longer buffered"
     finally:
         client.shutdown()
+
+
+def test_imapclient_internals_the_watchers_fetch_uses() -> None:
+    """WatchClient.fetch is IMAPClient.fetch step for step with another response reader: the
+    helpers and imaplib internals it calls are still there (tests/io/test_imap_fetch.py
+    compares the two against a real Dovecot)."""
+    from imapclient import imapclient, util
+    missing = [name for name, owner in (("join_message_ids", imapclient),
+                                        ("seq_to_parenstr_upper", imapclient),
+                                        ("to_ints", util), ("_checkok", IMAPClient),
+                                        ("_command", imaplib.IMAP4),
+                                        ("_command_complete", imaplib.IMAP4),
+                                        ("_untagged_response", imaplib.IMAP4))
+               if not hasattr(owner, name)]
+    assert not missing, f"io/imap_client.py's WatchClient.fetch needs {missing}"
+    fetch = inspect.getsource(IMAPClient.fetch)
+    assert "parse_fetch_response(data, self.normalise_times, self.use_uid)" in fetch, \
+        "IMAPClient.fetch changed: compare io/imap_client.py's WatchClient.fetch with it"
 
 
 def test_smtplib_attributes_the_pipelined_send_uses() -> None:

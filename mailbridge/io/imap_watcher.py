@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -44,6 +43,7 @@ from mailbridge.config import ImapSettings
 from mailbridge.core.model import InboundMessage, Report
 from mailbridge.errors import TransientError
 from mailbridge.io.backoff import Backoff
+from mailbridge.io.imap_client import WatchClient
 from mailbridge.io.imap_connect import (
     Throttle,
     TokenSource,
@@ -96,38 +96,6 @@ class Supervision(Protocol):
 
     def restarted(self) -> None:
         """The session starts again after that error."""
-
-
-class _IdleClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
-    """IMAPClient whose IDLE wait also sees responses already read into its buffer.
-
-    `idle_check` polls the socket, but imaplib reads through a buffered file: when
-    the server sends "+ idling" and "* 3 EXISTS" in one segment, the EXISTS sits in
-    the buffer, the socket looks idle, and the new mail would wait for the next
-    packet (Dovecot's keepalive comes every two minutes). A pending `wakeup` ends the
-    wait too, as if nothing had come: the watcher sees it is pending.
-    """
-
-    wakeup: Wakeup | None = None
-
-    def _poll_socket(self, sock: socket.socket, timeout: float | None = None) -> Any:
-        if _buffered(self._imap.file):
-            return [(sock.fileno(), select.POLLIN)]
-        if self.wakeup is None:
-            return super()._poll_socket(sock, timeout)
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        poller.register(self.wakeup.fileno(), select.POLLIN)
-        events = poller.poll(None if timeout is None else timeout * 1000)
-        return [event for event in events if event[0] == sock.fileno()]
-
-
-def _buffered(reader: Any) -> bool:
-    """Whether `reader` holds unread bytes; only called while the socket is non-blocking."""
-    try:
-        return bool(reader.peek(1))
-    except (OSError, ValueError):  # nothing buffered and the socket would block
-        return False
 
 
 def _aware(value: Any) -> datetime | None:
@@ -284,7 +252,7 @@ class ImapWatcher:
     # -- one session ------------------------------------------------------------
 
     def _connect(self) -> IMAPClient:
-        client = open_client(self.settings, _IdleClient)
+        client = open_client(self.settings, WatchClient)
         client.wakeup = self._wakeup
         self._client = client  # from here on, stop() can end a slow login
         log_in(client, self.settings, self.tokens)
