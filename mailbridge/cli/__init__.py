@@ -15,6 +15,7 @@ top layer: it may import every other package of mailbridge; nothing imports it.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -120,7 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         args.file = args.file or args.config_option
     try:
-        module = importlib.import_module(f"mailbridge.cli.{args.command.replace('-', '_')}")
+        # Importing a command (for `run`: SQLAlchemy, pydantic, jinja2 ...) makes objects
+        # that live as long as the process. Collecting while importing found nothing to free
+        # and took 7 % of the daemon's start-up CPU; frozen, no collection walks them again.
+        gc.disable()
+        try:
+            module = importlib.import_module(f"mailbridge.cli.{args.command.replace('-', '_')}")
+        finally:
+            gc.freeze()
+            gc.enable()
         code: int = module.command(args)
         return code
     except ConfigError as exc:
