@@ -26,12 +26,12 @@ from imapclient.response_parser import parse_fetch_response
 from imapclient.response_types import BodyData
 
 _TOKEN = re.compile(rb"""
-    [ \t\r\n]*+                                           # imapclient's whitespace
+    [ \t\r\n]*+                                      # imapclient's whitespace
     (?:
-        (\() | (\))                                            # open, close
-      | ("(?:[^"\\]|\\.)*+")                                    # quoted, quotes kept
-      | ((?:[^\x00-\x20()%"\[]|\[[^\]]*+\])++)(?!")  # atom: BODY[HEADER.FIELDS (TO)]
-      | ([\s\S])                                               # anything else: not ours
+        (\() | (\))                                       # open, close
+      | ("(?:[^"\\]|\\.)*+")                               # quoted, quotes kept
+      | ((?:[^\x00-\x20()%"\[]|\[[^\]]*+\])++)(?!")     # atom, BODY[HEADER.FIELDS (TO)]
+      | ([\s\S])                                          # anything else: not ours
     )""", re.VERBOSE)
 _ESCAPE = re.compile(rb'\\([\\"])')
 
@@ -85,7 +85,7 @@ def _atom(token: bytes, literal: bytes | None) -> Any:
     if token == b"NIL":
         return None
     if token[:1] == b"{":
-        # Only the record's last token, "{size}" (imaplib split the literal off after it).
+        # "{size}" ends the record; imaplib split off the literal that follows it.
         if literal is None or token[-1:] != b"}" or token[1:-1] != str(len(literal)).encode():
             raise _Unread
         return literal
