@@ -34,8 +34,10 @@ def _serve(config: Config) -> int:
                journal=logs.under_journald(sys.stdout))
     # The sender mostly waits on SMTP replies; after each it needs the GIL back from the
     # IMAP thread, which works without pause through a backlog. Python's default of 5 ms
-    # per hand-over let acks trail the reading; 0.1 ms measured best (benchmarks/RESULTS.md).
-    sys.setswitchinterval(0.0001)
+    # per hand-over let acks trail the reading. 0.1 ms, chosen when each ack went out on its
+    # own, now made the threads trade the GIL so often that the trading cost a tenth of the
+    # daemon's CPU; 1 ms keeps the backlog's pace without it (benchmarks/RESULTS.md).
+    sys.setswitchinterval(0.001)
     service = Service(config)
     # What start-up made (modules, classes, the config) lives as long as the process: out of
     # the collector's way, a full collection no longer walks it. A young generation ten times
