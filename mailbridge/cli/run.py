@@ -42,7 +42,7 @@ def _serve(config: Config) -> int:
     # What start-up made (modules, classes, the config) lives as long as the process: out of
     # the collector's way, a full collection no longer walks it. A young generation ten times
     # Python's default is collected a tenth as often: with both, the collector took 0.09
-    # instead of 0.28 s of a 5,000-message backlog's 10 s CPU (benchmarks/RESULTS.md).
+    # instead of 0.28 s of a 5,000-message backlog's 10 s of CPU.
     gc.freeze()
     gc.set_threshold(7000, 10, 10)
     return asyncio.run(service.serve())
