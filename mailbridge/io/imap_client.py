@@ -8,7 +8,7 @@ Public API: `WatchClient`.
   packet (Dovecot's keepalive comes every two minutes). A pending `wakeup` (a push from the
   mail server) ends the wait too, as if nothing had come: the watcher sees it is pending.
 - **FETCH responses are read by `mailbridge.io.imap_fetch`**, which returns what imapclient
-  returns, in a sixth of the time for what the watcher fetches.
+  returns in under half the time (the watcher's FETCH of one message: 120 -> 53 µs).
 
 Both lean on imapclient's internals (`_poll_socket`, `_imap`, `_checkok`, the helpers its
 `fetch` uses); pyproject.toml caps imapclient at the tested release and

@@ -3,9 +3,10 @@
 imapclient's lexer reads a response one byte at a time in Python. For what the watcher fetches
 of each new message (UID, size, INTERNALDATE, BODYSTRUCTURE and the header block) that took
 about 120 µs, the largest single share of the daemon's CPU per acknowledgement outside the
-store. Here one regular expression splits each line into tokens, and the values are built as
-imapclient builds them: its `BodyData` for BODY and BODYSTRUCTURE, its INTERNALDATE
-conversion, numbers as int, NIL as None, quoted strings unescaped, literals in place.
+store; read here, 53 µs. One regular expression splits each line into tokens, and the values
+are built as imapclient builds them: its `BodyData` for BODY and BODYSTRUCTURE, its
+INTERNALDATE conversion, numbers as int, NIL as None, quoted strings unescaped, literals in
+place.
 
 Anything this reader does not take exactly as imapclient would (a stray parenthesis, a
 quoted string glued to an atom, "%", a control character, a literal out of place, a reply
