@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from mailbridge.core import phrases
 from mailbridge.core.model import Address, InboundMessage
 from mailbridge.core.rules import AUTOMATIC_RULES, RuleContext, RulePolicy, evaluate
 
@@ -456,7 +457,6 @@ def test_phrases_are_reported_as_written_whatever_their_case() -> None:
 def test_phrase_patterns_are_written_in_lower_case() -> None:
     """The patterns match lower-cased text without re.IGNORECASE: an upper-case letter in
     one could never match."""
-    from mailbridge.core import phrases
     patterns = [p for _, p in (*phrases._SET_SUBJECTS, *phrases._SUBJECT_HINTS,
                                *phrases._TEXT)]
     patterns += [phrases._ABSENCE, phrases._DIAGNOSTICS, phrases._QUOTE_START]

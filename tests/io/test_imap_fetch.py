@@ -102,8 +102,9 @@ def test_any_token_soup_reads_as_imapclient_reads_it(lines: list[bytes],
     """Whatever a line holds, the result or the kind of error is imapclient's."""
     data: list[Any] = [line if literal is None else (line, literal)
                        for line, literal in zip(lines, literals, strict=False)]
-    same([b"1 (UID 5 X " + data[0] if isinstance(data[0], bytes) else data[0], *data[1:]])
     same(data)
+    if isinstance(data[0], bytes):  # the soup inside a message's items, as a server sends
+        same([b"1 (UID 5 X " + data[0], *data[1:]])
 
 
 def test_every_corpus_message_fetched_from_dovecot_reads_alike(dovecot: Dovecot) -> None:
