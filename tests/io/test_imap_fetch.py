@@ -58,6 +58,15 @@ BODYSTRUCTURE = (
     # Items in lower case; INTERNALDATE the server garbled; a quoted "NIL".
     [b'2 (uid 9 internaldate "not a date" x-word "NIL" bodystructure ("TEXT" "PLAIN" NIL NIL'
      b' NIL "8BIT" 3 1 NIL NIL NIL NIL))'],
+    # Shapes of other servers: a short header block as a quoted string instead of a literal,
+    # a space-padded day in INTERNALDATE, MODSEQ and unsolicited FLAGS for another message,
+    # Exchange's language and location extensions, an empty quoted boundary.
+    [b'7 (UID 70 BODY[HEADER] "Subject: x\\r\\n" INTERNALDATE " 7-Dec-2026 09:01:02 -0800"'
+     b" MODSEQ (12345))", b"8 (FLAGS (\\Seen) MODSEQ (12346))"],
+    [b'9 (BODYSTRUCTURE (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1 NIL NIL'
+     b' "en-US" NIL)("APPLICATION" "PDF" ("NAME" "a.pdf") NIL NIL "BASE64" 100 NIL'
+     b' ("attachment" ("FILENAME" "a.pdf")) NIL NIL) "MIXED" ("BOUNDARY" "") NIL "en-US"'
+     b" NIL) UID 90)"],
     # Malformed: unbalanced, stray parenthesis, a quote glued to an atom, "%", a control
     # character, a literal of the wrong size, odd item counts, no message number, [None].
     [b"1 (UID 2 FLAGS (\\Seen)"], [b"1 (UID 2))"], [b'1 (UID 2 X-A b"c")'],
